@@ -1,0 +1,1 @@
+"""kmm's benchmarks: `make bench` (python -m bench)."""

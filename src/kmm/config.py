@@ -1,0 +1,1236 @@
+"""kmm's configuration: frozen pydantic models, a YAML file and ``KMM__SECTION__FIELD`` overrides.
+
+Theory of operation
+-------------------
+:func:`load_config` builds one :class:`KmmConfig` in three steps, gathering every problem it
+finds before it gives up, so that a bad file is fixed in one pass:
+
+1. **Read.** The YAML file (optional) is parsed by a safe loader that reads every decimal
+   number as a :class:`~decimal.Decimal` straight from its source text (``0.1`` contracts never
+   passes through ``float``) and refuses duplicate keys. The top level must be a mapping of
+   sections; a section left empty (``strategy:`` with every field commented out) means "all
+   defaults".
+2. **Override.** Each environment variable ``KMM__SECTION__FIELD`` sets ``section.field``. Its
+   value is read as a YAML scalar or flow sequence (``KMM__MARKETS__TICKERS=[A,B]``), except for
+   text and path fields, which take the raw string. A variable naming an unknown section or
+   field is a problem that names the variable.
+3. **Validate.** Pydantic validates the merged mapping. Each of its errors becomes one line,
+   ``section.field: reason, got <value>`` (``strategy.gamma: must be > 0, got -1``), with
+   ``(from KMM__...)`` appended when the value came from the environment.
+
+The problems are raised together as one :class:`~kmm.errors.ConfigError`; the CLI prints one
+per line and exits with status 2.
+
+Units are in the field names: ``_s`` seconds, ``_ms`` milliseconds, ``_cents`` cents of YES price
+(steps of 0.01¢ = $0.0001), ``_contracts`` contracts (steps of 0.01), ``_dollars`` dollars (steps
+of $0.0001). Prices, counts and money are ``Decimal`` in the config and are converted exactly to
+kmm's integer units (:mod:`kmm.types`) by properties on the models (``StrategyConfig.base_qty``,
+``RiskConfig.max_daily_loss`` ...). Floats appear only for the strategy's maths and durations.
+
+Secrets are held by reference only: ``auth`` names a key file or an environment variable, and a
+configuration that holds a PEM itself is refused without echoing it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from collections.abc import Hashable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from kmm.errors import ConfigError
+from kmm.kalshi.constants import ENV_HOSTS
+from kmm.types import MONEY_SCALE, ONE_CENT, QTY_SCALE, Money, Price, Qty
+
+__all__ = [
+    "ENV_PREFIX",
+    "AuthConfig",
+    "ExecutionConfig",
+    "KmmConfig",
+    "LogLevel",
+    "MarketsConfig",
+    "RecordConfig",
+    "RiskConfig",
+    "Scenario",
+    "SimConfig",
+    "StrategyConfig",
+    "TierName",
+    "VenueConfig",
+    "load_config",
+    "mask_key_id",
+    "masked_dump",
+    "render_example",
+]
+
+ENV_PREFIX: Final = "KMM__"
+"""Environment variables ``KMM__SECTION__FIELD`` override ``section.field``."""
+
+_PEM_MARKER: Final = "PRIVATE KEY"
+_NS_PER_S: Final = 1_000_000_000
+_NS_PER_MS: Final = 1_000_000
+_MAX_SHOWN: Final = 80
+
+TierName = Literal["basic", "advanced", "expert", "premier", "paragon", "prime", "prestige"]
+"""The usage tiers of :data:`kmm.kalshi.constants.TIERS` (a test keeps the two equal)."""
+Scenario = Literal["calm", "trending", "jump", "thin", "near_close", "settlement"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _refuse_bool(value: object) -> object:
+    # pydantic's lax mode would read `gamma: yes` as 1.0; a boolean is never a number here.
+    if isinstance(value, bool):
+        raise PydanticCustomError("kmm_bool_number", "must be a number, not a boolean")
+    return value
+
+
+def _decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _steps(places: int, unit: str) -> AfterValidator:
+    def check(value: Decimal) -> Decimal:
+        if _decimal_places(value) > places:
+            raise PydanticCustomError(
+                "kmm_precision", "must be in steps of {unit}", {"unit": unit, "places": places}
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+_Real = Annotated[float, BeforeValidator(_refuse_bool)]
+_Whole = Annotated[int, BeforeValidator(_refuse_bool)]
+_Contracts = Annotated[Decimal, _steps(2, "0.01 contract")]
+_Cents = Annotated[Decimal, _steps(2, "0.01¢ ($0.0001)")]
+_Dollars = Annotated[Decimal, _steps(4, "$0.0001")]
+
+
+def _qty(contracts: Decimal) -> Qty:
+    return int(contracts * QTY_SCALE)
+
+
+def _price(cents: Decimal) -> Price:
+    return int(cents * ONE_CENT)
+
+
+def _money(dollars: Decimal) -> Money:
+    return int(dollars * MONEY_SCALE)
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * _NS_PER_S)
+
+
+def _not_below(info: ValidationInfo, value: Any, other: str, strict: bool = False) -> None:
+    """Raises a cross-field error unless ``value`` >= (or >) the already-validated ``other``."""
+    bound = info.data.get(other)
+    if bound is None or value > bound or (value == bound and not strict):
+        return
+    op = ">" if strict else ">="
+    raise PydanticCustomError(
+        "kmm_order",
+        "must be {op} {other} ({bound})",
+        {"op": op, "other": other, "bound": _show(bound)},
+    )
+
+
+def _not_above(info: ValidationInfo, value: Any, other: str) -> None:
+    """Raises a cross-field error unless ``value`` <= the already-validated ``other``."""
+    bound = info.data.get(other)
+    if bound is not None and value > bound:
+        raise PydanticCustomError(
+            "kmm_order", "must be <= {other} ({bound})", {"other": other, "bound": _show(bound)}
+        )
+
+
+def _find_pem(value: object, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Returns the path of the first string under ``value`` that holds a private key."""
+    if isinstance(value, str):
+        return path if _PEM_MARKER in value else None
+    if isinstance(value, Mapping):
+        items: list[tuple[str, object]] = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(f"[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return None
+    for key, item in items:
+        found = _find_pem(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+class _Section(BaseModel):
+    """Common settings: frozen, unknown keys refused, defaults validated, no NaN or infinity."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        allow_inf_nan=False,
+        coerce_numbers_to_str=True,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_private_keys(cls, data: Any) -> Any:
+        found = _find_pem(data, ())
+        if found is not None:
+            raise PydanticCustomError(
+                "kmm_private_key",
+                "holds a private key; keep the PEM in a file (auth.private_key_path) or an "
+                "environment variable (auth.private_key_env), never in the configuration",
+                {"kmm_field": ".".join(found).replace(".[", "[")},
+            )
+        return data
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class VenueConfig(_Section):
+    """Which exchange kmm talks to, and how."""
+
+    env: Literal["sim", "demo", "prod"] = Field(
+        default="sim",
+        description="The exchange: sim (the local Kalshi-compatible exchange), demo (Kalshi's "
+        "demo, play money) or prod (real money).",
+    )
+    rest_url: str | None = Field(
+        default=None,
+        description="REST base URL including /trade-api/v2. Null takes the environment's host "
+        "from kmm.kalshi.constants.",
+    )
+    ws_url: str | None = Field(
+        default=None,
+        description="Websocket URL including /trade-api/ws/v2. Null takes the environment's host "
+        "from kmm.kalshi.constants.",
+    )
+    request_timeout_s: _Real = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Timeout of one REST request, in seconds. An order write that times out is "
+        "treated as unknown and reconciled, never as rejected.",
+    )
+    reconnect_initial_s: _Real = Field(
+        default=0.5, gt=0, description="First delay before reconnecting the websocket, in seconds."
+    )
+    reconnect_max_s: _Real = Field(
+        default=30.0,
+        gt=0,
+        description="Longest delay between websocket reconnect attempts, in seconds (the delay "
+        "doubles, with jitter, up to this).",
+    )
+    subaccount: _Whole = Field(
+        default=0,
+        ge=0,
+        le=63,
+        description="Kalshi subaccount for orders and portfolio queries; 0 is the primary account.",
+    )
+    live: bool = Field(
+        default=False,
+        description="Must be true for kmm to send orders to prod (a guard against trading real "
+        "money by accident). Ignored for sim and demo.",
+    )
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http://", "https://"))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("ws://", "wss://"))
+
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _check_reconnect(cls, value: float, info: ValidationInfo) -> float:
+        _not_below(info, value, "reconnect_initial_s")
+        return value
+
+    @property
+    def trading_allowed(self) -> bool:
+        """Whether orders may be sent: always for sim and demo, only with ``live`` for prod."""
+        return self.env != "prod" or self.live
+
+    def rest_base(self) -> str:
+        """The REST base URL: ``rest_url`` if set, else the environment's default host."""
+        return self.rest_url or ENV_HOSTS[self.env].rest
+
+    def ws_base(self) -> str:
+        """The websocket URL: ``ws_url`` if set, else the environment's default host."""
+        return self.ws_url or ENV_HOSTS[self.env].ws
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(schemes) or any(c.isspace() for c in value):
+        raise PydanticCustomError(
+            "kmm_url", "must be a URL starting with {schemes}", {"schemes": " or ".join(schemes)}
+        )
+    return value.rstrip("/")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class AuthConfig(_Section):
+    """Credentials, by reference only: a key id, and a key file or an environment variable."""
+
+    key_id: str | None = Field(
+        default=None,
+        repr=False,
+        description="Kalshi API key id (a UUID). Not needed for sim. Shown masked in logs and in "
+        "the resolved config of a run.",
+    )
+    private_key_path: Path | None = Field(
+        default=None,
+        description="Path of the PEM file holding the RSA private key (~ is expanded). Set this "
+        "or private_key_env, not both.",
+    )
+    private_key_env: str | None = Field(
+        default=None,
+        description="Name of an environment variable holding the PEM private key. Set this or "
+        "private_key_path, not both.",
+    )
+
+    @field_validator("key_id")
+    @classmethod
+    def _check_key_id(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise PydanticCustomError("kmm_key_id", "must be a non-empty id without spaces")
+        return value
+
+    @field_validator("private_key_env")
+    @classmethod
+    def _check_key_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not _ENV_NAME.fullmatch(value):
+            raise PydanticCustomError("kmm_env_name", "must be an environment variable name")
+        if info.data.get("private_key_path") is not None:
+            raise PydanticCustomError(
+                "kmm_exclusive", "set only one of private_key_path and private_key_env"
+            )
+        return value
+
+    @property
+    def complete(self) -> bool:
+        """Whether a key id and a private key source are both configured."""
+        has_source = self.private_key_path is not None or self.private_key_env is not None
+        return self.key_id is not None and has_source
+
+    def describe(self) -> str:
+        """A one-line description safe to log, e.g. ``key a952…, private key from file k.pem``."""
+        if self.key_id is None and self.private_key_path is None and self.private_key_env is None:
+            return "no credentials"
+        key = f"key {mask_key_id(self.key_id)}" if self.key_id else "no key id"
+        if self.private_key_path is not None:
+            return f"{key}, private key from file {self.private_key_path}"
+        if self.private_key_env is not None:
+            return f"{key}, private key from environment variable {self.private_key_env}"
+        return f"{key}, no private key"
+
+    def private_key_pem(self, environ: Mapping[str, str]) -> bytes:
+        """Reads the PEM private key from the configured file or environment variable.
+
+        Args:
+            environ: The process environment (passed in, so tests need not touch os.environ).
+
+        Returns:
+            The PEM bytes, for ``cryptography``'s ``load_pem_private_key``.
+
+        Raises:
+            ConfigError: if no source is configured, the variable is unset, the file cannot be
+                read, or what was found is not a PEM private key.
+        """
+        if self.private_key_env is not None:
+            return _pem_from_env(self.private_key_env, environ)
+        if self.private_key_path is not None:
+            return _pem_from_file(self.private_key_path.expanduser())
+        raise ConfigError(
+            ["auth: no private key configured (set private_key_path or private_key_env)"]
+        )
+
+
+def _pem_from_env(name: str, environ: Mapping[str, str]) -> bytes:
+    text = environ.get(name)
+    if text is None:
+        raise ConfigError([f"auth.private_key_env: environment variable {name} is not set"])
+    if _PEM_MARKER not in text:
+        raise ConfigError([f"auth.private_key_env: {name} does not hold a PEM private key"])
+    return text.encode()
+
+
+def _pem_from_file(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"auth.private_key_path: cannot read {path}: {exc.strerror}"]) from None
+    if _PEM_MARKER.encode() not in data:
+        raise ConfigError([f"auth.private_key_path: {path} does not hold a PEM private key"])
+    return data
+
+
+def mask_key_id(key_id: str | None) -> str | None:
+    """Masks a key id for logs: its first 4 characters and an ellipsis (all masked if short)."""
+    if key_id is None:
+        return None
+    return f"{key_id[:4]}…" if len(key_id) > 8 else "…"
+
+
+def _split_list(value: object) -> object:
+    # `KMM__MARKETS__TICKERS=A,B` and `tickers:` (empty) are natural ways to write a list.
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _check_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for name in values:
+        if not name or any(c.isspace() for c in name):
+            raise PydanticCustomError("kmm_name", "'{name}' is not a valid name", {"name": name})
+        if name in seen:
+            raise PydanticCustomError("kmm_duplicate", "{name} is listed twice", {"name": name})
+        seen.add(name)
+    return values
+
+
+_Names = Annotated[tuple[str, ...], BeforeValidator(_split_list), AfterValidator(_check_names)]
+
+
+class MarketsConfig(_Section):
+    """Which markets to quote. All lists empty means every open market (up to max_markets)."""
+
+    tickers: _Names = Field(
+        default=(),
+        description="Market tickers to quote, e.g. [KXHIGHNY-26AUG20-B85.5]. A list, or a "
+        "comma-separated string in an environment override.",
+    )
+    series: _Names = Field(
+        default=(), description="Series tickers: quote the open markets of these series."
+    )
+    events: _Names = Field(
+        default=(), description="Event tickers: quote the open markets of these events."
+    )
+    max_markets: _Whole = Field(
+        default=20,
+        ge=1,
+        description="The most markets quoted at once; selection stops at this many.",
+    )
+
+
+class StrategyConfig(_Section):
+    """Avellaneda–Stoikov quoting: risk aversion, volatility and order-arrival estimates, sizes."""
+
+    gamma: _Real = Field(
+        default=0.5,
+        gt=0,
+        description="Risk aversion γ, in 1/(contract·dollar). Larger skews quotes harder against "
+        "inventory and widens the spread.",
+    )
+    kappa_default_per_dollar: _Real = Field(
+        default=50.0,
+        gt=0,
+        description="Order-arrival decay κ, in 1/dollar, used until enough trades are seen to "
+        "estimate it. Larger means fills fall off faster away from mid: a tighter spread.",
+    )
+    kappa_min_per_dollar: _Real = Field(
+        default=5.0, gt=0, description="Lower clamp of the estimated κ, in 1/dollar."
+    )
+    kappa_max_per_dollar: _Real = Field(
+        default=500.0, gt=0, description="Upper clamp of the estimated κ, in 1/dollar."
+    )
+    kappa_min_trades: _Whole = Field(
+        default=20,
+        ge=1,
+        description="Public trades needed in a market before its κ estimate is used.",
+    )
+    kappa_halflife_trades: _Real = Field(
+        default=50.0, gt=0, description="Half-life of the κ estimator's average, in trades."
+    )
+    horizon_s: _Real = Field(
+        default=3600.0,
+        gt=0,
+        description="Cap on the time horizon τ, in seconds: τ is the time to the market's close, "
+        "but never more than this.",
+    )
+    sigma_default_per_sqrt_s: _Real = Field(
+        default=0.001,
+        gt=0,
+        description="Volatility σ of the YES price, in dollars per √second, used until enough "
+        "mid changes are seen to estimate it.",
+    )
+    sigma_min_per_sqrt_s: _Real = Field(
+        default=0.0001, gt=0, description="Lower clamp of the estimated σ, in dollars per √second."
+    )
+    sigma_max_per_sqrt_s: _Real = Field(
+        default=0.01,
+        gt=0,
+        description="Upper clamp of σ, in dollars per √second (σ is also bounded by the p(1−p) "
+        "shape near 0 and 1).",
+    )
+    vol_halflife_s: _Real = Field(
+        default=300.0, gt=0, description="Half-life of the EWMA volatility estimate, in seconds."
+    )
+    vol_min_samples: _Whole = Field(
+        default=30,
+        ge=1,
+        description="Mid changes needed in a market before its σ estimate is used.",
+    )
+    order_size_contracts: _Contracts = Field(
+        default=Decimal(5),
+        gt=0,
+        description="Base size of each quote, in contracts (steps of 0.01), before the "
+        "inventory shaping by eta.",
+    )
+    lot_size_contracts: _Contracts = Field(
+        default=Decimal(1),
+        gt=0,
+        description="Quote sizes are rounded down to a multiple of this, in contracts.",
+    )
+    max_order_contracts: _Contracts = Field(
+        default=Decimal(10), gt=0, description="Largest size of one order, in contracts."
+    )
+    eta: _Real = Field(
+        default=0.05,
+        ge=0,
+        description="Inventory size shaping η, in 1/contract: the side that adds to the "
+        "position is quoted at order_size·exp(−η·|position|). 0 disables it.",
+    )
+    extreme_low_cents: _Cents = Field(
+        default=Decimal(5),
+        ge=0,
+        le=100,
+        description="Below this fair price, in cents, quote only the bid (or only the side that "
+        "reduces a position). 0 disables the band.",
+    )
+    extreme_high_cents: _Cents = Field(
+        default=Decimal(95),
+        ge=0,
+        le=100,
+        description="Above this fair price, in cents, quote only the ask (or only the side that "
+        "reduces a position). 100 disables the band.",
+    )
+    edge_cents: _Cents = Field(
+        default=Decimal(0),
+        ge=0,
+        description="Extra half-spread added on top of the model's (and of any maker fee), in "
+        "cents.",
+    )
+    fair_value: Literal["mid", "microprice"] = Field(
+        default="mid",
+        description="The price the quotes centre on: mid (average of best bid and ask) or "
+        "microprice (mid weighted by the sizes at the top).",
+    )
+
+    @field_validator("kappa_min_per_dollar", "sigma_min_per_sqrt_s")
+    @classmethod
+    def _check_min(cls, value: float, info: ValidationInfo) -> float:
+        _not_above(info, value, _default_name(info.field_name))
+        return value
+
+    @field_validator("kappa_max_per_dollar", "sigma_max_per_sqrt_s")
+    @classmethod
+    def _check_max(cls, value: float, info: ValidationInfo) -> float:
+        name = info.field_name or ""
+        _not_below(info, value, _default_name(name))
+        _not_below(info, value, name.replace("_max_", "_min_"))
+        return value
+
+    @field_validator("lot_size_contracts")
+    @classmethod
+    def _check_lot(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        _not_above(info, value, "order_size_contracts")
+        return value
+
+    @field_validator("max_order_contracts")
+    @classmethod
+    def _check_max_order(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        _not_below(info, value, "order_size_contracts")
+        return value
+
+    @field_validator("extreme_high_cents")
+    @classmethod
+    def _check_band(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        _not_below(info, value, "extreme_low_cents", strict=True)
+        return value
+
+    @property
+    def base_qty(self) -> Qty:
+        """``order_size_contracts`` in 0.01-contract units."""
+        return _qty(self.order_size_contracts)
+
+    @property
+    def lot_qty(self) -> Qty:
+        """``lot_size_contracts`` in 0.01-contract units."""
+        return _qty(self.lot_size_contracts)
+
+    @property
+    def max_order_qty(self) -> Qty:
+        """``max_order_contracts`` in 0.01-contract units."""
+        return _qty(self.max_order_contracts)
+
+    @property
+    def extreme_low(self) -> Price:
+        """``extreme_low_cents`` in $0.0001 units."""
+        return _price(self.extreme_low_cents)
+
+    @property
+    def extreme_high(self) -> Price:
+        """``extreme_high_cents`` in $0.0001 units."""
+        return _price(self.extreme_high_cents)
+
+    @property
+    def edge(self) -> Price:
+        """``edge_cents`` in $0.0001 units."""
+        return _price(self.edge_cents)
+
+
+def _default_name(name: str | None) -> str:
+    """``kappa_min_per_dollar`` -> ``kappa_default_per_dollar`` (and the same for sigma)."""
+    return (name or "").replace("_min_", "_default_").replace("_max_", "_default_")
+
+
+class RiskConfig(_Section):
+    """Hard limits, checked before every order, and the kill switch."""
+
+    max_position_contracts: _Contracts = Field(
+        default=Decimal(50),
+        gt=0,
+        description="Largest absolute position in one market, in contracts (YES positive, NO "
+        "negative); quoting the side that would exceed it stops.",
+    )
+    max_total_position_contracts: _Contracts = Field(
+        default=Decimal(500),
+        gt=0,
+        description="Largest sum of absolute positions over all markets, in contracts.",
+    )
+    max_order_notional_dollars: _Dollars = Field(
+        default=Decimal(50),
+        gt=0,
+        description="Largest value of one order (price × count), in dollars.",
+    )
+    max_open_orders: _Whole = Field(
+        default=200, ge=1, description="Most orders resting or in flight at once, over all markets."
+    )
+    max_daily_loss_dollars: _Dollars = Field(
+        default=Decimal(100),
+        gt=0,
+        description="Realized plus unrealized loss since 00:00 UTC, net of fees, in dollars, "
+        "at which kmm cancels everything and stops quoting.",
+    )
+    max_drawdown_dollars: _Dollars = Field(
+        default=Decimal(150),
+        gt=0,
+        description="Fall from the run's peak P&L, net of fees, in dollars, at which kmm cancels "
+        "everything and stops quoting.",
+    )
+    max_unknown_orders: _Whole = Field(
+        default=5,
+        ge=0,
+        description="Orders whose outcome is unknown (timeout, 5xx, disconnect) tolerated before "
+        "new orders stop until reconciliation clears them.",
+    )
+    stale_book_s: _Real = Field(
+        default=30.0,
+        gt=0,
+        description="A market whose book has had no message or confirmation for this long, in "
+        "seconds, is not quoted (its orders are cancelled).",
+    )
+    no_quote_before_close_s: _Real = Field(
+        default=60.0,
+        ge=0,
+        description="Stop quoting a market this long before its close, in seconds, and cancel "
+        "its orders.",
+    )
+    wind_down_before_close_s: _Real = Field(
+        default=300.0,
+        ge=0,
+        description="From this long before a market's close, in seconds, quote only the side "
+        "that reduces the position.",
+    )
+    kill_file: Path = Field(
+        default=Path("KILL"),
+        description="If this file exists kmm cancels every order and stops quoting (relative "
+        "paths are from the working directory).",
+    )
+    order_group_contracts_limit: _Contracts | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="If set, orders go in a Kalshi order group with this contracts limit: more "
+        "matched contracts than this in any rolling 15 s cancels the group's orders on the "
+        "exchange. Null for no order group.",
+    )
+    drift_tolerance_contracts: _Contracts = Field(
+        default=Decimal(0),
+        ge=0,
+        description="After reconciliation, a market whose local position differs from the "
+        "exchange's by more than this, in contracts, stops quoting.",
+    )
+
+    @field_validator("max_total_position_contracts")
+    @classmethod
+    def _check_total(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        _not_below(info, value, "max_position_contracts")
+        return value
+
+    @field_validator("wind_down_before_close_s")
+    @classmethod
+    def _check_wind_down(cls, value: float, info: ValidationInfo) -> float:
+        _not_below(info, value, "no_quote_before_close_s")
+        return value
+
+    @property
+    def max_position(self) -> Qty:
+        """``max_position_contracts`` in 0.01-contract units."""
+        return _qty(self.max_position_contracts)
+
+    @property
+    def max_total_position(self) -> Qty:
+        """``max_total_position_contracts`` in 0.01-contract units."""
+        return _qty(self.max_total_position_contracts)
+
+    @property
+    def max_order_notional(self) -> Money:
+        """``max_order_notional_dollars`` in $0.000001 units (comparable to price × qty)."""
+        return _money(self.max_order_notional_dollars)
+
+    @property
+    def max_daily_loss(self) -> Money:
+        """``max_daily_loss_dollars`` in $0.000001 units."""
+        return _money(self.max_daily_loss_dollars)
+
+    @property
+    def max_drawdown(self) -> Money:
+        """``max_drawdown_dollars`` in $0.000001 units."""
+        return _money(self.max_drawdown_dollars)
+
+    @property
+    def order_group_limit(self) -> Qty | None:
+        """``order_group_contracts_limit`` in 0.01-contract units, or None."""
+        limit = self.order_group_contracts_limit
+        return None if limit is None else _qty(limit)
+
+    @property
+    def drift_tolerance(self) -> Qty:
+        """``drift_tolerance_contracts`` in 0.01-contract units."""
+        return _qty(self.drift_tolerance_contracts)
+
+    @property
+    def stale_book_ns(self) -> int:
+        """``stale_book_s`` in nanoseconds."""
+        return _ns(self.stale_book_s)
+
+
+_ORDER_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+class ExecutionConfig(_Section):
+    """How targets become orders: hysteresis, freshness, start-up policy, order flags."""
+
+    min_move_ticks: _Whole = Field(
+        default=1,
+        ge=1,
+        description="A resting order is repriced only when its target moved at least this many "
+        "ticks (of the market's price grid).",
+    )
+    min_qty_change_contracts: _Contracts = Field(
+        default=Decimal(1),
+        ge=0,
+        description="A resting order is resized only when its target size changed by at least "
+        "this many contracts.",
+    )
+    min_rest_ms: _Whole = Field(
+        default=500,
+        ge=0,
+        description="An order younger than this, in milliseconds, is not moved to a better "
+        "price (moves away from a stale, unsafe price are never delayed).",
+    )
+    target_freshness_ms: _Whole = Field(
+        default=1000,
+        gt=0,
+        description="An order placement still waiting for rate-limit tokens after this long, "
+        "in milliseconds, is dropped rather than sent late.",
+    )
+    cancel_on_start: Literal["cancel", "adopt"] = Field(
+        default="cancel",
+        description="What to do with orders already resting at start: cancel them, or adopt "
+        "them as kmm's own.",
+    )
+    reconcile_interval_s: _Real = Field(
+        default=30.0,
+        gt=0,
+        description="How often orders and positions are reconciled with the exchange over "
+        "REST, in seconds.",
+    )
+    client_order_prefix: str | None = Field(
+        default=None,
+        description="Prefix of client order ids (letters, digits, '-' and '_', at most 40). "
+        "Null derives one from the run id.",
+    )
+    batch_cancel: bool = Field(
+        default=True,
+        description="Cancel several orders with one batch request (2 tokens per order).",
+    )
+    post_only: bool = Field(
+        default=True,
+        description="Send orders post-only, so that an order which would take is rejected "
+        "instead of crossing.",
+    )
+    cancel_on_pause: bool = Field(
+        default=True,
+        description="Ask Kalshi to cancel kmm's orders when trading is paused "
+        "(cancel_order_on_pause).",
+    )
+    self_trade_prevention: Literal["taker_at_cross", "maker"] = Field(
+        default="taker_at_cross",
+        description="Kalshi's self-trade prevention: taker_at_cross cancels the incoming order, "
+        "maker cancels the resting one.",
+    )
+
+    @field_validator("client_order_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _ORDER_ID_PREFIX.fullmatch(value):
+            raise PydanticCustomError("kmm_prefix", "must be 1 to 40 letters, digits, '-' or '_'")
+        return value
+
+    @property
+    def min_qty_change(self) -> Qty:
+        """``min_qty_change_contracts`` in 0.01-contract units."""
+        return _qty(self.min_qty_change_contracts)
+
+    @property
+    def min_rest_ns(self) -> int:
+        """``min_rest_ms`` in nanoseconds."""
+        return self.min_rest_ms * _NS_PER_MS
+
+    @property
+    def target_freshness_ns(self) -> int:
+        """``target_freshness_ms`` in nanoseconds."""
+        return self.target_freshness_ms * _NS_PER_MS
+
+    @property
+    def reconcile_interval_ns(self) -> int:
+        """``reconcile_interval_s`` in nanoseconds."""
+        return _ns(self.reconcile_interval_s)
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class RecordConfig(_Section):
+    """What a run writes: the tape, raw captures, the ledger, logs."""
+
+    runs_dir: Path = Field(
+        default=Path("runs"), description="Directory under which each run writes its own folder."
+    )
+    capture: bool = Field(
+        default=False, description="Also record every raw websocket frame with its receipt time."
+    )
+    flush_interval_s: _Real = Field(
+        default=1.0, gt=0, description="How often the recorder flushes files to disk, in seconds."
+    )
+    ledger_path: Path = Field(
+        default=Path("runs/ledger.sqlite"),
+        description="SQLite ledger of orders, fills and P&L, shared by runs.",
+    )
+    log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field(
+        default="INFO", description="Lowest level written to the ops log (case-insensitive)."
+    )
+
+
+class SimConfig(_Section):
+    """The local Kalshi-compatible exchange (`kmm sim`, and venue.env: sim)."""
+
+    seed: _Whole = Field(
+        default=7, description="Random seed; the same seed gives the same session."
+    )
+    markets: _Whole = Field(default=8, ge=1, description="Number of markets the exchange lists.")
+    scenario: Scenario = Field(
+        default="calm",
+        description="Market behaviour the exchange simulates (thin: sparse books; near_close: "
+        "markets close soon; settlement: markets settle during the run).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the exchange listens on.")
+    port: _Whole = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port the exchange listens on; 0 picks a free one. 8080 matches the default "
+        "sim URLs (kmm.kalshi.constants).",
+    )
+    state_dir: Path = Field(
+        default=Path("runs/sim"), description="Directory where the exchange keeps its state."
+    )
+    tier: TierName = Field(
+        default="basic",
+        description="Kalshi usage tier whose rate limits the exchange enforces (token buckets).",
+    )
+    clock: Literal["wall", "manual"] = Field(
+        default="wall",
+        description="The exchange's clock: wall (real time) or manual (moves only when a test or "
+        "backtest advances it).",
+    )
+
+
+class KmmConfig(_Section):
+    """The whole configuration; every section defaults to its defaults."""
+
+    venue: VenueConfig = Field(default=VenueConfig(), description="The exchange.")
+    auth: AuthConfig = Field(default=AuthConfig(), description="Credentials.")
+    markets: MarketsConfig = Field(default=MarketsConfig(), description="Markets.")
+    strategy: StrategyConfig = Field(default=StrategyConfig(), description="Quoting.")
+    risk: RiskConfig = Field(default=RiskConfig(), description="Limits.")
+    execution: ExecutionConfig = Field(default=ExecutionConfig(), description="Orders.")
+    record: RecordConfig = Field(default=RecordConfig(), description="Recording.")
+    sim: SimConfig = Field(default=SimConfig(), description="The local exchange.")
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> KmmConfig:
+        if self.venue.env != "sim" and not self.auth.complete:
+            raise PydanticCustomError(
+                "kmm_credentials",
+                "key_id and a private key (private_key_path or private_key_env) are required "
+                "when venue.env is {env}",
+                {"kmm_field": "auth", "env": self.venue.env},
+            )
+        return self
+
+
+_SECTIONS: Final[dict[str, type[_Section]]] = {
+    name: info.annotation
+    for name, info in KmmConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that reads decimal numbers as ``Decimal`` and refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        # .inf, .nan and base-60 forms: let YAML read them (the models refuse non-finite).
+        return float(loader.construct_yaml_float(node))
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return str(exc)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: YAML syntax error at {_yaml_problem(exc)}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"{_show(data)}"
+        raise ConfigError([f"{path}: top level must be a mapping of sections, got {kind}"])
+    # `section:` with every field commented out reads as null: it means all defaults.
+    return {str(k): ({} if v is None else v) for k, v in data.items()}
+
+
+def _is_text(info: FieldInfo) -> bool:
+    kinds = set(get_args(info.annotation)) or {info.annotation}
+    return bool(kinds - {type(None)}) and kinds - {type(None)} <= {str, Path}
+
+
+def _override(
+    data: dict[str, Any], name: str, raw: str, sources: dict[tuple[str, ...], str]
+) -> str | None:
+    """Applies one ``KMM__SECTION__FIELD`` variable to ``data``; returns a problem or None."""
+    parts = name[len(ENV_PREFIX) :].lower().split("__")
+    if len(parts) != 2 or not all(parts):
+        return f"{name}: expected {ENV_PREFIX}SECTION__FIELD"
+    section, field = parts
+    model = _SECTIONS.get(section)
+    if model is None:
+        return f"{name}: unknown section '{section}'"
+    info = model.model_fields.get(field)
+    if info is None:
+        return f"{name}: unknown field '{field}' in section '{section}'"
+    try:
+        value = raw if _is_text(info) else yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        return f"{name}: not a YAML value ({_yaml_problem(exc)})"
+    target = data.setdefault(section, {})
+    if isinstance(target, dict):  # otherwise validation reports the section itself
+        target[field] = value
+        sources[(section, field)] = name
+    return None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str]) -> KmmConfig:
+    """Loads the configuration from a YAML file and ``KMM__SECTION__FIELD`` overrides.
+
+    Args:
+        path: The YAML file, or None for defaults plus overrides only.
+        environ: The environment to take overrides from (pass ``os.environ``).
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        ConfigError: with one line per problem, e.g. ``strategy.gamma: must be > 0, got -1``.
+    """
+    data = _read_yaml(path) if path is not None else {}
+    sources: dict[tuple[str, ...], str] = {}
+    problems: list[str] = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX):
+            problem = _override(data, name, environ[name], sources)
+            if problem is not None:
+                problems.append(problem)
+    try:
+        config = KmmConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem(error, sources) for error in exc.errors()]
+    if problems:
+        raise ConfigError(problems) from None
+    return config
+
+
+# --------------------------------------------------------------------------- error lines
+
+_REASONS: Final[dict[str, str]] = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "literal_error": "must be {expected}",
+    "extra_forbidden": "unknown field",
+    "missing": "required",
+    "finite_number": "must be a finite number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "decimal_parsing": "must be a decimal number",
+    "decimal_type": "must be a decimal number",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_parsing_size": "must be a whole number of sensible size",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "path_type": "must be a path",
+}
+# Errors whose input is not worth showing: absent, or the whole section, or a secret.
+_NO_INPUT: Final = frozenset({"extra_forbidden", "missing", "kmm_private_key", "kmm_credentials"})
+
+
+def _path(error: ErrorDetails) -> str:
+    loc: list[str | int] = list(error["loc"])
+    field = (error.get("ctx") or {}).get("kmm_field")
+    if field:
+        loc.append(str(field))
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind = error["type"]
+    template = _REASONS.get(kind)
+    if template is None:
+        message = error["msg"].removeprefix("Value error, ")
+        return message.replace("Input should be", "must be", 1)
+    ctx = {k: _show(v, quote=False) for k, v in (error.get("ctx") or {}).items()}
+    if kind == "extra_forbidden" and len(error["loc"]) == 1:
+        return "unknown section"
+    return template.format(**ctx)
+
+
+def _problem(error: ErrorDetails, sources: Mapping[tuple[str, ...], str]) -> str:
+    """Formats one pydantic error as ``section.field: reason, got <value>``."""
+    path = _path(error)
+    line = f"{path or 'config'}: {_reason(error)}"
+    if error["type"] not in _NO_INPUT:
+        line += f", got {_show(error['input'])}"
+    source = sources.get(tuple(re.split(r"[.\[]", path)[:2]))
+    return f"{line} (from {source})" if source else line
+
+
+def _show(value: object, quote: bool = True) -> str:
+    """Renders a value for an error line: YAML-ish, short, and never a private key."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    elif isinstance(value, Decimal | int | float | Path):
+        text = str(value)
+    elif isinstance(value, str):
+        text = repr(value) if quote else value
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(_show(v, quote=False) for v in value) + "]"
+    else:
+        text = repr(value)
+    if _PEM_MARKER in text:
+        return "<a private key, not shown>"
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def masked_dump(config: KmmConfig) -> dict[str, Any]:
+    """The resolved configuration as JSON-compatible data, with the key id masked.
+
+    Decimals come out as strings (exact), paths as strings, tuples as lists; loading the result
+    back gives the same configuration apart from the masked key id.
+    """
+    data = config.model_dump(mode="json")
+    data["auth"]["key_id"] = mask_key_id(config.auth.key_id)
+    return data
+
+
+_EXAMPLE_HEADER: Final = """\
+# kmm configuration: every option, with its default value.
+#
+# Generated from the field descriptions in src/kmm/config.py; regenerate with
+#   python -m kmm.config > config.example.yaml
+#
+# An empty file is a valid configuration for the local exchange (venue.env: sim).
+# Any field can be overridden from the environment as KMM__SECTION__FIELD, read as YAML:
+#   KMM__STRATEGY__GAMMA=0.2  KMM__MARKETS__TICKERS=[KXA-26AUG20,KXB-26AUG20]
+# Units are in the names: _s seconds, _ms milliseconds, _cents cents of YES price (steps of
+# 0.01¢), _contracts contracts (steps of 0.01), _dollars dollars (steps of $0.0001).
+# Secrets never go in this file: auth names a key file or an environment variable."""
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./-]+")
+
+
+def _yaml_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return _show(value)
+    if isinstance(value, Decimal | int | float):
+        return str(value)
+    text = str(value)
+    plain = _PLAIN.fullmatch(text) and yaml.load(text, Loader=_Loader) == text
+    return text if plain else json.dumps(text)
+
+
+_BOUNDS: Final = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+_KEEP = "\x00"  # a space that textwrap must not break at
+
+
+def _constraints(info: FieldInfo) -> str:
+    notes = [
+        f"{op}{_KEEP}{_show(getattr(meta, attr))}"
+        for meta in info.metadata
+        for attr, op in _BOUNDS
+        if getattr(meta, attr, None) is not None
+    ]
+    text = f" Must{_KEEP}be{_KEEP}{' and '.join(notes)}." if notes else ""
+    if get_origin(info.annotation) is Literal:
+        text += " One of: " + ", ".join(str(c) for c in get_args(info.annotation)) + "."
+    return text
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    width = 100 - len(indent) - 2
+    return [f"{indent}# {line.replace(_KEEP, ' ')}" for line in textwrap.wrap(text, width)]
+
+
+def _section_lines(name: str, section: _Section) -> list[str]:
+    lines = ["", *_comment((type(section).__doc__ or "").strip(), ""), f"{name}:"]
+    for field, info in type(section).model_fields.items():
+        lines += _comment((info.description or "") + _constraints(info), "  ")
+        lines.append(f"  {field}: {_yaml_value(getattr(section, field))}")
+    return lines
+
+
+def render_example() -> str:
+    """The text of ``config.example.yaml``: every field, its description and its default."""
+    defaults = KmmConfig()
+    lines = _EXAMPLE_HEADER.splitlines()
+    for name in KmmConfig.model_fields:
+        lines += _section_lines(name, getattr(defaults, name))
+    return "\n".join(lines) + "\n"
+
+
+def _main(argv: Sequence[str]) -> int:
+    if argv:
+        sys.stderr.write("usage: python -m kmm.config > config.example.yaml\n")
+        return 2
+    sys.stdout.write(render_example())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

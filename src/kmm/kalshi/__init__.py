@@ -1,0 +1,1 @@
+"""Everything that knows Kalshi's wire format: constants, signing, parsing, REST, websocket."""

@@ -1,0 +1,334 @@
+"""Ingest → normalize → decide, inline, one websocket frame at a time.
+
+Theory of operation
+-------------------
+The receive loop hands every frame to :meth:`Pipeline.on_frame` with its receive time. The
+frame is decoded once (orjson), its ``seq`` is checked against its subscription, and an
+order-book message is applied to that market's :class:`~kmm.book.orderbook.OrderBook`. Only
+when the top of the book changes does the market go to :meth:`Pipeline.decide`, which updates
+the volatility estimate and computes an Avellaneda–Stoikov quote. A quote that differs from
+the market's previous one is put in the :class:`QuoteMailbox`, which keeps only the newest
+quote per market: the executor always works on the latest target and a backlog of stale
+targets cannot build up. There is no queue hop anywhere on this path (see PERF.md).
+
+A sequence gap makes every market on that subscription untrusted: their quotes are pulled
+(an empty quote goes to the mailbox) and the subscription id is queued for a resnapshot, which
+the websocket shell requests with ``update_subscription``/``get_snapshot``. A market is
+trusted again when its fresh snapshot arrives. A book integrity error (a level would go
+negative) does the same for the subscription of that market. A crossed book is not quoted.
+
+Everything that is not order-book traffic (fills, order updates, positions, lifecycle,
+command replies) is returned to the caller; trades also feed the κ estimator and lifecycle
+messages update a market's close time and price grid.
+
+The module is pure: no I/O, no clock reads (``now_ns`` is passed in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kmm.book.grid import PriceGrid
+from kmm.book.orderbook import OrderBook
+from kmm.book.sequence import SeqStatus, SequenceTracker
+from kmm.errors import BookIntegrityError
+from kmm.kalshi.wire import BookDelta, BookSnapshot, Event, MarketLifecycle, Trade, WireDecoder
+from kmm.strategy.alpha import AlphaFn, zero_alpha
+from kmm.strategy.quoter import QuoteInputs, StrategyParams, compute_quote
+from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
+from kmm.types import ONE_DOLLAR, Outcome, Qty, Quote
+
+__all__ = ["MarketSpec", "MarketState", "Pipeline", "PipelineStats", "QuoteMailbox"]
+
+FairValue = Literal["mid", "microprice"]
+_YES = Outcome.YES
+_OK = SeqStatus.OK
+_GAP = SeqStatus.GAP
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSpec:
+    """What the pipeline needs to know about a market besides its book.
+
+    Attributes:
+        ticker: The market ticker.
+        grid: The market's valid prices (from its ``price_ranges``).
+        close_ns: The market's close time in Unix nanoseconds, or ``None`` if unknown
+            (τ is then the strategy's horizon).
+        maker_fee_rate: The maker fee coefficient of the market's series times its
+            multiplier (``kmm.fees.maker_fee_rate``); 0.0 when makers pay nothing.
+    """
+
+    ticker: str
+    grid: PriceGrid
+    close_ns: int | None = None
+    maker_fee_rate: float = 0.0
+
+
+@dataclass(slots=True)
+class MarketState:
+    """The pipeline's mutable state for one market."""
+
+    spec: MarketSpec
+    book: OrderBook
+    vol: EwmaVolatility
+    kappa: KappaEstimator
+    sid: int | None = None
+    quote: Quote | None = None
+    last_book_ns: int = 0
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters for the summary line and the ops log."""
+
+    frames: int = 0
+    book_messages: int = 0
+    decisions: int = 0
+    stale: int = 0
+    gaps: int = 0
+    integrity_errors: int = 0
+    unknown_market: int = 0
+
+
+class QuoteMailbox:
+    """The newest target quote per market; ``put`` overwrites, ``take`` empties.
+
+    Args:
+        on_put: Called after every ``put`` (the async shell sets an event here to wake the
+            executor); ``None`` for no callback.
+    """
+
+    __slots__ = ("_on_put", "_slots")
+
+    def __init__(self, on_put: Callable[[], None] | None = None) -> None:
+        self._slots: dict[str, Quote] = {}
+        self._on_put = on_put
+
+    def put(self, quote: Quote) -> None:
+        """Replaces the pending quote of ``quote.ticker``."""
+        self._slots[quote.ticker] = quote
+        if self._on_put is not None:
+            self._on_put()
+
+    def take(self) -> dict[str, Quote]:
+        """Returns every pending quote and empties the mailbox."""
+        pending, self._slots = self._slots, {}
+        return pending
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+def empty_quote(ticker: str) -> Quote:
+    """A quote with neither side: the executor cancels everything in that market."""
+    return Quote(ticker, None, 0, None, 0)
+
+
+@dataclass(slots=True)
+class _Factories:
+    vol: Callable[[], EwmaVolatility]
+    kappa: Callable[[], KappaEstimator]
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """Decodes frames, keeps the books, and decides quotes for a set of markets.
+
+    Args:
+        params: The quoting parameters.
+        new_vol: Makes a volatility estimator for a new market.
+        new_kappa: Makes a κ estimator for a new market.
+        inventory: Returns the signed position (YES +, NO −) the quoter should assume for a
+            market; the live engine passes its worst-case exposure.
+        mailbox: Where decided quotes go.
+        use_yes_price: The ``use_yes_price`` convention of the orderbook subscription.
+        alpha: External skew in price units, added to the reservation price.
+        fair_value: ``"mid"`` or ``"microprice"`` as the quoter's fair price.
+    """
+
+    params: StrategyParams
+    new_vol: Callable[[], EwmaVolatility]
+    new_kappa: Callable[[], KappaEstimator]
+    inventory: Callable[[str], Qty]
+    mailbox: QuoteMailbox
+    use_yes_price: bool = True
+    alpha: AlphaFn = zero_alpha
+    fair_value: FairValue = "mid"
+    markets: dict[str, MarketState] = field(default_factory=dict)
+    stats: PipelineStats = field(default_factory=PipelineStats)
+    decoder: WireDecoder = field(init=False)
+    tracker: SequenceTracker = field(default_factory=SequenceTracker)
+    _resync: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.decoder = WireDecoder(self.use_yes_price)
+
+    def add_market(self, spec: MarketSpec) -> MarketState:
+        """Starts tracking a market; its book is untrusted until a snapshot arrives."""
+        state = MarketState(spec, OrderBook(spec.ticker), self.new_vol(), self.new_kappa())
+        self.markets[spec.ticker] = state
+        return state
+
+    def on_frame(self, frame: bytes | str, now_ns: int) -> Event | None:
+        """Handles one websocket frame received at ``now_ns``.
+
+        Returns:
+            The decoded event when it is something the caller must handle (fills, orders,
+            positions, lifecycle, command replies); ``None`` for order-book traffic, which
+            the pipeline consumed, and for unknown message types.
+
+        Raises:
+            WireError: for a malformed frame (the caller logs it and carries on).
+        """
+        self.stats.frames += 1
+        event = self.decoder.decode(frame)
+        if type(event) is BookDelta:
+            self._on_delta(event, now_ns)
+            return None
+        if type(event) is BookSnapshot:
+            self._on_snapshot(event, now_ns)
+            return None
+        if type(event) is Trade:
+            self._on_trade(event)
+        elif type(event) is MarketLifecycle:
+            self._on_lifecycle(event)
+        return event
+
+    def take_resync(self) -> list[int]:
+        """Returns the subscription ids that need a fresh snapshot, and forgets them."""
+        sids = sorted(self._resync)
+        self._resync.clear()
+        return sids
+
+    def tickers_on(self, sid: int) -> list[str]:
+        """The tickers whose books arrive on subscription ``sid``."""
+        return [t for t, m in self.markets.items() if m.sid == sid]
+
+    def decide(self, ticker: str, now_ns: int) -> Quote:
+        """Computes the market's quote now and posts it if it changed.
+
+        Called on every top-of-book change, and by the engine when inventory changes.
+        """
+        market = self.markets[ticker]
+        quote = self._quote(market, now_ns)
+        self.stats.decisions += 1
+        if quote != market.quote:
+            market.quote = quote
+            self.mailbox.put(quote)
+        return quote
+
+    def _on_delta(self, delta: BookDelta, now_ns: int) -> None:
+        stats = self.stats
+        stats.book_messages += 1
+        status = self.tracker.check(delta.sid, delta.seq)
+        if status is not _OK:
+            if status is _GAP:
+                stats.gaps += 1
+                self._distrust(delta.sid)
+            else:
+                stats.stale += 1
+            return
+        market = self.markets.get(delta.ticker)
+        if market is None:
+            stats.unknown_market += 1
+            return
+        book = market.book
+        if not book.trusted:
+            return
+        try:
+            moved = book.apply_delta(delta.side is _YES, delta.price, delta.delta)
+        except BookIntegrityError:
+            stats.integrity_errors += 1
+            self._distrust(delta.sid)
+            return
+        market.last_book_ns = now_ns
+        if moved:
+            self.decide(delta.ticker, now_ns)
+
+    def _on_snapshot(self, snap: BookSnapshot, now_ns: int) -> None:
+        self.stats.book_messages += 1
+        self.tracker.reset(snap.sid, snap.seq)
+        market = self.markets.get(snap.ticker)
+        if market is None:
+            self.stats.unknown_market += 1
+            return
+        market.sid = snap.sid
+        try:
+            market.book.apply_snapshot(snap.yes, snap.no)
+        except BookIntegrityError:
+            self.stats.integrity_errors += 1
+            self._distrust(snap.sid)
+            return
+        market.book.trusted = True
+        market.last_book_ns = now_ns
+        self.decide(snap.ticker, now_ns)
+
+    def _on_trade(self, trade: Trade) -> None:
+        market = self.markets.get(trade.ticker)
+        if market is None:
+            return
+        fair = market.book.mid()
+        if fair is not None:
+            market.kappa.update(trade.yes_price, fair / ONE_DOLLAR)
+
+    def _on_lifecycle(self, event: MarketLifecycle) -> None:
+        market = self.markets.get(event.ticker)
+        if market is None:
+            return
+        spec = market.spec
+        if event.close_ts is not None:
+            spec = _replace_spec(spec, close_ns=event.close_ts * 1_000_000_000)
+        if event.price_ranges is not None:
+            spec = _replace_spec(spec, grid=PriceGrid.from_ranges(event.price_ranges))
+        market.spec = spec
+
+    def _distrust(self, sid: int) -> None:
+        """Marks every market on ``sid`` untrusted, pulls its quotes, queues a resnapshot."""
+        self._resync.add(sid)
+        for ticker, market in self.markets.items():
+            if market.sid == sid and market.book.trusted:
+                market.book.trusted = False
+                market.quote = empty_quote(ticker)
+                self.mailbox.put(market.quote)
+
+    def _quote(self, market: MarketState, now_ns: int) -> Quote:
+        book = market.book
+        spec = market.spec
+        fair = book.microprice() if self.fair_value == "microprice" else book.mid()
+        if not book.trusted or fair is None or book.is_crossed():
+            return empty_quote(spec.ticker)
+        market.vol.update(fair / ONE_DOLLAR, now_ns)
+        inputs = QuoteInputs(
+            fair=fair,
+            best_bid=book.best_bid,
+            best_ask=book.best_ask,
+            inventory=self.inventory(spec.ticker),
+            tau_s=self._tau_s(spec, now_ns),
+            sigma=market.vol.sigma(),
+            kappa=market.kappa.kappa(),
+            maker_fee_rate=spec.maker_fee_rate,
+            alpha_skew=self.alpha(spec.ticker, now_ns),
+        )
+        return compute_quote(spec.ticker, inputs, self.params, spec.grid)
+
+    def _tau_s(self, spec: MarketSpec, now_ns: int) -> float:
+        if spec.close_ns is None:
+            return self.params.horizon_s
+        return max(0.0, (spec.close_ns - now_ns) / 1e9)
+
+
+def _replace_spec(
+    spec: MarketSpec,
+    *,
+    close_ns: int | None = None,
+    grid: PriceGrid | None = None,
+) -> MarketSpec:
+    return MarketSpec(
+        spec.ticker,
+        grid if grid is not None else spec.grid,
+        close_ns if close_ns is not None else spec.close_ns,
+        spec.maker_fee_rate,
+    )

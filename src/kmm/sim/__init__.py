@@ -1,0 +1,1 @@
+"""The local Kalshi-compatible exchange and its traffic generators."""
