@@ -27,18 +27,26 @@ The module is pure: no I/O, no clock reads (``now_ns`` is passed in).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kmm.book.grid import PriceGrid
 from kmm.book.orderbook import OrderBook
 from kmm.book.sequence import SeqStatus, SequenceTracker
 from kmm.errors import BookIntegrityError
-from kmm.kalshi.wire import BookDelta, BookSnapshot, Event, MarketLifecycle, Trade, WireDecoder
+from kmm.kalshi.wire import (
+    BookDelta,
+    BookSnapshot,
+    DeltaSink,
+    Event,
+    MarketLifecycle,
+    Trade,
+    WireDecoder,
+)
 from kmm.strategy.alpha import AlphaFn, zero_alpha
 from kmm.strategy.quoter import QuoteInputs, StrategyParams, compute_quote
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
-from kmm.types import ONE_DOLLAR, Outcome, Qty, Quote
+from kmm.types import ONE_DOLLAR, Outcome, Price, Qty, Quote
 
 __all__ = ["MarketSpec", "MarketState", "Pipeline", "PipelineStats", "QuoteMailbox"]
 
@@ -78,6 +86,8 @@ class MarketState:
     sid: int | None = None
     quote: Quote | None = None
     last_book_ns: int = 0
+    decided_bid: Price | None = None
+    decided_ask: Price | None = None
 
 
 @dataclass(slots=True)
@@ -85,7 +95,7 @@ class PipelineStats:
     """Counters for the summary line and the ops log."""
 
     frames: int = 0
-    book_messages: int = 0
+    snapshots: int = 0
     decisions: int = 0
     stale: int = 0
     gaps: int = 0
@@ -128,12 +138,6 @@ def empty_quote(ticker: str) -> Quote:
 
 
 @dataclass(slots=True)
-class _Factories:
-    vol: Callable[[], EwmaVolatility]
-    kappa: Callable[[], KappaEstimator]
-
-
-@dataclass(slots=True)
 class Pipeline:
     """Decodes frames, keeps the books, and decides quotes for a set of markets.
 
@@ -162,9 +166,17 @@ class Pipeline:
     decoder: WireDecoder = field(init=False)
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     _resync: set[int] = field(default_factory=set)
+    _now_ns: int = 0
+    _size_sensitive: bool = False
+    _decode_into: Callable[[bytes | str, DeltaSink], Event | None] = field(init=False)
+    _seq_last: dict[int, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.decoder = WireDecoder(self.use_yes_price)
+        self._decode_into = self.decoder.decode_into
+        self._seq_last = self.tracker.last_by_sid
+        # With the mid as fair value, a change of size alone at the top cannot move a quote
+        self._size_sensitive = self.fair_value == "microprice"
 
     def add_market(self, spec: MarketSpec) -> MarketState:
         """Starts tracking a market; its book is untrusted until a snapshot arrives."""
@@ -184,12 +196,17 @@ class Pipeline:
             WireError: for a malformed frame (the caller logs it and carries on).
         """
         self.stats.frames += 1
-        event = self.decoder.decode(frame)
-        if type(event) is BookDelta:
-            self._on_delta(event, now_ns)
+        self._now_ns = now_ns
+        event = self._decode_into(frame, self._on_delta)
+        if event is None:
             return None
         if type(event) is BookSnapshot:
             self._on_snapshot(event, now_ns)
+            return None
+        if type(event) is BookDelta:  # from decode(); decode_into hands deltas over
+            self._on_delta(
+                event.sid, event.seq, event.ticker, event.side is _YES, event.price, event.delta
+            )
             return None
         if type(event) is Trade:
             self._on_trade(event)
@@ -210,7 +227,8 @@ class Pipeline:
     def decide(self, ticker: str, now_ns: int) -> Quote:
         """Computes the market's quote now and posts it if it changed.
 
-        Called on every top-of-book change, and by the engine when inventory changes.
+        Called when the best bid or ask price changes (or the size at either, when the fair
+        value is the microprice), and by the engine when inventory changes.
         """
         market = self.markets[ticker]
         quote = self._quote(market, now_ns)
@@ -220,36 +238,51 @@ class Pipeline:
             self.mailbox.put(quote)
         return quote
 
-    def _on_delta(self, delta: BookDelta, now_ns: int) -> None:
-        stats = self.stats
-        stats.book_messages += 1
-        status = self.tracker.check(delta.sid, delta.seq)
-        if status is not _OK:
-            if status is _GAP:
-                stats.gaps += 1
-                self._distrust(delta.sid)
-            else:
-                stats.stale += 1
+    def _on_delta(
+        self, sid: int, seq: int, ticker: str, is_yes: bool, price: Price, delta: Qty
+    ) -> None:
+        """Sequence check, book update and, if the top moved, a decision (the hot path)."""
+        last = self._seq_last.get(sid)
+        if last is not None and seq == last + 1:
+            self._seq_last[sid] = seq
+        elif not self._accept_out_of_order(sid, seq):
             return
-        market = self.markets.get(delta.ticker)
+        market = self.markets.get(ticker)
         if market is None:
-            stats.unknown_market += 1
+            self.stats.unknown_market += 1
             return
         book = market.book
         if not book.trusted:
             return
         try:
-            moved = book.apply_delta(delta.side is _YES, delta.price, delta.delta)
+            moved = book.apply_delta(is_yes, price, delta)
         except BookIntegrityError:
-            stats.integrity_errors += 1
-            self._distrust(delta.sid)
+            self.stats.integrity_errors += 1
+            self._distrust(sid)
             return
+        now_ns = self._now_ns
         market.last_book_ns = now_ns
-        if moved:
-            self.decide(delta.ticker, now_ns)
+        if moved and (
+            self._size_sensitive
+            or book.best_bid != market.decided_bid
+            or book.best_ask != market.decided_ask
+        ):
+            self.decide(ticker, now_ns)
+
+    def _accept_out_of_order(self, sid: int, seq: int) -> bool:
+        """The tracker's verdict on a ``seq`` that is not the next one (or a first one)."""
+        status = self.tracker.check(sid, seq)
+        if status is _OK:
+            return True
+        if status is _GAP:
+            self.stats.gaps += 1
+            self._distrust(sid)
+        else:
+            self.stats.stale += 1
+        return False
 
     def _on_snapshot(self, snap: BookSnapshot, now_ns: int) -> None:
-        self.stats.book_messages += 1
+        self.stats.snapshots += 1
         self.tracker.reset(snap.sid, snap.seq)
         market = self.markets.get(snap.ticker)
         if market is None:
@@ -280,9 +313,9 @@ class Pipeline:
             return
         spec = market.spec
         if event.close_ts is not None:
-            spec = _replace_spec(spec, close_ns=event.close_ts * 1_000_000_000)
+            spec = replace(spec, close_ns=event.close_ts * 1_000_000_000)
         if event.price_ranges is not None:
-            spec = _replace_spec(spec, grid=PriceGrid.from_ranges(event.price_ranges))
+            spec = replace(spec, grid=PriceGrid.from_ranges(event.price_ranges))
         market.spec = spec
 
     def _distrust(self, sid: int) -> None:
@@ -297,38 +330,28 @@ class Pipeline:
     def _quote(self, market: MarketState, now_ns: int) -> Quote:
         book = market.book
         spec = market.spec
+        ticker = spec.ticker
+        best_bid = market.decided_bid = book.best_bid
+        best_ask = market.decided_ask = book.best_ask
         fair = book.microprice() if self.fair_value == "microprice" else book.mid()
         if not book.trusted or fair is None or book.is_crossed():
-            return empty_quote(spec.ticker)
-        market.vol.update(fair / ONE_DOLLAR, now_ns)
+            return empty_quote(ticker)
+        vol = market.vol
+        vol.update(fair / ONE_DOLLAR, now_ns)
         inputs = QuoteInputs(
-            fair=fair,
-            best_bid=book.best_bid,
-            best_ask=book.best_ask,
-            inventory=self.inventory(spec.ticker),
-            tau_s=self._tau_s(spec, now_ns),
-            sigma=market.vol.sigma(),
-            kappa=market.kappa.kappa(),
-            maker_fee_rate=spec.maker_fee_rate,
-            alpha_skew=self.alpha(spec.ticker, now_ns),
+            fair,
+            best_bid,
+            best_ask,
+            self.inventory(ticker),
+            self._tau_s(spec, now_ns),
+            vol.sigma(),
+            market.kappa.kappa(),
+            spec.maker_fee_rate,
+            self.alpha(ticker, now_ns),
         )
-        return compute_quote(spec.ticker, inputs, self.params, spec.grid)
+        return compute_quote(ticker, inputs, self.params, spec.grid)
 
     def _tau_s(self, spec: MarketSpec, now_ns: int) -> float:
         if spec.close_ns is None:
             return self.params.horizon_s
         return max(0.0, (spec.close_ns - now_ns) / 1e9)
-
-
-def _replace_spec(
-    spec: MarketSpec,
-    *,
-    close_ns: int | None = None,
-    grid: PriceGrid | None = None,
-) -> MarketSpec:
-    return MarketSpec(
-        spec.ticker,
-        grid if grid is not None else spec.grid,
-        close_ns if close_ns is not None else spec.close_ns,
-        spec.maker_fee_rate,
-    )

@@ -59,12 +59,16 @@ class SequenceTracker:
     Attributes:
         gaps: The number of gaps seen since creation.
         last_gap: The most recent gap, or ``None`` if there has been none.
+        last_by_sid: The last accepted ``seq`` per sid. A hot path may accept an in-order
+            message itself (``last_by_sid[sid] = seq`` when ``seq == last + 1``), which is
+            exactly what :meth:`check` does for it, and call :meth:`check` for the rest.
     """
 
-    __slots__ = ("_last", "gaps", "last_gap")
+    __slots__ = ("_last", "gaps", "last_by_sid", "last_gap")
 
     def __init__(self) -> None:
         self._last: dict[int, int] = {}
+        self.last_by_sid = self._last
         self.gaps = 0
         self.last_gap: SeqGap | None = None
 

@@ -61,6 +61,7 @@ from kmm.types import (
 __all__ = [
     "BookDelta",
     "BookSnapshot",
+    "DeltaSink",
     "ErrorMsg",
     "Event",
     "MarketLifecycle",
@@ -79,6 +80,8 @@ __all__ = [
 Level: TypeAlias = tuple[Price, Qty]
 PriceRange: TypeAlias = tuple[Price, Price, Price]
 Payload: TypeAlias = dict[str, Any]
+DeltaSink: TypeAlias = Callable[[int, int, str, bool, Price, Qty], None]
+"""Receives a delta as ``(sid, seq, ticker, is_yes, price, delta)``; see ``decode_into``."""
 
 _loads: Final = orjson.loads
 _new_tuple: Final = tuple.__new__
@@ -557,8 +560,15 @@ class WireDecoder:
         try:
             obj = _loads(frame)
             msg_type = obj["type"]
-            handler = self._handlers.get(msg_type)
         except (ValueError, TypeError, KeyError) as e:
+            raise _envelope_error(e) from e
+        return self._dispatch(obj, msg_type)
+
+    def _dispatch(self, obj: Payload, msg_type: Any) -> Event | None:
+        """Runs the handler of ``msg_type``, or counts the type as unknown."""
+        try:
+            handler = self._handlers.get(msg_type)
+        except TypeError as e:
             raise _envelope_error(e) from e
         if handler is None:
             self._count_unknown(msg_type)
@@ -573,27 +583,70 @@ class WireDecoder:
             raise WireError(None, f"type: expected a string, got {msg_type!r}")
         self.unknown_counts[msg_type] = self.unknown_counts.get(msg_type, 0) + 1
 
+    def decode_into(
+        self, frame: bytes | bytearray | memoryview | str, on_delta: DeltaSink
+    ) -> Event | None:
+        """Decodes one frame, handing an ``orderbook_delta`` to ``on_delta`` without an event.
+
+        The hot path: a delta's fields go straight into ``on_delta(sid, seq, ticker, is_yes,
+        price, delta)`` as positional arguments, so no event object is built for the most
+        frequent message. ``price`` is in the side's own leg, as in :class:`BookDelta`. Every
+        other message is decoded as by :meth:`decode`.
+
+        Returns:
+            ``None`` for a delta (already handed over) and for an unknown type; otherwise
+            the event.
+
+        Raises:
+            WireError: as :meth:`decode`. An exception raised by ``on_delta`` propagates
+                unchanged.
+        """
+        try:
+            obj = _loads(frame)
+            msg_type = obj["type"]
+        except (ValueError, TypeError, KeyError) as e:
+            raise _envelope_error(e) from e
+        if msg_type != "orderbook_delta":
+            return self._dispatch(obj, msg_type)
+        try:
+            m = obj["msg"]
+            is_yes, price, delta = self._delta_values(m)
+            sid = obj["sid"]
+            seq = obj["seq"]
+            ticker = m["market_ticker"]
+            if type(sid) is not int or type(seq) is not int:
+                raise WireError(None, f"sid/seq: expected integers, got {sid!r}/{seq!r}")
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise _as_wire_error(msg_type, obj, e) from e
+        on_delta(sid, seq, ticker, is_yes, price, delta)
+        return None
+
+    def _delta_values(self, m: Payload) -> tuple[bool, Price, Qty]:
+        """A delta's side, price (own leg) and signed size, through the caches."""
+        text = m["price_dollars"]
+        side = m["side"]
+        if side == "yes":
+            is_yes = True
+            price = self._yes_prices.get(text)
+        elif side == "no":
+            is_yes = False
+            price = self._no_prices.get(text)
+        else:
+            raise WireError(None, f"side: expected 'yes' or 'no', got {side!r}")
+        if price is None:
+            price = self._learn_price(text, _YES if is_yes else _NO)
+        delta = self._counts.get(m["delta_fp"])
+        if delta is None:
+            delta = self._learn_count(m["delta_fp"])
+        return is_yes, price, delta
+
     def _orderbook_delta(self, obj: Payload) -> BookDelta:
         """``{"type":"orderbook_delta","sid":2,"seq":3,"msg":{"market_ticker":"FED-23DEC-T3.00",
         "price_dollars":"0.960","delta_fp":"-54.00","side":"yes","ts_ms":1669149841000,
         "client_order_id":"only-on-our-own"}}``
         """
         m = obj["msg"]
-        text = m["price_dollars"]
-        side = m["side"]
-        if side == "yes":
-            outcome = _YES
-            price = self._yes_prices.get(text)
-        elif side == "no":
-            outcome = _NO
-            price = self._no_prices.get(text)
-        else:
-            raise WireError(None, f"side: expected 'yes' or 'no', got {side!r}")
-        if price is None:
-            price = self._learn_price(text, outcome)
-        delta = self._counts.get(m["delta_fp"])
-        if delta is None:
-            delta = self._learn_count(m["delta_fp"])
+        is_yes, price, delta = self._delta_values(m)
         sid = obj["sid"]
         seq = obj["seq"]
         if type(sid) is not int or type(seq) is not int:
@@ -604,7 +657,7 @@ class WireDecoder:
                 sid,
                 seq,
                 m["market_ticker"],
-                outcome,
+                _YES if is_yes else _NO,
                 price,
                 delta,
                 m.get("client_order_id"),

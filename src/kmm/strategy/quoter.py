@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kmm.book.grid import PriceGrid
 from kmm.errors import ConfigError
@@ -131,9 +132,11 @@ def _range_problems(params: StrategyParams) -> list[str]:
     return problems
 
 
-@dataclass(frozen=True, slots=True)
-class QuoteInputs:
+class QuoteInputs(NamedTuple):
     """What the quoter needs to know about one market at one moment.
+
+    A NamedTuple: one is built per decision on the hot path, where a frozen dataclass costs
+    several times more to construct.
 
     Attributes:
         fair: The fair YES price in $0.0001 units (a float: usually the mid or the

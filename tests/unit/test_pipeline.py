@@ -1,0 +1,322 @@
+"""Tests for kmm.pipeline: frames in, books kept, quotes decided and pulled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from kmm.book.grid import PriceGrid
+from kmm.kalshi.wire import Fill as WireFill
+from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
+from kmm.sim.synthetic import SyntheticFeed
+from kmm.strategy.quoter import StrategyParams
+from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
+from kmm.types import Quote
+
+TICKER = "KXTEST-26NOV23-T50"
+OTHER = "KXTEST-26NOV23-T60"
+NOW = 1_790_000_000_000_000_000
+
+
+def _frame(kind: str, sid: int, seq: int, **msg: Any) -> bytes:
+    return orjson.dumps({"type": kind, "sid": sid, "seq": seq, "msg": msg})
+
+
+def _snapshot(ticker: str, sid: int, seq: int, yes: list[list[str]], no: list[list[str]]) -> bytes:
+    return _frame(
+        "orderbook_snapshot",
+        sid,
+        seq,
+        market_ticker=ticker,
+        market_id="m",
+        yes_dollars_fp=yes,
+        no_dollars_fp=no,
+    )
+
+
+def _delta(ticker: str, sid: int, seq: int, side: str, price: str, delta: str) -> bytes:
+    return _frame(
+        "orderbook_delta",
+        sid,
+        seq,
+        market_ticker=ticker,
+        market_id="m",
+        price_dollars=price,
+        delta_fp=delta,
+        side=side,
+        ts_ms=1_790_000_000_000,
+    )
+
+
+def _book(ticker: str = TICKER, sid: int = 1, seq: int = 1) -> bytes:
+    """A book with YES 0.45 bid and NO 0.53 bid, i.e. 45¢ @ 47¢."""
+    return _snapshot(
+        ticker, sid, seq, [["0.4400", "50.00"], ["0.4500", "20.00"]], [["0.5300", "30.00"]]
+    )
+
+
+class _Inventory:
+    def __init__(self) -> None:
+        self.position = 0
+
+    def __call__(self, ticker: str) -> int:
+        return self.position
+
+
+def _pipeline(
+    inventory: _Inventory | None = None, *, use_yes_price: bool = False
+) -> tuple[Pipeline, QuoteMailbox]:
+    mailbox = QuoteMailbox()
+    pipeline = Pipeline(
+        params=StrategyParams(),
+        new_vol=lambda: EwmaVolatility(halflife_s=30.0, sigma_default=0.001, min_samples=5),
+        new_kappa=lambda: KappaEstimator(
+            halflife_trades=50.0,
+            kappa_default=50.0,
+            kappa_min=5.0,
+            kappa_max=500.0,
+            min_trades=10,
+            half_tick=0.005,
+        ),
+        inventory=inventory or _Inventory(),
+        mailbox=mailbox,
+        use_yes_price=use_yes_price,
+    )
+    for ticker in (TICKER, OTHER):
+        pipeline.add_market(MarketSpec(ticker, PriceGrid.linear_cent()))
+    return pipeline, mailbox
+
+
+def _two_sided(quote: Quote) -> bool:
+    return quote.bid_price is not None and quote.ask_price is not None
+
+
+def test_a_snapshot_makes_the_book_trusted_and_posts_a_quote_inside_the_book() -> None:
+    pipeline, mailbox = _pipeline()
+
+    pipeline.on_frame(_book(), NOW)
+
+    quotes = mailbox.take()
+    assert pipeline.markets[TICKER].book.trusted
+    quote = quotes[TICKER]
+    assert _two_sided(quote)
+    assert quote.bid_price is not None and quote.bid_price < 4700
+    assert quote.ask_price is not None and quote.ask_price > 4500
+
+
+def test_a_delta_that_moves_the_top_of_book_triggers_a_decision() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    before = pipeline.stats.decisions
+
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4600", "10.00"), NOW + 1)
+
+    assert pipeline.stats.decisions == before + 1
+    assert pipeline.markets[TICKER].book.best_bid == 4600
+    assert TICKER in mailbox.take()
+
+
+def test_a_delta_below_the_top_does_not_trigger_a_decision() -> None:
+    pipeline, _ = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    before = pipeline.stats.decisions
+
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4000", "10.00"), NOW + 1)
+
+    assert pipeline.stats.decisions == before
+    assert pipeline.markets[TICKER].book.yes_levels[4000] == 1000
+
+
+def test_an_unchanged_quote_is_not_posted_again() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+
+    pipeline.decide(TICKER, NOW)
+
+    assert len(mailbox) == 0
+
+
+def test_a_sequence_gap_pulls_the_quotes_of_every_market_on_that_subscription() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(TICKER, sid=1, seq=1), NOW)
+    pipeline.on_frame(_book(OTHER, sid=1, seq=2), NOW)
+    mailbox.take()
+
+    pipeline.on_frame(_delta(TICKER, 1, 5, "yes", "0.4500", "1.00"), NOW + 1)
+
+    pulled = mailbox.take()
+    assert pulled == {TICKER: empty_quote(TICKER), OTHER: empty_quote(OTHER)}
+    assert not pipeline.markets[TICKER].book.trusted
+    assert not pipeline.markets[OTHER].book.trusted
+    assert pipeline.take_resync() == [1]
+    assert pipeline.take_resync() == []
+    assert pipeline.stats.gaps == 1
+
+
+def test_deltas_after_a_gap_are_ignored_until_a_fresh_snapshot_restores_quoting() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    pipeline.on_frame(_delta(TICKER, 1, 5, "yes", "0.4500", "1.00"), NOW)
+    mailbox.take()
+
+    pipeline.on_frame(_delta(TICKER, 1, 6, "yes", "0.4800", "5.00"), NOW)
+    assert len(mailbox) == 0
+    assert 4800 not in pipeline.markets[TICKER].book.yes_levels
+
+    pipeline.on_frame(_book(seq=7), NOW)
+    assert pipeline.markets[TICKER].book.trusted
+    assert _two_sided(mailbox.take()[TICKER])
+
+
+def test_a_gap_on_one_subscription_leaves_markets_on_another_quoting() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(TICKER, sid=1, seq=1), NOW)
+    pipeline.on_frame(_book(OTHER, sid=2, seq=1), NOW)
+    mailbox.take()
+
+    pipeline.on_frame(_delta(TICKER, 1, 9, "yes", "0.4500", "1.00"), NOW)
+
+    assert set(mailbox.take()) == {TICKER}
+    assert pipeline.markets[OTHER].book.trusted
+
+
+def test_a_duplicate_delta_is_ignored_and_counted_as_stale() -> None:
+    pipeline, _ = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4000", "10.00"), NOW)
+
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4000", "10.00"), NOW)
+
+    assert pipeline.markets[TICKER].book.yes_levels[4000] == 1000
+    assert pipeline.stats.stale == 1
+
+
+def test_a_delta_that_would_make_a_level_negative_distrusts_the_subscription() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4400", "-60.00"), NOW)
+
+    assert pipeline.stats.integrity_errors == 1
+    assert not pipeline.markets[TICKER].book.trusted
+    assert mailbox.take()[TICKER] == empty_quote(TICKER)
+    assert pipeline.take_resync() == [1]
+
+
+def test_a_crossed_book_is_not_quoted() -> None:
+    pipeline, mailbox = _pipeline()
+    crossed = _snapshot(TICKER, 1, 1, [["0.5000", "10.00"]], [["0.5500", "10.00"]])
+
+    pipeline.on_frame(crossed, NOW)
+
+    assert pipeline.markets[TICKER].book.is_crossed()
+    assert mailbox.take()[TICKER] == empty_quote(TICKER)
+
+
+def test_with_yes_price_convention_no_side_prices_are_read_as_yes_asks() -> None:
+    pipeline, _ = _pipeline(use_yes_price=True)
+
+    pipeline.on_frame(_book(), NOW)
+
+    book = pipeline.markets[TICKER].book
+    assert (book.best_bid, book.best_ask) == (4500, 5300)
+
+
+def test_an_empty_side_means_no_quote() -> None:
+    pipeline, mailbox = _pipeline()
+
+    pipeline.on_frame(_snapshot(TICKER, 1, 1, [["0.4500", "10.00"]], []), NOW)
+
+    assert mailbox.take()[TICKER] == empty_quote(TICKER)
+
+
+def test_book_traffic_for_a_market_we_do_not_trade_is_counted_and_skipped() -> None:
+    pipeline, mailbox = _pipeline()
+
+    event = pipeline.on_frame(_book("KXOTHER-1"), NOW)
+
+    assert event is None
+    assert pipeline.stats.unknown_market == 1
+    assert len(mailbox) == 0
+
+
+def test_a_long_position_skews_the_quote_down() -> None:
+    flat_inventory = _Inventory()
+    long_inventory = _Inventory()
+    long_inventory.position = 10 * 100
+    flat, flat_box = _pipeline(flat_inventory)
+    long, long_box = _pipeline(long_inventory)
+
+    flat.on_frame(_book(), NOW)
+    long.on_frame(_book(), NOW)
+
+    flat_quote = flat_box.take()[TICKER]
+    long_quote = long_box.take()[TICKER]
+    assert flat_quote.ask_price is not None and long_quote.ask_price is not None
+    assert long_quote.ask_price <= flat_quote.ask_price
+    assert long_quote.bid_qty < flat_quote.bid_qty
+
+
+def test_non_book_events_are_returned_to_the_caller() -> None:
+    pipeline, _ = _pipeline()
+    fill = _frame(
+        "fill",
+        3,
+        1,
+        trade_id="t1",
+        order_id="o1",
+        market_ticker=TICKER,
+        is_taker=False,
+        side="yes",
+        action="buy",
+        yes_price_dollars="0.4500",
+        count_fp="1.00",
+        fee_cost="0.0000",
+        post_position_fp="1.00",
+        purchased_side="yes",
+        ts=1_790_000_000,
+        ts_ms=1_790_000_000_000,
+    )
+
+    event = pipeline.on_frame(fill, NOW)
+
+    assert isinstance(event, WireFill)
+    assert event.trade_id == "t1"
+
+
+def test_a_lifecycle_close_date_update_shortens_tau() -> None:
+    pipeline, _ = _pipeline()
+    frame = _frame(
+        "market_lifecycle_v2",
+        4,
+        1,
+        event_type="close_date_updated",
+        market_ticker=TICKER,
+        close_ts=1_790_000_060,
+    )
+
+    pipeline.on_frame(frame, NOW)
+
+    assert pipeline.markets[TICKER].spec.close_ns == 1_790_000_060_000_000_000
+
+
+@pytest.mark.parametrize("markets", [1, 8])
+def test_a_synthetic_stream_is_consumed_without_gaps_or_errors(markets: int) -> None:
+    feed = SyntheticFeed(markets=markets, seed=3)
+    pipeline, mailbox = _pipeline()
+    for ticker in feed.tickers:
+        pipeline.add_market(MarketSpec(ticker, PriceGrid.linear_cent()))
+
+    for i, frame in enumerate([*feed.snapshots(), *feed.deltas(2_000)]):
+        pipeline.on_frame(frame, NOW + i * 1_000_000)
+
+    stats = pipeline.stats
+    assert stats.gaps == stats.stale == stats.integrity_errors == 0
+    assert stats.decisions > 0
+    assert all(pipeline.markets[t].book.trusted for t in feed.tickers)
+    assert all(not pipeline.markets[t].book.is_crossed() for t in feed.tickers)
+    assert len(mailbox) > 0
