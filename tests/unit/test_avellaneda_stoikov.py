@@ -78,10 +78,10 @@ def test_a_missing_sigma_estimate_falls_back_to_the_floor() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    sigma=st.floats(0.0, 1.0),
-    p=st.floats(0.0, 1.0),
-    sigma_min=st.floats(0.0, 0.01),
-    extra=st.floats(0.0, 0.05),
+    sigma=st.floats(0.0, 1.0, allow_subnormal=False),
+    p=st.floats(0.0, 1.0, allow_subnormal=False),
+    sigma_min=st.floats(0.0, 0.01, allow_subnormal=False),
+    extra=st.floats(0.0, 0.05, allow_subnormal=False),
 )
 def test_bounded_sigma_never_exceeds_the_cap_or_its_shape(
     sigma: float, p: float, sigma_min: float, extra: float
