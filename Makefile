@@ -15,8 +15,9 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(STAMP_DEV): pyproject.toml | $(BIN)/python
+$(STAMP_DEV): pyproject.toml scripts/install-sdk.sh | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	sh scripts/install-sdk.sh $(BIN)/python
 	touch $@ $(STAMP_RUN)
 
 ## run: install and run kmm with no arguments (see README)

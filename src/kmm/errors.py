@@ -8,18 +8,30 @@
      ├── WireError (ValueError)       a malformed websocket frame or REST body
      ├── BookIntegrityError           a level would go negative, or a delta for an unknown book
      ├── IllegalTransition            an order lifecycle transition the table does not allow
-     └── VenueError                   anything the venue answered (later: auth, rate limit,
-                                      rejected, unknown outcome, paused, closed)
+     └── VenueError                   anything the venue answered, or failed to answer
+          ├── AuthError                401: unknown key, bad signature, stale timestamp
+          ├── RateLimited              429: the venue's token bucket is empty
+          ├── Rejected                 4xx with Kalshi's code: the request was refused
+          │    ├── ExchangePaused      trading (or the whole exchange) is paused
+          │    └── MarketClosed        the market no longer accepts order operations
+          └── UnknownOutcome           timeout, 5xx or disconnect: a write may or may not
+                                       have taken effect; reconciliation settles it
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
     "BookIntegrityError",
     "ConfigError",
+    "ExchangePaused",
     "FixedPointError",
     "IllegalTransition",
     "KmmError",
+    "MarketClosed",
+    "RateLimited",
+    "Rejected",
+    "UnknownOutcome",
     "VenueError",
     "WireError",
 ]
@@ -111,3 +123,31 @@ class VenueError(KmmError):
         self.code = code
         self.message = message
         super().__init__(f"{status} {code}: {message}" if message else f"{status} {code}")
+
+
+class AuthError(VenueError):
+    """The venue refused our credentials (401): key unknown, signature or timestamp bad."""
+
+
+class RateLimited(VenueError):
+    """The venue's token bucket for this request was empty (429)."""
+
+
+class Rejected(VenueError):
+    """The venue refused the request with one of Kalshi's error codes (4xx)."""
+
+
+class ExchangePaused(Rejected):
+    """Trading is paused: places and amends are refused; cancels may still go through."""
+
+
+class MarketClosed(Rejected):
+    """The market is closed, settled or inactive: order operations are refused."""
+
+
+class UnknownOutcome(VenueError):
+    """A request got no usable answer (timeout, 5xx, disconnect).
+
+    For a write this means the order may or may not exist: it must be settled by the
+    stream or a REST read, never assumed rejected.
+    """

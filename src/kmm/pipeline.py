@@ -214,6 +214,11 @@ class Pipeline:
             self._on_lifecycle(event)
         return event
 
+    @property
+    def needs_resync(self) -> bool:
+        """Whether some subscription is waiting for a fresh snapshot (see take_resync)."""
+        return bool(self._resync)
+
     def take_resync(self) -> list[int]:
         """Returns the subscription ids that need a fresh snapshot, and forgets them."""
         sids = sorted(self._resync)

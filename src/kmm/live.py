@@ -1,0 +1,92 @@
+"""``kmm run``: the live engine against sim, demo or prod, with signals and exit codes.
+
+With ``venue.env: sim`` and no URL override, the local exchange is started in this process
+(on a free loopback port, its key in ``sim.state_dir``) and the bot talks to it over real
+sockets exactly as it would to Kalshi. With demo or prod the key comes from ``auth``.
+
+Exit status: 0 after a clean stop (signal or ``--duration``), 2 for a configuration or key
+problem (including a key the venue refuses), 3 if some of our orders could not be confirmed
+cancelled at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from kmm.config import KmmConfig
+from kmm.engine import LiveEngine
+from kmm.errors import AuthError, ConfigError
+from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
+from kmm.sim.server import SimOptions, SimServer
+
+__all__ = ["EXIT_LEFT_RESTING", "run_live"]
+
+EXIT_LEFT_RESTING = 3
+
+
+@contextlib.asynccontextmanager
+async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str, Signer]]:
+    """The REST URL, websocket URL and signer to use; starts the local exchange if needed."""
+    venue = config.venue
+    if venue.env == "sim" and venue.rest_url is None:
+        sim = config.sim
+        server = SimServer(
+            SimOptions(
+                seed=sim.seed,
+                markets=sim.markets,
+                scenario=sim.scenario,
+                state_dir=sim.state_dir,
+                tier=sim.tier,
+            )
+        )
+        await server.start(sim.host, 0)
+        print(f"kmm: local exchange started at {server.url} (state in {sim.state_dir})", file=out)
+        try:
+            signer = Signer(server.key_id, load_private_key(server.private_key_path))
+            yield server.rest_url, server.ws_url, signer
+        finally:
+            await server.stop()
+        return
+    yield venue.rest_base(), venue.ws_base(), _signer(config)
+
+
+def _signer(config: KmmConfig) -> Signer:
+    auth = config.auth
+    if auth.key_id is None:
+        raise ConfigError(["auth.key_id: required for env " + config.venue.env])
+    pem = auth.private_key_pem(os.environ)
+    source = (
+        f"auth.private_key_path {auth.private_key_path}"
+        if auth.private_key_path is not None
+        else f"auth.private_key_env {auth.private_key_env}"
+    )
+    return Signer(auth.key_id, load_private_key_pem(pem, source), reuse_ms=1_000)
+
+
+async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:
+    """Runs the market maker until a signal or ``duration_s``; returns the exit status.
+
+    Raises:
+        ConfigError: a bad key or a key the venue refuses (the CLI prints it, exit 2).
+    """
+    async with _venue(config, out) as (rest_url, ws_url, signer):
+        engine = LiveEngine(
+            config, rest_url=rest_url, ws_url=ws_url, signer=signer, out=out, duration_s=duration_s
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, engine.stop)
+        try:
+            report = await engine.run()
+        except AuthError as e:
+            raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+    if report.left_resting:
+        print(f"kmm: {len(report.left_resting)} orders may still rest", file=sys.stderr)
+        return EXIT_LEFT_RESTING
+    return 0

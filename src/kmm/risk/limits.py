@@ -1,0 +1,568 @@
+"""Pre-trade limits on worst-case exposure: every order is approved, clipped or rejected.
+
+Theory of operation
+-------------------
+**Worst-case exposure.** In a market with signed position ``p`` (YES +, NO −) and orders that
+may still fill for ``b`` contracts on the bid and ``a`` on the ask (resting, in flight, being
+amended at the larger size, or unknown: :meth:`~kmm.execution.orders.OrderTracker.open_exposure`),
+the position reaches ``p + b`` if every bid fills and ``p − a`` if every ask fills. The market's
+worst case is ``w = max(p + b, a − p)``, which is at least ``|p|``; the global worst case ``W`` is
+``Σ w`` over markets (each market can fill in its own worst direction, so the worst of the sum
+is the sum of the worsts). Caps are checked against these, so they hold while cancels and
+amends are still in flight.
+
+**Room.** For an order of ``q`` on one side, let ``s`` be the position signed for that side
+(``p`` for a bid, ``−p`` for an ask) and ``o`` the side's other open orders (its exposure less
+the order being amended, if any). The order may have at most:
+
+======================  =============================================================
+limit                   room
+======================  =============================================================
+``max_order_size``      ``max_order_qty``
+``max_order_notional``  ``max_order_notional // cost``: ``cost`` is what one contract
+                        costs, the price for a bid and ``1 − price`` for an ask (a YES
+                        ask is a NO bid at ``1 − price``)
+``max_position``        ``max(max_position, s + o + r) − s − o``
+``max_total_position``  ``max(max_total_position − (W − w), w) − s − o``
+``reduce_only``         ``−s − o`` (the side must reduce the position)
+======================  =============================================================
+
+``r`` is the size being amended (0 for a new order). The ``max(…)`` forms mean that an order
+never takes a worst case *beyond* a cap, and never makes worse one that is already beyond it
+(a cap lowered at restart, orders adopted at start-up), while still letting an amend shrink
+an order there. The smallest room binds: at least ``q`` approves, less is clipped (rounded
+down to ``lot_qty``), and a room that clips to 0 rejects. Some refusals do not depend on size:
+a size or a price out of range, the kill switch not running, the exchange paused, the market
+blocked, and, for new orders, ``max_open_orders`` and ``max_unknown_orders`` reached.
+
+**Reservation.** :func:`check_order` adds what it approves to the :class:`ExposureBook` at
+once (a new order: its size and one open order; an amend: its increase), so orders checked in
+a burst before the book is refreshed cannot pass a cap together. The executor refreshes a
+market from the portfolio and the order tracker (:meth:`ExposureBook.refresh`) after it learns
+of a change there. Between refreshes the book errs on the safe side: a fill moves exposure
+from the orders to the position (``p + b`` unchanged on the filled side, the other side's
+worst case falls), and cancels, rejects and settlement only lower it. Only an increase nobody
+checked (orders adopted at start-up, a position taken outside kmm) must be refreshed before it
+counts: :meth:`ExposureBook.refresh_all` after every reconciliation.
+
+The module is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, KeysView
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+
+from kmm.execution.orders import OrderState
+from kmm.risk._text import contracts, usd
+from kmm.types import ONE_DOLLAR, QTY_SCALE, BookSide, Money, OrderIntent, Qty, format_price
+
+if TYPE_CHECKING:
+    from kmm.config import RiskConfig, StrategyConfig
+    from kmm.risk.killswitch import KillSwitch
+
+__all__ = [
+    "Decision",
+    "ExposureBook",
+    "Limit",
+    "MarketExposure",
+    "ModeChange",
+    "OrderSource",
+    "PositionSource",
+    "QuoteMode",
+    "RiskContext",
+    "RiskLimits",
+    "Verdict",
+    "check_order",
+]
+
+_NS_PER_S: Final = 1_000_000_000
+_BID = BookSide.BID
+_UNKNOWN = OrderState.UNKNOWN
+
+
+class Limit(StrEnum):
+    """The limit that clipped or rejected an order."""
+
+    SIZE = "size"
+    PRICE = "price"
+    HALTED = "halted"
+    EXCHANGE_PAUSED = "exchange_paused"
+    MARKET_BLOCKED = "market_blocked"
+    MAX_OPEN_ORDERS = "max_open_orders"
+    MAX_UNKNOWN_ORDERS = "max_unknown_orders"
+    MAX_ORDER_SIZE = "max_order_size"
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    MAX_POSITION = "max_position"
+    MAX_TOTAL_POSITION = "max_total_position"
+    REDUCE_ONLY = "reduce_only"
+
+
+class Decision(StrEnum):
+    """What :func:`check_order` decided."""
+
+    APPROVE = "approve"
+    CLIP = "clip"
+    REJECT = "reject"
+
+
+_APPROVE = Decision.APPROVE
+_REJECT = Decision.REJECT
+_MAX_ORDER_SIZE = Limit.MAX_ORDER_SIZE
+_MAX_ORDER_NOTIONAL = Limit.MAX_ORDER_NOTIONAL
+_MAX_POSITION = Limit.MAX_POSITION
+_MAX_TOTAL_POSITION = Limit.MAX_TOTAL_POSITION
+_REDUCE_ONLY = Limit.REDUCE_ONLY
+
+
+class Verdict(NamedTuple):
+    """The answer of a pre-trade check.
+
+    Attributes:
+        decision: Approve, clip or reject.
+        qty: The size that may be sent: the order's, the clipped size, or 0.
+        limit: The limit that clipped or rejected the order (``None`` when approved).
+        detail: The limit and its numbers (empty when approved).
+        intent: The order that was checked.
+        replaces: For an amend, the size it replaces; ``None`` for a new order.
+    """
+
+    decision: Decision
+    qty: Qty
+    limit: Limit | None
+    detail: str
+    intent: OrderIntent
+    replaces: Qty | None = None
+
+    @property
+    def allowed(self) -> bool:
+        """True unless rejected: ``qty`` may be sent."""
+        return self.decision is not Decision.REJECT
+
+    @property
+    def reason(self) -> str:
+        """The log line: the order, the decision, the limit and the numbers.
+
+        For example ``KXA-1 bid 12.00 @ 0.4500 clipped to 8.00: max_position 50.00,
+        position 38.00, open bids 4.00``. Built when read, so an approval formats nothing.
+        """
+        intent = self.intent
+        price = format_price(intent.price)
+        text = f"{intent.ticker} {intent.side} {contracts(intent.qty)} @ {price}"
+        if self.replaces is not None:
+            text += f" (amending {contracts(self.replaces)})"
+        if self.decision is Decision.APPROVE:
+            return f"{text} approved"
+        if self.decision is Decision.CLIP:
+            return f"{text} clipped to {contracts(self.qty)}: {self.detail}"
+        return f"{text} rejected: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """The limits, in kmm's integer units.
+
+    Attributes:
+        max_position: Largest worst-case absolute position in one market (0.01 contracts).
+        max_total_position: Largest sum of worst-case absolute positions (0.01 contracts).
+        max_order_qty: Largest size of one order (0.01 contracts).
+        max_order_notional: Largest cost of one order (money units).
+        max_open_orders: Most orders resting or in flight at once, over all markets.
+        max_unknown_orders: Orders of unknown outcome tolerated before new orders stop.
+        lot_qty: Clipped sizes are rounded down to a multiple of this (0.01 contracts).
+        stale_book_ns: A market whose book is older than this is not quoted.
+        no_quote_before_close_ns: A market this close to its close is not quoted.
+        wind_down_before_close_ns: A market this close to its close is quoted reduce-only.
+
+    Raises:
+        ValueError: if a limit is out of range, naming it.
+    """
+
+    max_position: Qty
+    max_total_position: Qty
+    max_order_qty: Qty
+    max_order_notional: Money
+    max_open_orders: int
+    max_unknown_orders: int = 5
+    lot_qty: Qty = 1
+    stale_book_ns: int = 30 * _NS_PER_S
+    no_quote_before_close_ns: int = 60 * _NS_PER_S
+    wind_down_before_close_ns: int = 300 * _NS_PER_S
+
+    def __post_init__(self) -> None:
+        for name in ("max_position", "max_total_position", "max_order_qty", "lot_qty"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("max_order_notional", self.max_order_notional, 1)
+        _at_least("max_open_orders", self.max_open_orders, 1)
+        _at_least("max_unknown_orders", self.max_unknown_orders, 0)
+        _at_least("stale_book_ns", self.stale_book_ns, 1)
+        _at_least("no_quote_before_close_ns", self.no_quote_before_close_ns, 0)
+        _at_least(
+            "wind_down_before_close_ns",
+            self.wind_down_before_close_ns,
+            self.no_quote_before_close_ns,
+        )
+
+    @classmethod
+    def from_config(cls, risk: RiskConfig, strategy: StrategyConfig) -> RiskLimits:
+        """The limits of the ``risk`` section; order size and lot come from ``strategy``."""
+        return cls(
+            max_position=risk.max_position,
+            max_total_position=risk.max_total_position,
+            max_order_qty=strategy.max_order_qty,
+            max_order_notional=risk.max_order_notional,
+            max_open_orders=risk.max_open_orders,
+            max_unknown_orders=risk.max_unknown_orders,
+            lot_qty=strategy.lot_qty,
+            stale_book_ns=risk.stale_book_ns,
+            no_quote_before_close_ns=round(risk.no_quote_before_close_s * _NS_PER_S),
+            wind_down_before_close_ns=round(risk.wind_down_before_close_s * _NS_PER_S),
+        )
+
+
+def _at_least(name: str, value: int, least: int) -> None:
+    if value < least:
+        raise ValueError(f"risk limit {name} must be >= {least}, got {value}")
+
+
+class MarketExposure(NamedTuple):
+    """One market's position and the orders that may still fill there.
+
+    Attributes:
+        position: Signed position (YES +, NO −), 0.01 contracts.
+        bid_open: Bids that may still fill (resting, in flight, unknown).
+        ask_open: Asks that may still fill.
+        orders: Live orders (any non-terminal state).
+        unknown: Live orders whose outcome is unknown.
+    """
+
+    position: Qty = 0
+    bid_open: Qty = 0
+    ask_open: Qty = 0
+    orders: int = 0
+    unknown: int = 0
+
+    @property
+    def worst(self) -> Qty:
+        """The worst-case absolute position: ``max(position + bids, asks − position)``."""
+        long = self.position + self.bid_open
+        short = self.ask_open - self.position
+        return long if long > short else short
+
+
+_FLAT: Final = MarketExposure()
+
+
+class PositionSource(Protocol):
+    """Where positions come from (:class:`~kmm.execution.inventory.Portfolio`)."""
+
+    def net_qty(self, ticker: str) -> Qty:
+        """Signed position in ``ticker``."""
+        ...
+
+
+class _ExposedOrder(Protocol):
+    @property
+    def side(self) -> BookSide: ...
+    @property
+    def exposure(self) -> Qty: ...
+    @property
+    def state(self) -> OrderState: ...
+
+
+class OrderSource(Protocol):
+    """Where live orders come from (:class:`~kmm.execution.orders.OrderTracker`)."""
+
+    def live(self, ticker: str) -> Iterable[_ExposedOrder]:
+        """The orders in ``ticker`` that rest or may rest."""
+        ...
+
+
+class ExposureBook:
+    """Per-market worst-case exposure, with the global sums kept up to date in O(1).
+
+    Attributes:
+        total_worst: Σ of the markets' worst cases (0.01 contracts).
+        open_orders: Live orders over every market.
+        unknown_orders: Live orders of unknown outcome over every market.
+    """
+
+    __slots__ = ("_markets", "_worst", "open_orders", "total_worst", "unknown_orders")
+
+    def __init__(self) -> None:
+        self._markets: dict[str, MarketExposure] = {}
+        self._worst: dict[str, Qty] = {}
+        self.total_worst: Qty = 0
+        self.open_orders = 0
+        self.unknown_orders = 0
+
+    def get(self, ticker: str) -> MarketExposure:
+        """The market's exposure (flat if never set)."""
+        return self._markets.get(ticker, _FLAT)
+
+    def worst(self, ticker: str) -> Qty:
+        """The market's worst case (:attr:`MarketExposure.worst`), without recomputing it."""
+        return self._worst.get(ticker, 0)
+
+    def tickers(self) -> KeysView[str]:
+        """Every market the book holds."""
+        return self._markets.keys()
+
+    def set_market(
+        self,
+        ticker: str,
+        position: Qty,
+        bid_open: Qty = 0,
+        ask_open: Qty = 0,
+        orders: int = 0,
+        unknown: int = 0,
+    ) -> MarketExposure:
+        """Replaces one market's figures and updates the sums.
+
+        Raises:
+            ValueError: if an open quantity or a count is negative.
+        """
+        if bid_open < 0 or ask_open < 0 or orders < 0 or unknown < 0:
+            raise ValueError(
+                f"{ticker}: negative exposure bid_open={bid_open} ask_open={ask_open} "
+                f"orders={orders} unknown={unknown}"
+            )
+        new = MarketExposure(position, bid_open, ask_open, orders, unknown)
+        old = self._markets.get(ticker, _FLAT)
+        self._markets[ticker] = new
+        long, short = position + bid_open, ask_open - position
+        worst = long if long > short else short
+        self.total_worst += worst - self._worst.get(ticker, 0)
+        self._worst[ticker] = worst
+        self.open_orders += orders - old.orders
+        self.unknown_orders += unknown - old.unknown
+        return new
+
+    def refresh(
+        self, ticker: str, positions: PositionSource, orders: OrderSource
+    ) -> MarketExposure:
+        """Recomputes one market from the portfolio and the order tracker."""
+        bid = ask = count = unknown = 0
+        for order in orders.live(ticker):
+            count += 1
+            if order.side is _BID:
+                bid += order.exposure
+            else:
+                ask += order.exposure
+            if order.state is _UNKNOWN:
+                unknown += 1
+        return self.set_market(ticker, positions.net_qty(ticker), bid, ask, count, unknown)
+
+    def refresh_all(
+        self, tickers: Iterable[str], positions: PositionSource, orders: OrderSource
+    ) -> None:
+        """Recomputes ``tickers`` and every market already held (after a reconciliation)."""
+        for ticker in {*tickers, *self._markets}:
+            self.refresh(ticker, positions, orders)
+
+    def reserve(self, ticker: str, side: BookSide, qty: Qty, orders: int = 0) -> None:
+        """Counts ``qty`` more open on ``side`` (and ``orders`` more live orders) at once."""
+        pos, bid, ask, count, unknown = self._markets.get(ticker, _FLAT)
+        if side is _BID:
+            bid += qty
+        else:
+            ask += qty
+        self.set_market(ticker, pos, bid, ask, count + orders, unknown)
+
+
+class QuoteMode(StrEnum):
+    """How a market may be quoted (decided by :func:`kmm.risk.guards.gate_quote`)."""
+
+    NORMAL = "normal"
+    REDUCE_ONLY = "reduce_only"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChange:
+    """A market's quoting mode changed, for the ops log.
+
+    Attributes:
+        ts_ns: When the change was seen.
+        ticker: The market.
+        mode: The new mode.
+        reason: Why, with the numbers.
+    """
+
+    ts_ns: int
+    ticker: str
+    mode: QuoteMode
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.ticker} quoting {self.mode}: {self.reason}"
+
+
+@dataclass(slots=True)
+class RiskContext:
+    """Everything the pre-trade checks and the quote gate read, and the gate's memory.
+
+    Attributes:
+        limits: The limits.
+        kill_switch: The process-wide halt; nothing is placed unless it is running.
+        exposures: Positions and open orders per market.
+        exchange_paused: The exchange's trading is paused (places refused, cancels go).
+        reduce_only: Markets where only orders that reduce the position pass.
+        blocked: Markets not quoted at all, with the reason (paused by the exchange,
+            position drift found by reconciliation, an operator's decision).
+        modes: The last quoting mode and its cause per market (kept by the quote gate).
+        events: Mode changes not yet handed over (see :meth:`take_events`).
+    """
+
+    limits: RiskLimits
+    kill_switch: KillSwitch
+    exposures: ExposureBook = field(default_factory=ExposureBook)
+    exchange_paused: bool = False
+    reduce_only: set[str] = field(default_factory=set)
+    blocked: dict[str, str] = field(default_factory=dict)
+    modes: dict[str, tuple[QuoteMode, str]] = field(default_factory=dict)
+    events: list[ModeChange] = field(default_factory=list)
+
+    def take_events(self) -> list[ModeChange]:
+        """Every mode change recorded since the last call, oldest first."""
+        events, self.events = self.events, []
+        return events
+
+
+# --------------------------------------------------------------------------- check_order
+
+
+def check_order(intent: OrderIntent, ctx: RiskContext, *, replaces: Qty | None = None) -> Verdict:
+    """Checks one order against every limit, and reserves what it lets through.
+
+    Args:
+        intent: The order: market, side, YES price and size (for an amend, the new resting
+            size).
+        ctx: The limits and the current exposure.
+        replaces: For an amend, the exposure of the order being amended
+            (:attr:`~kmm.execution.orders.TrackedOrder.exposure`); ``None`` for a new order.
+
+    Returns:
+        Approve (``qty`` is the order's), clip (``qty`` is smaller, on a lot) or reject
+        (``qty`` is 0), with the limit and its numbers; ``reason`` is the log line.
+
+    Raises:
+        ValueError: if ``replaces`` is negative.
+    """
+    if replaces is not None and replaces < 0:
+        raise ValueError(f"{intent.ticker}: an amend cannot replace {replaces} contracts")
+    refusal = _order_refusal(intent) or _state_refusal(intent.ticker, ctx, replaces is None)
+    if refusal is not None:
+        return Verdict(_REJECT, 0, refusal[0], refusal[1], intent, replaces)
+    room, limit = _room(intent, ctx, replaces or 0)
+    qty = intent.qty
+    if room >= qty:
+        _reserve(intent, ctx, qty, replaces)
+        return Verdict(_APPROVE, qty, None, "", intent, replaces)
+    clipped = room - room % ctx.limits.lot_qty if room > 0 else 0
+    detail = _room_detail(limit, intent, ctx, replaces or 0)
+    if clipped <= 0:
+        return Verdict(_REJECT, 0, limit, detail, intent, replaces)
+    _reserve(intent, ctx, clipped, replaces)
+    return Verdict(Decision.CLIP, clipped, limit, detail, intent, replaces)
+
+
+def _order_refusal(intent: OrderIntent) -> tuple[Limit, str] | None:
+    if intent.qty <= 0:
+        return Limit.SIZE, f"size {contracts(intent.qty)} is not positive"
+    if not 0 < intent.price < ONE_DOLLAR:
+        return Limit.PRICE, f"price {format_price(intent.price)} is outside (0, 1)"
+    return None
+
+
+def _state_refusal(ticker: str, ctx: RiskContext, new: bool) -> tuple[Limit, str] | None:
+    switch = ctx.kill_switch
+    if not switch.quoting_allowed:
+        return Limit.HALTED, f"kill switch {switch.state}: {switch.reason}"
+    if ctx.exchange_paused:
+        return Limit.EXCHANGE_PAUSED, "exchange trading is paused"
+    blocked = ctx.blocked.get(ticker)
+    if blocked is not None:
+        return Limit.MARKET_BLOCKED, f"market blocked: {blocked}"
+    if not new:
+        return None
+    limits, book = ctx.limits, ctx.exposures
+    if book.open_orders >= limits.max_open_orders:
+        detail = f"max_open_orders {limits.max_open_orders}, open orders {book.open_orders}"
+        return Limit.MAX_OPEN_ORDERS, detail
+    if book.unknown_orders > limits.max_unknown_orders:
+        detail = (
+            f"max_unknown_orders {limits.max_unknown_orders}, "
+            f"orders of unknown outcome {book.unknown_orders}"
+        )
+        return Limit.MAX_UNKNOWN_ORDERS, detail
+    return None
+
+
+def _side_figures(exp: MarketExposure, side: BookSide, replaces: Qty) -> tuple[Qty, Qty]:
+    """``(s, o)``: the position signed for ``side`` and the side's other open orders."""
+    if side is _BID:
+        signed, open_ = exp.position, exp.bid_open
+    else:
+        signed, open_ = -exp.position, exp.ask_open
+    other = open_ - replaces
+    return signed, other if other > 0 else 0
+
+
+def _cost(intent: OrderIntent) -> int:
+    """What one contract of the order costs, in price units."""
+    return intent.price if intent.side is _BID else ONE_DOLLAR - intent.price
+
+
+def _room(intent: OrderIntent, ctx: RiskContext, replaces: Qty) -> tuple[Qty, Limit]:
+    """The largest size the limits allow, and the limit that sets it."""
+    limits, book, ticker = ctx.limits, ctx.exposures, intent.ticker
+    signed, other = _side_figures(book.get(ticker), intent.side, replaces)
+    used = signed + other
+    best, limit = limits.max_order_qty, _MAX_ORDER_SIZE
+    room = limits.max_order_notional // _cost(intent)
+    if room < best:
+        best, limit = room, _MAX_ORDER_NOTIONAL
+    room = max(limits.max_position, used + replaces) - used
+    if room < best:
+        best, limit = room, _MAX_POSITION
+    worst = book.worst(ticker)
+    room = max(limits.max_total_position - (book.total_worst - worst), worst) - used
+    if room < best:
+        best, limit = room, _MAX_TOTAL_POSITION
+    if -used < best and ticker in ctx.reduce_only:
+        best, limit = -used, _REDUCE_ONLY
+    return best, limit
+
+
+def _room_detail(limit: Limit, intent: OrderIntent, ctx: RiskContext, replaces: Qty) -> str:
+    limits, book = ctx.limits, ctx.exposures
+    exp = book.get(intent.ticker)
+    _, other = _side_figures(exp, intent.side, replaces)
+    opens = f"open {intent.side}s {contracts(other)}"
+    if replaces:
+        opens += " besides the order amended"
+    position = f"position {contracts(exp.position)}, {opens}"
+    if limit is Limit.MAX_ORDER_SIZE:
+        return f"max_order_size {contracts(limits.max_order_qty)}"
+    if limit is Limit.MAX_ORDER_NOTIONAL:
+        per_contract = usd(_cost(intent) * QTY_SCALE)
+        return f"max_order_notional {usd(limits.max_order_notional)}, cost {per_contract} each"
+    if limit is Limit.MAX_POSITION:
+        return f"max_position {contracts(limits.max_position)}, {position}"
+    if limit is Limit.MAX_TOTAL_POSITION:
+        elsewhere = contracts(book.total_worst - book.worst(intent.ticker))
+        return (
+            f"max_total_position {contracts(limits.max_total_position)}, worst case in other "
+            f"markets {elsewhere}, {position}"
+        )
+    return f"reduce_only, {position}"
+
+
+def _reserve(intent: OrderIntent, ctx: RiskContext, qty: Qty, replaces: Qty | None) -> None:
+    if replaces is None:
+        ctx.exposures.reserve(intent.ticker, intent.side, qty, orders=1)
+    elif qty > replaces:
+        ctx.exposures.reserve(intent.ticker, intent.side, qty - replaces)

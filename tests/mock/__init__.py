@@ -1,0 +1,1 @@
+"""The whole bot, and its connectors, against the local exchange over loopback sockets."""
