@@ -29,8 +29,8 @@ test: $(STAMP_DEV)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench probe.py
+	$(BIN)/ruff format --check src tests bench probe.py
 
 types: $(STAMP_DEV)
 	$(BIN)/mypy --strict src

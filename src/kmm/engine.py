@@ -50,6 +50,17 @@ from kmm.kalshi.rest import AccountLimits, KalshiRest, MarketInfo, VenueOrder, V
 from kmm.kalshi.wire import Event, MarketLifecycle, MarketPosition, UserOrder
 from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
+from kmm.risk import (
+    HaltState,
+    KillEvent,
+    KillSwitch,
+    MarketStatus,
+    RiskContext,
+    RiskLimits,
+    Trigger,
+    check_order,
+    gate_quote,
+)
 from kmm.types import (
     ONE_DOLLAR,
     QTY_SCALE,
@@ -143,6 +154,11 @@ class LiveEngine:
         )
         self.grids: dict[str, PriceGrid] = {}
         self.marks: dict[str, Price] = {}
+        self.kill_switch = KillSwitch.from_config(config.risk)
+        self.risk = RiskContext(
+            RiskLimits.from_config(config.risk, config.strategy), self.kill_switch
+        )
+        self._refusals: dict[tuple[str, BookSide], str] = {}
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self.halted: str | None = None
@@ -340,6 +356,7 @@ class LiveEngine:
             self.grids,
             settings,
             gate=self._gate,
+            approve=self._approve,
             on_event=self._on_exec_event,
         )
 
@@ -485,14 +502,36 @@ class LiveEngine:
     # ----------------------------------------------------------------- execution glue
 
     def _gate(self, quote: Quote, now_ns: int) -> Quote:
-        if self.halted is not None:
-            return empty_quote(quote.ticker)
-        market = self.pipeline.markets.get(quote.ticker)
-        if market is None or not market.book.trusted:
-            return empty_quote(quote.ticker)
-        return quote
+        """Risk's view of a target: halts, stale or closing markets, pauses, caps."""
+        ticker = quote.ticker
+        market = self.pipeline.markets.get(ticker)
+        if self.halted is not None or market is None:
+            return empty_quote(ticker)
+        self.risk.exposures.refresh(ticker, self.portfolio, self.tracker)
+        feed_ns = self._ws.stats.last_message_ns if self._ws is not None else 0
+        status = MarketStatus(
+            book_ns=max(market.last_book_ns, feed_ns),
+            trusted=market.book.trusted,
+            close_ns=market.spec.close_ns,
+        )
+        return gate_quote(quote, status, self.risk, now_ns)
+
+    def _approve(self, intent: OrderIntent, replaces: Qty | None) -> OrderIntent | None:
+        """The pre-trade check of one create or amend: approve, clip or refuse."""
+        verdict = check_order(intent, self.risk, replaces=replaces)
+        key = (intent.ticker, intent.side)
+        if verdict.allowed and verdict.qty == intent.qty:
+            self._refusals.pop(key, None)
+            return intent
+        reason = verdict.reason
+        if self._refusals.get(key) != reason:
+            self._refusals[key] = reason
+            self._say(f"risk: {reason}")
+        return intent._replace(qty=verdict.qty) if verdict.allowed else None
 
     def _on_exec_event(self, event: ExecEvent) -> None:
+        if event.what == "unknown":
+            self._on_kill_event(self.kill_switch.on_unknown_order(self.clock.now_ns()))
         if event.what in ("rejected", "unknown", "dropped", "settled"):
             code = f" [{event.code}]" if event.code else ""
             log.info(
@@ -506,7 +545,38 @@ class LiveEngine:
         while True:
             await asyncio.sleep(interval)
             self._update_marks()
+            await self._check_risk(self.clock.now_ns())
             self._say(self.summary_line())
+
+    async def _check_risk(self, now: int) -> None:
+        kill = self.kill_switch
+        self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self.marks), now))
+        kill_file = self.config.risk.kill_file
+        if kill.state is HaltState.RUNNING and kill_file.exists():
+            self._on_kill_event(kill.trip(f"kill file {kill_file} exists", now))
+        if self._ws is not None and self._ws.stats.last_message_ns:
+            self._on_kill_event(kill.check_feed(self._ws.stats.last_message_ns, now))
+        for change in self.risk.take_events():
+            self._say(f"risk: {change}")
+        for ticker in self.pipeline.markets:
+            self.executor.touch(ticker)  # time alone can make a book stale or a close near
+        if kill.state is HaltState.HALTING:
+            await self._go_flat(now)
+
+    def _on_kill_event(self, event: KillEvent | None) -> None:
+        if event is None:
+            return
+        self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
+        if event.state is not HaltState.RUNNING:
+            self.halted = event.reason
+            self.report.halted = event.reason
+            self.executor.stop_placing()
+
+    async def _go_flat(self, now: int) -> None:
+        """HALTING: cancel everything and confirm with the venue that none of ours rests."""
+        await self._cancel_everything()
+        if not self.report.left_resting:
+            self._on_kill_event(self.kill_switch.confirm_flat(self.clock.now_ns()))
 
     def _update_marks(self) -> None:
         for ticker, market in self.pipeline.markets.items():
@@ -552,17 +622,13 @@ class LiveEngine:
             if abs(ours - position.position) > tolerance:
                 self.halt(
                     f"{position.ticker}: position drift: ours {format_count(ours)}, venue "
-                    f"{format_count(position.position)} (tolerance {format_count(tolerance)})"
+                    f"{format_count(position.position)} (tolerance {format_count(tolerance)})",
+                    Trigger.DRIFT,
                 )
 
-    def halt(self, reason: str) -> None:
-        """Stops quoting and cancels everything; stays halted until the process restarts."""
-        if self.halted is not None:
-            return
-        self.halted = reason
-        self.report.halted = reason
-        self._say(f"HALT: {reason}")
-        self.executor.stop_placing()
+    def halt(self, reason: str, trigger: Trigger = Trigger.MANUAL) -> None:
+        """Trips the kill switch: stop quoting, cancel everything, stay halted."""
+        self._on_kill_event(self.kill_switch.trip(reason, self.clock.now_ns(), trigger))
 
     # ----------------------------------------------------------------- shutdown
 

@@ -112,10 +112,17 @@ class ExecEvent:
 
 
 Gate = Callable[[Quote, int], Quote]
+Approve = Callable[[OrderIntent, int | None], OrderIntent | None]
+"""Pre-trade check of one order: the intent to send (possibly clipped), or None to refuse.
+The second argument is the exposure of the order an amend replaces (None for a create)."""
 
 
 def _pass_through(quote: Quote, now_ns: int) -> Quote:
     return quote
+
+
+def _approve_all(intent: OrderIntent, replaces: int | None) -> OrderIntent | None:
+    return intent
 
 
 @dataclass(slots=True)
@@ -139,6 +146,7 @@ class Executor:
         grids: Each market's price grid (for the diff's tick size).
         settings: How orders are placed.
         gate: Risk's view of a target (caps, stale books, halts); identity by default.
+        approve: Risk's pre-trade check of every create and amend; approves all by default.
         on_event: Receives every :class:`ExecEvent` (logging, tape).
     """
 
@@ -152,6 +160,7 @@ class Executor:
         settings: ExecSettings,
         *,
         gate: Gate = _pass_through,
+        approve: Approve = _approve_all,
         on_event: Callable[[ExecEvent], None] | None = None,
     ) -> None:
         self.rest = rest
@@ -161,6 +170,7 @@ class Executor:
         self.grids = grids
         self.settings = settings
         self.gate = gate
+        self.approve = approve
         self.on_event = on_event or (lambda _e: None)
         self.desired: dict[str, Quote] = {}
         self.counters = _Counters()

@@ -30,7 +30,7 @@ from kmm.clock import Clock, LiveClock, ManualClock
 from kmm.kalshi.constants import API_PREFIX, WS_PATH
 from kmm.sim.engine import EngineEvent, MatchingEngine
 from kmm.sim.faults import FaultPlan, parse_spec
-from kmm.sim.flow import BackgroundFlow
+from kmm.sim.flow import BackgroundFlow, LifecycleDriver
 from kmm.sim.keys import KeyStore
 from kmm.sim.rest import RestApi
 from kmm.sim.universe import Universe, build_universe, install
@@ -136,6 +136,10 @@ class SimServer:
         )
         faults = FaultPlan(parse_spec(options.fault_spec), start_ns=start_ns, controls=engine)
         self.venue = SimVenue(engine, flow, faults, clock, universe)
+        # Without background flow, markets still open, close, determine and settle on time
+        self._lifecycle = (
+            None if flow is not None else LifecycleDriver(engine, universe, options.seed)
+        )
         self.keys = KeyStore.open(options.state_dir)
         self._accounts: set[str] = set()
         for record in self.keys.records():
@@ -256,6 +260,9 @@ class SimServer:
             venue.clock.set_ns(now_ns)
         if venue.flow is not None:
             venue.flow.advance(now_ns)
+        elif self._lifecycle is not None:
+            self._lifecycle.advance(now_ns)
+        venue.engine.apply_schedule(now_ns)
         venue.engine.expire_orders(now_ns)
         venue.faults.apply_due(now_ns)
         venue.publish()
