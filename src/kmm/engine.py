@@ -144,6 +144,7 @@ class LiveEngine:
         self.duration_s = duration_s
         self.report = EngineReport()
         self.portfolio = Portfolio()
+        self.fills: list[Fill] = []
         start_ns = self.clock.now_ns()
         prefix = config.execution.client_order_prefix or "kmm"
         self._ids = ClientOrderIds.for_run(start_ns, prefix)
@@ -368,6 +369,8 @@ class LiveEngine:
             self.on_frame,
             use_yes_price=True,
             on_reconnect=self._on_reconnect,
+            on_disconnect=self._on_disconnect,
+            on_resubscribe=self._on_resubscribe,
             on_stale=lambda: self._say("websocket feed silent: reconnecting"),
             reconnect_initial_s=venue.reconnect_initial_s,
             reconnect_max_s=venue.reconnect_max_s,
@@ -416,6 +419,7 @@ class LiveEngine:
         now = self.clock.now_ns()
         self.tracker.on_fill(fill, now)
         if self.portfolio.on_fill(fill):
+            self.fills.append(fill)
             self.report.fills += 1
             self.marks.setdefault(fill.ticker, fill.price)
             self._say(
@@ -461,8 +465,7 @@ class LiveEngine:
             return
         if event.event_type in _CLOSED_EVENTS or event.is_deactivated:
             self._say(f"{event.ticker}: {event.event_type}: quotes pulled")
-            self.pipeline.markets[event.ticker].book.trusted = False
-            self.executor.submit({event.ticker: empty_quote(event.ticker)})
+            self.pipeline.pull(event.ticker)
         elif event.event_type == "activated":
             self._say(f"{event.ticker}: activated again")
 
@@ -485,11 +488,18 @@ class LiveEngine:
         if quotes:
             self.executor.submit(quotes)
 
+    def _on_disconnect(self, reason: str) -> None:
+        self._say(f"websocket lost ({reason}): quotes pulled until the books are fresh")
+        self.pipeline.pull_all()
+
+    def _on_resubscribe(self, channel: str, old_sid: int | None) -> None:
+        self._say(f"websocket channel {channel} ended by the venue: subscribing again")
+        if channel == "orderbook_delta":
+            self.pipeline.pull_all()
+
     def _on_reconnect(self) -> None:
         self._say("websocket reconnected: books untrusted until fresh snapshots")
-        for market in self.pipeline.markets.values():
-            market.book.trusted = False
-        self.executor.submit({t: empty_quote(t) for t in self.pipeline.markets})
+        self.pipeline.pull_all()
         asyncio.get_running_loop().create_task(self._backfill_fills())
 
     async def _backfill_fills(self) -> None:

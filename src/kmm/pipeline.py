@@ -323,6 +323,21 @@ class Pipeline:
             spec = replace(spec, grid=PriceGrid.from_ranges(event.price_ranges))
         market.spec = spec
 
+    def pull(self, ticker: str) -> None:
+        """Marks one market untrusted and posts an empty quote (closed, deactivated ...).
+
+        Quoting resumes on the market's next snapshot.
+        """
+        market = self.markets[ticker]
+        market.book.trusted = False
+        market.quote = empty_quote(ticker)
+        self.mailbox.put(market.quote)
+
+    def pull_all(self) -> None:
+        """:meth:`pull` for every market (the connection was lost: resnapshots follow)."""
+        for ticker in self.markets:
+            self.pull(ticker)
+
     def _distrust(self, sid: int) -> None:
         """Marks every market on ``sid`` untrusted, pulls its quotes, queues a resnapshot."""
         self._resync.add(sid)

@@ -320,3 +320,15 @@ def test_a_synthetic_stream_is_consumed_without_gaps_or_errors(markets: int) -> 
     assert all(pipeline.markets[t].book.trusted for t in feed.tickers)
     assert all(not pipeline.markets[t].book.is_crossed() for t in feed.tickers)
     assert len(mailbox) > 0
+
+
+def test_pulling_all_markets_posts_empty_quotes_and_a_snapshot_brings_the_quote_back() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    quote = mailbox.take()[TICKER]
+
+    pipeline.pull_all()
+
+    assert mailbox.take()[TICKER] == empty_quote(TICKER)
+    pipeline.on_frame(_book(seq=2), NOW)
+    assert mailbox.take()[TICKER] == quote
