@@ -226,6 +226,8 @@ class LiveEngine:
             asyncio.create_task(self._watch(), name="kmm-watch"),
             asyncio.create_task(self._reconcile_loop(), name="kmm-reconcile"),
         ]
+        if self.signer.reuse_ms:
+            tasks.append(asyncio.create_task(self.rest.presign_forever(), name="kmm-presign"))
         await self.ws.subscribe(_MARKET_CHANNELS, self.report.markets)
         await self.ws.subscribe(_ACCOUNT_CHANNELS)
         self.ready.set()

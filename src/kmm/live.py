@@ -28,6 +28,8 @@ from kmm.sim.server import SimOptions, SimServer
 __all__ = ["EXIT_LEFT_RESTING", "run_live"]
 
 EXIT_LEFT_RESTING = 3
+SIGNATURE_REUSE_MS = 2_000
+"""A signature is reused for this long; the presigner refreshes fixed paths every second."""
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +50,8 @@ async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str
         await server.start(sim.host, 0)
         print(f"kmm: local exchange started at {server.url} (state in {sim.state_dir})", file=out)
         try:
-            signer = Signer(server.key_id, load_private_key(server.private_key_path))
+            key = load_private_key(server.private_key_path)
+            signer = Signer(server.key_id, key, reuse_ms=SIGNATURE_REUSE_MS)
             yield server.rest_url, server.ws_url, signer
         finally:
             await server.stop()
@@ -66,7 +69,7 @@ def _signer(config: KmmConfig) -> Signer:
         if auth.private_key_path is not None
         else f"auth.private_key_env {auth.private_key_env}"
     )
-    return Signer(auth.key_id, load_private_key_pem(pem, source), reuse_ms=1_000)
+    return Signer(auth.key_id, load_private_key_pem(pem, source), reuse_ms=SIGNATURE_REUSE_MS)
 
 
 async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:

@@ -146,7 +146,7 @@ async def start(sim_state_dir: Path, tmp_path: Path) -> AsyncIterator[Callable[.
         sim = SimServer(SimOptions(state_dir=sim_state_dir, **{"flow": False, **options}))
         await sim.start()
         sim.venue.engine.open_account(TRADER, 10**15)
-        signer = Signer(sim.key_id, load_private_key(sim.private_key_path))
+        signer = Signer(sim.key_id, load_private_key(sim.private_key_path), reuse_ms=2_000)
         engine = LiveEngine(
             config or _config(tmp_path), rest_url=sim.rest_url, ws_url=sim.ws_url, signer=signer
         )

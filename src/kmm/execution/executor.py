@@ -301,10 +301,10 @@ class Executor:
         for req in admitted.dropped:
             self._drop(req, now)
         cancels = [r for r in admitted.send if r.kind == "cancel"]
-        if len(cancels) > 1:
+        if cancels:
+            # Always the batch endpoint: the same 2 tokens per order, and a fixed path whose
+            # signature is prepared ahead (an order id in the path cannot be)
             self._spawn(self._batch_cancel(cancels))
-        elif cancels:
-            self._spawn(self._cancel(cancels[0]))
         for req in admitted.send:
             if req.kind == "create":
                 self._spawn(self._create(req))
@@ -392,19 +392,6 @@ class Executor:
             req.client_order_id, now, filled=ack.filled, remaining=ack.remaining
         )
         self._emit("amended", req, f"{amend.price} x {amend.qty}")
-        self.touch(req.ticker)
-
-    async def _cancel(self, req: WriteRequest) -> None:
-        order = self.tracker.get(req.client_order_id)
-        if order is None or order.order_id is None:
-            return
-        try:
-            await self.rest.cancel_order(order.order_id)
-        except VenueError as e:
-            self._on_write_error(req, e)
-            return
-        self.tracker.on_cancel_ack(req.client_order_id, self.clock.now_ns())
-        self._emit("canceled", req)
         self.touch(req.ticker)
 
     async def _batch_cancel(self, reqs: list[WriteRequest]) -> None:

@@ -69,6 +69,7 @@ from kmm.types import (
 __all__ = [
     "CLOSED_CODES",
     "PAUSE_CODES",
+    "PRESIGNED_PATHS",
     "AccountLimits",
     "BatchItem",
     "CreateAck",
@@ -367,6 +368,18 @@ def _batch_item(item: Mapping[str, Any]) -> BatchItem:
 
 # --------------------------------------------------------------------------- client
 
+PRESIGNED_PATHS: Final = (
+    ("POST", "/portfolio/events/orders"),
+    ("POST", "/portfolio/events/orders/batched"),
+    ("DELETE", "/portfolio/events/orders/batched"),
+)
+"""The order path's fixed (method, path) pairs, whose signatures are prepared ahead."""
+
+
+def _presign_all(signer: Signer, paths: Sequence[tuple[str, str]], now_ms: int) -> None:
+    for method, path in paths:
+        signer.presign(method, path, now_ms)
+
 
 class KalshiRest:
     """Typed access to Kalshi's REST API for one account.
@@ -435,6 +448,21 @@ class KalshiRest:
         if status >= 300:
             raise error_from_response(status, raw)
         return orjson.loads(raw) if raw else {}
+
+    async def presign_forever(self, *, every_s: float = 1.0) -> None:
+        """Keeps fresh signatures for the fixed order-write paths, signed off the event loop.
+
+        Runs until cancelled. Effective only with a signer whose ``reuse_ms`` is larger than
+        ``every_s`` (the signature of the last refresh is reused until the next one).
+        """
+        signer = self._signer
+        if signer is None or not signer.reuse_ms:
+            return
+        paths = [(m, self._root + p) for m, p in PRESIGNED_PATHS]
+        while True:
+            now = self._now_ms()
+            await asyncio.to_thread(_presign_all, signer, paths, now)
+            await asyncio.sleep(every_s)
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
         """Runs a read, retrying unknown outcomes and 429s with backoff and jitter."""
