@@ -803,6 +803,13 @@ class ExecutionConfig(_Section):
         default=True,
         description="Cancel several orders with one batch request (2 tokens per order).",
     )
+    presign: bool = Field(
+        default=True,
+        description="Prepare the RSA signatures of the order path (create, batch cancel, the "
+        "amend of each resting order) ahead of time on a worker thread and reuse them for up "
+        "to 2 s, so no signing happens on the event loop between a tick and its order. false "
+        "signs every request on the event loop when it is sent.",
+    )
     post_only: bool = Field(
         default=True,
         description="Send orders post-only, so that an order which would take is rejected "

@@ -28,10 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 import aiohttp
 
@@ -169,6 +169,7 @@ class LiveEngine:
         self._rest: KalshiRest | None = None
         self._started_ns = start_ns
         self._sent_at_last_summary = 0
+        self._background: set[asyncio.Future[None]] = set()
 
     # ----------------------------------------------------------------- accessors
 
@@ -227,7 +228,8 @@ class LiveEngine:
             asyncio.create_task(self._reconcile_loop(), name="kmm-reconcile"),
         ]
         if self.signer.reuse_ms:
-            tasks.append(asyncio.create_task(self.rest.presign_forever(), name="kmm-presign"))
+            presign = self.rest.presign_forever(more=self._amend_paths)
+            tasks.append(asyncio.create_task(presign, name="kmm-presign"))
         await self.ws.subscribe(_MARKET_CHANNELS, self.report.markets)
         await self.ws.subscribe(_ACCOUNT_CHANNELS)
         self.ready.set()
@@ -541,7 +543,19 @@ class LiveEngine:
             self._say(f"risk: {reason}")
         return intent._replace(qty=verdict.qty) if verdict.allowed else None
 
+    def _amend_paths(self) -> list[tuple[str, str]]:
+        """The amend path of every live order: a quote move then signs nothing on the loop."""
+        return [
+            self.rest.amend_path(order.order_id)
+            for ticker in self.pipeline.markets
+            for order in self.tracker.live(ticker)
+            if order.order_id is not None
+        ]
+
     def _on_exec_event(self, event: ExecEvent) -> None:
+        if event.what == "acked" and self.signer.reuse_ms and event.order_id:
+            path = self.rest.amend_path(event.order_id)
+            self._spawn_background(self.rest.presign([path]))
         if event.what == "unknown":
             self._on_kill_event(self.kill_switch.on_unknown_order(self.clock.now_ns()))
         if event.what in ("rejected", "unknown", "dropped", "settled"):
@@ -696,6 +710,11 @@ class LiveEngine:
                 await self._ws.close()
         if self._exec is not None:
             self.report.orders_sent = self._exec.counters.sent
+
+    def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ----------------------------------------------------------------- output
 

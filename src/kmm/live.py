@@ -51,7 +51,7 @@ async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str
         print(f"kmm: local exchange started at {server.url} (state in {sim.state_dir})", file=out)
         try:
             key = load_private_key(server.private_key_path)
-            signer = Signer(server.key_id, key, reuse_ms=SIGNATURE_REUSE_MS)
+            signer = Signer(server.key_id, key, reuse_ms=_reuse_ms(config))
             yield server.rest_url, server.ws_url, signer
         finally:
             await server.stop()
@@ -69,7 +69,11 @@ def _signer(config: KmmConfig) -> Signer:
         if auth.private_key_path is not None
         else f"auth.private_key_env {auth.private_key_env}"
     )
-    return Signer(auth.key_id, load_private_key_pem(pem, source), reuse_ms=SIGNATURE_REUSE_MS)
+    return Signer(auth.key_id, load_private_key_pem(pem, source), reuse_ms=_reuse_ms(config))
+
+
+def _reuse_ms(config: KmmConfig) -> int:
+    return SIGNATURE_REUSE_MS if config.execution.presign else 0
 
 
 async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:

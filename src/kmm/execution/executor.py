@@ -109,6 +109,7 @@ class ExecEvent:
     client_order_id: str
     detail: str = ""
     code: str = ""
+    order_id: str | None = None
 
 
 Gate = Callable[[Quote, int], Quote]
@@ -181,13 +182,22 @@ class Executor:
         self._backoff = Backoff()
         self._places_paused_until = 0
         self._stopped = False
+        self._running = False
 
     # ----------------------------------------------------------------- inputs
 
     def submit(self, quotes: Mapping[str, Quote]) -> None:
-        """Replaces the targets of these markets and wakes the loop."""
+        """Replaces the targets of these markets and acts on them at once.
+
+        The diff runs and admitted requests are handed to the transport in this call, not on
+        the loop's next wake-up: a new target is the tick-to-order path.
+        """
         self.desired.update(quotes)
         self._dirty.update(quotes)
+        if self._running:
+            now = self.clock.now_ns()
+            self._plan(now)
+            self._send(now)
         self._wake.set()
 
     def touch(self, ticker: str) -> None:
@@ -217,12 +227,16 @@ class Executor:
     # ----------------------------------------------------------------- the loop
 
     async def run(self) -> None:
-        """Runs until cancelled."""
-        while True:
-            now = self.clock.now_ns()
-            self._plan(now)
-            self._send(now)
-            await self._sleep(now)
+        """Runs until cancelled: timers (token refill, deadlines, backoff) and replies."""
+        self._running = True
+        try:
+            while True:
+                now = self.clock.now_ns()
+                self._plan(now)
+                self._send(now)
+                await self._sleep(now)
+        finally:
+            self._running = False
 
     async def _sleep(self, now: int) -> None:
         self._wake.clear()
@@ -366,7 +380,7 @@ class Executor:
         )
         self.counters.acked += 1
         self._backoff.reset()
-        self._emit("acked", req, f"order_id={ack.order_id}")
+        self.on_event(ExecEvent("acked", req.ticker, req.client_order_id, "", "", ack.order_id))
         self.touch(req.ticker)
 
     async def _amend(self, req: WriteRequest) -> None:

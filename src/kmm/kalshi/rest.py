@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -449,20 +449,35 @@ class KalshiRest:
             raise error_from_response(status, raw)
         return orjson.loads(raw) if raw else {}
 
-    async def presign_forever(self, *, every_s: float = 1.0) -> None:
-        """Keeps fresh signatures for the fixed order-write paths, signed off the event loop.
+    async def presign_forever(
+        self,
+        *,
+        every_s: float = 1.0,
+        more: Callable[[], Iterable[tuple[str, str]]] = lambda: (),
+    ) -> None:
+        """Keeps fresh signatures for the order path, signed off the event loop.
 
-        Runs until cancelled. Effective only with a signer whose ``reuse_ms`` is larger than
-        ``every_s`` (the signature of the last refresh is reused until the next one).
+        Every ``every_s`` it signs the fixed order-write paths and the ``(method, path)``
+        pairs ``more()`` returns (paths under the API root, e.g. the amend path of each
+        resting order) on a worker thread. Runs until cancelled. Effective only with a
+        signer whose ``reuse_ms`` is larger than ``every_s``.
         """
+        while True:
+            await self.presign([*PRESIGNED_PATHS, *more()])
+            await asyncio.sleep(every_s)
+
+    async def presign(self, paths: Iterable[tuple[str, str]]) -> None:
+        """Signs ``(method, path)`` pairs (under the API root) now, on a worker thread."""
         signer = self._signer
         if signer is None or not signer.reuse_ms:
             return
-        paths = [(m, self._root + p) for m, p in PRESIGNED_PATHS]
-        while True:
-            now = self._now_ms()
-            await asyncio.to_thread(_presign_all, signer, paths, now)
-            await asyncio.sleep(every_s)
+        full = [(m, self._root + p) for m, p in paths]
+        await asyncio.to_thread(_presign_all, signer, full, self._now_ms())
+
+    @staticmethod
+    def amend_path(order_id: str) -> tuple[str, str]:
+        """The ``(method, path)`` of an order's amend, for :meth:`presign`."""
+        return ("POST", f"/portfolio/events/orders/{order_id}/amend")
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
         """Runs a read, retrying unknown outcomes and 429s with backoff and jitter."""
@@ -639,7 +654,8 @@ class KalshiRest:
         }
         if client_order_id is not None:
             body["client_order_id"] = client_order_id
-        answer = await self.request("POST", f"/portfolio/events/orders/{order_id}/amend", body=body)
+        method, path = self.amend_path(order_id)
+        answer = await self.request(method, path, body=body)
         return _parse_ack({"order_id": order_id, **answer})
 
     async def create_order_group(self, contracts_limit: Qty) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -162,6 +162,8 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.url = ""
+        self.request_observers: list[Callable[[web.Request], None]] = []
+        """Called with every HTTP request as it arrives (benchmarks time the order path)."""
 
     @property
     def rest_url(self) -> str:
@@ -195,13 +197,22 @@ class SimServer:
         self._open_account(user_id, balance)
         return record.key_id, record.private_key_path
 
+    @web.middleware
+    async def _observe(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Calls every request observer on arrival (before auth), then the handler."""
+        for observer in self.request_observers:
+            observer(request)
+        return await handler(request)
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serves REST and the websocket on ``host:port`` (0 = any free port).
 
         Returns:
             The base URL, ``http://host:port``.
         """
-        app = web.Application(middlewares=[self.rest.not_found_middleware])
+        app = web.Application(middlewares=[self._observe, self.rest.not_found_middleware])
         app.add_routes(self.rest.routes())
         runner = web.AppRunner(app, shutdown_timeout=_SHUTDOWN_TIMEOUT_S, access_log=None)
         await runner.setup()
