@@ -46,7 +46,14 @@ from kmm.execution.orders import ClientOrderIds, OrderState, OrderTracker
 from kmm.execution.token_bucket import TokenBucket, WriteScheduler
 from kmm.fees import maker_fee_rate, parse_multiplier
 from kmm.kalshi.auth import Signer
-from kmm.kalshi.rest import AccountLimits, KalshiRest, MarketInfo, VenueOrder, VenuePosition
+from kmm.kalshi.rest import (
+    PAUSE_CODES,
+    AccountLimits,
+    KalshiRest,
+    MarketInfo,
+    VenueOrder,
+    VenuePosition,
+)
 from kmm.kalshi.wire import Event, MarketLifecycle, MarketPosition, UserOrder
 from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
@@ -59,6 +66,7 @@ from kmm.risk import (
     RiskLimits,
     Trigger,
     check_order,
+    compare_orders,
     gate_quote,
 )
 from kmm.types import (
@@ -170,6 +178,8 @@ class LiveEngine:
         self._started_ns = start_ns
         self._sent_at_last_summary = 0
         self._background: set[asyncio.Future[None]] = set()
+        self._group_id: str | None = None
+        self._status_checked_ns = 0
 
     # ----------------------------------------------------------------- accessors
 
@@ -266,7 +276,8 @@ class LiveEngine:
         await self._add_markets(markets)
         await self._startup_orders()
         await self._startup_fills_and_positions()
-        self._build_executor(limits)
+        group_id = await self._order_group()
+        self._build_executor(limits, group_id)
         self._build_ws()
         self._banner(status.trading_active, balance, limits)
 
@@ -342,7 +353,20 @@ class LiveEngine:
                 price = _entry_price(position, missing)
                 self.portfolio.position(position.ticker).apply(side, price, abs(missing))
 
-    def _build_executor(self, limits: AccountLimits) -> None:
+    async def _order_group(self) -> str | None:
+        """The venue-side safety net: an order group with a rolling contracts limit."""
+        limit = self.config.risk.order_group_limit
+        if limit is None:
+            return None
+        group_id = await self.rest.create_order_group(limit)
+        self._say(
+            f"  order group {group_id}: venue cancels all if {format_count(limit)} "
+            "contracts match within 15 s"
+        )
+        self._group_id = group_id
+        return group_id
+
+    def _build_executor(self, limits: AccountLimits, group_id: str | None = None) -> None:
         execution = self.config.execution
         now = self.clock.now_ns()
         bucket = TokenBucket(limits.write_capacity, limits.write_refill_per_s, now)
@@ -352,6 +376,7 @@ class LiveEngine:
             post_only=execution.post_only,
             self_trade_prevention=execution.self_trade_prevention,
             cancel_on_pause=execution.cancel_on_pause,
+            order_group_id=group_id,
         )
         self._exec = Executor(
             self.rest,
@@ -553,6 +578,9 @@ class LiveEngine:
         ]
 
     def _on_exec_event(self, event: ExecEvent) -> None:
+        if event.what == "rejected" and event.code in PAUSE_CODES:
+            self._set_paused(True)
+            self._status_checked_ns = self.clock.now_ns()
         if event.what == "acked" and self.signer.reuse_ms and event.order_id:
             path = self.rest.amend_path(event.order_id)
             self._spawn_background(self.rest.presign([path]))
@@ -574,7 +602,24 @@ class LiveEngine:
             await self._check_risk(self.clock.now_ns())
             self._say(self.summary_line())
 
+    async def _check_exchange(self, now: int) -> None:
+        """Every 5 s: is trading paused? Paused means no places (cancels still go)."""
+        if now - self._status_checked_ns < 5_000_000_000:
+            return
+        self._status_checked_ns = now
+        try:
+            status = await self.rest.exchange_status()
+        except VenueError:
+            return
+        self._set_paused(not (status.trading_active and status.exchange_active))
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self.risk.exchange_paused:
+            self.risk.exchange_paused = paused
+            self._say("exchange trading paused: quotes pulled" if paused else "trading resumed")
+
     async def _check_risk(self, now: int) -> None:
+        await self._check_exchange(now)
         kill = self.kill_switch
         self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self.marks), now))
         kill_file = self.config.risk.kill_file
@@ -639,6 +684,29 @@ class LiveEngine:
                 await self._reconcile_once()
 
     async def _reconcile_once(self) -> None:
+        await self._reconcile_positions()
+        await self._reconcile_orders()
+
+    async def _reconcile_orders(self) -> None:
+        """Resting orders: strays of ours are cancelled, missing ones are read back."""
+        venue = {o.order_id: o for o in await self.rest.resting_orders() if self._ours(o)}
+        settled = {
+            o.order_id: o
+            for ticker in self.pipeline.markets
+            for o in self.tracker.live(ticker)
+            if o.order_id is not None and o.state is OrderState.RESTING
+        }
+        missing, extra = compare_orders(settled, venue)
+        strays = [venue[oid] for oid in extra if self.tracker.get(oid) is None]
+        if strays:
+            self._say(f"reconcile: cancelling {len(strays)} resting orders we do not track")
+            await self._cancel_venue_orders(strays)
+        for order_id in missing:
+            tracked = settled[order_id]
+            self._say(f"reconcile: {tracked.client_order_id} not resting at the venue: reading it")
+            self._spawn_background(self.executor.settle_missing(tracked.client_order_id))
+
+    async def _reconcile_positions(self) -> None:
         tolerance = self.config.risk.drift_tolerance
         for position in await self.rest.positions():
             ours = self.portfolio.net_qty(position.ticker)
@@ -705,6 +773,9 @@ class LiveEngine:
         return left
 
     async def _shutdown(self) -> None:
+        if self._group_id is not None and self._rest is not None:
+            with contextlib.suppress(VenueError):
+                await self._rest.delete_order_group(self._group_id)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()

@@ -363,3 +363,53 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
+
+
+async def test_a_trading_pause_pulls_quotes_and_quoting_resumes_after_it(
+    start: Callable[..., Any],
+) -> None:
+    run: Run = await start()
+    ticker = next(iter(run.engine.pipeline.markets))
+    faults = run.sim.venue.faults
+    clock = run.sim.venue.clock
+
+    faults.pause_trading(None, clock.now_ns())
+    run.sim.venue.publish()
+
+    await run.until(lambda: run.our_resting() == {}, "no order of ours resting in the pause")
+    await run.until(lambda: run.engine.risk.exchange_paused, "the bot to see the pause", 30)
+    faults.resume_trading(clock.now_ns())
+    run.sim.venue.publish()
+    await run.until(lambda: run.quoting(ticker), "quoting again after the pause", 30)
+    await assert_in_sync(run)
+    await run.stop()
+
+
+async def test_orders_go_in_the_configured_order_group(
+    start: Callable[..., Any], tmp_path: Path
+) -> None:
+    run: Run = await start(_config(tmp_path, risk={"order_group_contracts_limit": 100}))
+
+    groups = {o.order_group_id for o in run.our_resting().values()}
+
+    assert len(groups) == 1 and None not in groups
+    await run.stop()
+    assert run.our_resting() == {}
+
+
+async def test_reconciliation_cancels_a_resting_order_of_ours_it_does_not_track(
+    start: Callable[..., Any],
+) -> None:
+    run: Run = await start()
+    ticker = next(iter(run.engine.pipeline.markets))
+    stray = OrderRequest(
+        ticker, BookSide.BID, 100, QTY_SCALE, client_order_id=f"{run.engine.tracker_prefix}-9999"
+    )
+    order_id = run.venue.create_order(run.sim.user_id, stray, run.sim.venue.clock.now_ns())
+    run.sim.venue.publish()
+
+    await run.until(
+        lambda: order_id.order.order_id not in run.our_resting(), "the stray to be cancelled"
+    )
+    await assert_in_sync(run)
+    await run.stop()

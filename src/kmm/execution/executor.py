@@ -501,6 +501,19 @@ class Executor:
             self._apply_venue_view(client_order_id, order.ticker, venue)
             return
 
+    async def settle_missing(self, client_order_id: str) -> None:
+        """Reads back an order we believe rests but the venue does not list, and applies it."""
+        order = self.tracker.get(client_order_id)
+        if order is None or order.state is not OrderState.RESTING:
+            return
+        try:
+            venue = await self._find_venue_order(order.order_id, client_order_id)
+        except VenueError:
+            return
+        order = self.tracker.get(client_order_id)
+        if order is not None and order.state is OrderState.RESTING:
+            self._apply_venue_view(client_order_id, order.ticker, venue)
+
     async def _find_venue_order(
         self, order_id: str | None, client_order_id: str
     ) -> VenueOrder | None:
