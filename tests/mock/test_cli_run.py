@@ -37,9 +37,7 @@ async def _kmm(*args: str, env: dict[str, str]) -> tuple[int, str]:
 
 @pytest.mark.asyncio
 async def test_a_missing_key_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    env = _env(
-        KMM__AUTH__KEY_ID="abc", KMM__AUTH__PRIVATE_KEY_PATH=str(tmp_path / "missing.pem")
-    )
+    env = _env(KMM__AUTH__KEY_ID="abc", KMM__AUTH__PRIVATE_KEY_PATH=str(tmp_path / "missing.pem"))
 
     status, err = await _kmm("run", "--env", "demo", env=env)
 
