@@ -23,6 +23,7 @@ from kmm.demo import DemoOptions, run_demo
 from kmm.errors import ConfigError
 from kmm.kalshi.constants import TIERS
 from kmm.live import run_live
+from kmm.report import latest_run_dir, run_report
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
 from kmm.sim.universe import SCENARIOS
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=_positive_int, default=200, help="frames per second")
     demo.add_argument("--duration", type=_positive_float, default=None, help="seconds to run")
     commands.add_parser("config", help="validate the config and print it (secrets masked)")
+    report = commands.add_parser(
+        "report", help="P&L, fills, markouts and plots of a run directory (needs [analysis])"
+    )
+    report.add_argument(
+        "run_dir", nargs="?", type=Path, default=None, help="a run directory (default: newest)"
+    )
     _add_sim_parser(commands)
     return parser
 
@@ -133,6 +140,14 @@ async def _until_signal(coro: Coroutine[Any, Any, int]) -> int:
 def _cmd_config(config: KmmConfig, args: argparse.Namespace) -> int:
     print(json.dumps(masked_dump(config), indent=2))
     return EXIT_OK
+
+
+def _cmd_report(config: KmmConfig, args: argparse.Namespace) -> int:
+    run_dir = args.run_dir or latest_run_dir(config.record.runs_dir)
+    if run_dir is None:
+        print(f"kmm report: no run directory under {config.record.runs_dir}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_report(run_dir, sys.stdout, sys.stderr)
 
 
 def _cmd_demo(config: KmmConfig, args: argparse.Namespace) -> int:
@@ -215,6 +230,7 @@ def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "run": _cmd_run,
     "config": _cmd_config,
+    "report": _cmd_report,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
 }
