@@ -46,7 +46,7 @@ from kmm.execution.token_bucket import (
     create_cost,
 )
 from kmm.kalshi.rest import KalshiRest, OrderRequest, VenueOrder
-from kmm.types import OrderIntent, Quote
+from kmm.types import OrderIntent, Price, Qty, Quote
 
 __all__ = ["ExecEvent", "ExecSettings", "Executor", "WriteRequest"]
 
@@ -110,6 +110,9 @@ class ExecEvent:
     detail: str = ""
     code: str = ""
     order_id: str | None = None
+    side: str = ""
+    price: Price | None = None
+    qty: Qty | None = None
 
 
 Gate = Callable[[Quote, int], Quote]
@@ -347,7 +350,23 @@ class Executor:
         self._dirty.add(req.ticker)
 
     def _emit(self, what: str, req: WriteRequest, detail: str = "", code: str = "") -> None:
-        self.on_event(ExecEvent(what, req.ticker, req.client_order_id, detail, code))
+        order = self.tracker.get(req.client_order_id)
+        side, price, qty = _request_terms(req)
+        if not side and order is not None:
+            side, price, qty = order.side.value, order.price, order.remaining
+        self.on_event(
+            ExecEvent(
+                what,
+                req.ticker,
+                req.client_order_id,
+                detail,
+                code,
+                order.order_id if order is not None else None,
+                side,
+                price,
+                qty,
+            )
+        )
 
     # ----------------------------------------------------------------- requests
 
@@ -380,7 +399,7 @@ class Executor:
         )
         self.counters.acked += 1
         self._backoff.reset()
-        self.on_event(ExecEvent("acked", req.ticker, req.client_order_id, "", "", ack.order_id))
+        self._emit("acked", req)
         self.touch(req.ticker)
 
     async def _amend(self, req: WriteRequest) -> None:
@@ -545,8 +564,30 @@ class Executor:
                 remaining=venue.remaining,
             )
             detail = f"venue says {venue.status}"
-        self.on_event(ExecEvent("settled", ticker, cid, detail))
+        tracked = self.tracker.get(cid)
+        self.on_event(
+            ExecEvent(
+                "settled",
+                ticker,
+                cid,
+                detail,
+                "",
+                tracked.order_id if tracked is not None else None,
+                tracked.side.value if tracked is not None else "",
+                tracked.price if tracked is not None else None,
+                tracked.remaining if tracked is not None else None,
+            )
+        )
         self.touch(ticker)
+
+
+def _request_terms(req: WriteRequest) -> tuple[str, Price | None, Qty | None]:
+    """Side, price and size a request asks for (an amend's new terms; a cancel's none)."""
+    if req.intent is not None:
+        return req.intent.side.value, req.intent.price, req.intent.qty
+    if req.amend is not None:
+        return req.amend.side.value, req.amend.price, req.amend.qty
+    return "", None, None
 
 
 def _intent_text(intent: OrderIntent | None) -> str:
