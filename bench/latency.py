@@ -98,6 +98,8 @@ async def _start_bot(
             "KMM__EXECUTION__PRESIGN": "true" if presign else "false",
             "KMM__EXECUTION__MIN_REST_MS": "0",
             "KMM__RISK__KILL_FILE": str(state / "KILL"),
+            "KMM__RECORD__RUNS_DIR": str(state / "runs"),
+            "KMM__RECORD__LEDGER_PATH": str(state / "runs" / "ledger.sqlite"),
         }
     )
     return await asyncio.create_subprocess_exec(

@@ -87,6 +87,9 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     run.add_argument(
         "--markets", default=None, help="comma-separated tickers to quote (markets.tickers)"
     )
+    run.add_argument(
+        "--capture", action="store_true", help="also record every websocket frame (record.capture)"
+    )
 
 
 def _add_sim_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -209,6 +212,8 @@ def _run_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
         update={"env": args.env or config.venue.env, "live": args.live or config.venue.live}
     )
     update: dict[str, Any] = {"venue": venue}
+    if args.capture:
+        update["record"] = config.record.model_copy(update={"capture": True})
     if args.markets:
         tickers = tuple(t.strip() for t in args.markets.split(",") if t.strip())
         update["markets"] = config.markets.model_copy(update={"tickers": tickers})

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -57,6 +58,7 @@ from kmm.kalshi.rest import (
 from kmm.kalshi.wire import Event, MarketLifecycle, MarketPosition, UserOrder
 from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
+from kmm.record import Recorder, read_day
 from kmm.risk import (
     HaltState,
     KillEvent,
@@ -128,8 +130,9 @@ class LiveEngine:
         ws_url: The websocket URL.
         signer: Signs requests for the account.
         clock: Time (a manual clock in tests).
-        out: Where the startup banner and the one-line-per-second summary go.
+        out: Where the one-line-per-second summary goes (operations lines go to logging).
         duration_s: Stop after this long (None: until a signal).
+        recorder: Writes the run's tape, orders, fills, ledger and capture (None: nothing).
     """
 
     def __init__(
@@ -142,8 +145,10 @@ class LiveEngine:
         clock: Clock | None = None,
         out: TextIO | None = None,
         duration_s: float | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.config = config
+        self.recorder = recorder
         self.rest_url = rest_url
         self.ws_url = ws_url
         self.signer = signer
@@ -179,6 +184,7 @@ class LiveEngine:
         self._sent_at_last_summary = 0
         self._background: set[asyncio.Future[None]] = set()
         self._group_id: str | None = None
+        self._settled: set[str] = set()
         self._status_checked_ns = 0
 
     # ----------------------------------------------------------------- accessors
@@ -276,6 +282,7 @@ class LiveEngine:
         await self._add_markets(markets)
         await self._startup_orders()
         await self._startup_fills_and_positions()
+        self._restore_day()
         group_id = await self._order_group()
         self._build_executor(limits, group_id)
         self._build_ws()
@@ -353,6 +360,29 @@ class LiveEngine:
                 price = _entry_price(position, missing)
                 self.portfolio.position(position.ticker).apply(side, price, abs(missing))
 
+    def _day_key(self, now_ns: int) -> str:
+        """The ledger's key of today's P&L: per environment, so sim never counts against prod."""
+        return f"{self.config.venue.env}:{_utc_day(now_ns)}"
+
+    def _restore_day(self) -> None:
+        """The day's P&L and peak from the ledger: a restart cannot reset the kill switch."""
+        ledger = self.config.record.ledger_path
+        now = self.clock.now_ns()
+        saved = read_day(ledger, self._day_key(now)) if self.recorder is not None else None
+        if saved is None:
+            return
+        day_pnl, day_peak = saved
+        self._update_marks()
+        total = self.portfolio.total_pnl(self.marks)
+        self._on_kill_event(
+            self.kill_switch.restore(
+                day_pnl=day_pnl, day_peak=day_peak, total_pnl=total, now_ns=now
+            )
+        )
+        self._say(
+            f"  today so far (ledger): P&L ${format_money(day_pnl)}, peak ${format_money(day_peak)}"
+        )
+
     async def _order_group(self) -> str | None:
         """The venue-side safety net: an order group with a rolling contracts limit."""
         limit = self.config.risk.order_group_limit
@@ -417,6 +447,7 @@ class LiveEngine:
             f"trading {'active' if trading_active else 'PAUSED'}",
             f"  markets ({len(self.report.markets)}): {', '.join(self.report.markets)}",
             f"  client order ids: {self.tracker_prefix}-N",
+            f"  run directory: {self.recorder.run_dir if self.recorder else '(not recording)'}",
         ]
         for line in lines:
             self._say(line)
@@ -430,6 +461,9 @@ class LiveEngine:
 
     def on_frame(self, frame: bytes | str, recv_ns: int) -> Event | None:
         """Handles one websocket frame inline (the hot path, then the account events)."""
+        recorder = self.recorder
+        if recorder is not None and recorder.capturing:
+            recorder.capture(recv_ns, frame)
         try:
             event = self.pipeline.on_frame(frame, recv_ns)
         except WireError as e:
@@ -450,6 +484,7 @@ class LiveEngine:
         if self.portfolio.on_fill(fill):
             self.fills.append(fill)
             self.report.fills += 1
+            self._record_fill(fill, now)
             self.marks.setdefault(fill.ticker, fill.price)
             self._say(
                 f"{fill.ticker}: fill {fill.side} {format_count(fill.qty)} @ "
@@ -460,6 +495,15 @@ class LiveEngine:
         if fill.ticker in self.pipeline.markets:
             self.pipeline.decide(fill.ticker, now)
             self.executor.touch(fill.ticker)
+
+    def _record_fill(self, fill: Fill, now: int) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+        position = self.portfolio.position(fill.ticker)
+        recorder.fill(fill, position.qty)
+        recorder.position(now, fill.ticker, position.qty, position.realized, position.fees_paid)
+        self._tape(fill.ticker, "fill", now)
 
     def _on_user_order(self, order: UserOrder) -> None:
         found = _VENUE_STATE.get(order.status)
@@ -492,11 +536,32 @@ class LiveEngine:
     def _on_lifecycle(self, event: MarketLifecycle) -> None:
         if event.ticker not in self.pipeline.markets:
             return
+        if event.event_type == "settled" or (event.event_type == "determined" and event.result):
+            self._settle(event)
         if event.event_type in _CLOSED_EVENTS or event.is_deactivated:
             self._say(f"{event.ticker}: {event.event_type}: quotes pulled")
             self.pipeline.pull(event.ticker)
         elif event.event_type == "activated":
             self._say(f"{event.ticker}: activated again")
+
+    def _settle(self, event: MarketLifecycle) -> None:
+        """Books the settlement of a market we hold, once, and writes its close row."""
+        ticker = event.ticker
+        if ticker in self._settled or event.result not in ("yes", "no", "scalar"):
+            return
+        self._settled.add(ticker)
+        value = event.settlement_value
+        mark = ONE_DOLLAR if event.result == "yes" else 0 if event.result == "no" else value
+        pnl = self.portfolio.settle(ticker, event.result, value)  # type: ignore[arg-type]
+        self._say(f"{ticker}: settled {event.result}: P&L ${format_money(pnl)}")
+        if mark is not None:
+            self.marks[ticker] = mark
+        if self.recorder is not None:
+            now = self.clock.now_ns()
+            position = self.portfolio.position(ticker)
+            self.recorder.tape(now, ticker, "close", None if mark is None else 2 * mark,
+                               None, None, None, 0, None, 0, 0, 0, position.realized,
+                               position.fees_paid, None)  # fmt: skip
 
     _handlers: Final[dict[type, Callable[[LiveEngine, object], None]]] = {
         Fill: _on_fill,  # type: ignore[dict-item]
@@ -514,8 +579,45 @@ class LiveEngine:
     def _drain_mailbox(self) -> None:
         self._drain_scheduled = False
         quotes = self.mailbox.take()
-        if quotes:
-            self.executor.submit(quotes)
+        if not quotes:
+            return
+        if self.recorder is not None:
+            now = self.clock.now_ns()
+            for ticker, quote in quotes.items():
+                pulled = quote.bid_price is None and quote.ask_price is None
+                self._tape(ticker, "pulled" if pulled else "quote", now, latency=True)
+        self.executor.submit(quotes)
+
+    def _tape(self, ticker: str, event: str, now: int, *, latency: bool = False) -> None:
+        """One tape row for ``ticker``: its book, our quote, inventory and P&L now."""
+        recorder = self.recorder
+        market = self.pipeline.markets.get(ticker)
+        if recorder is None or market is None:
+            return
+        book, quote = market.book, market.quote
+        bid, ask = book.best_bid, book.best_ask
+        mid_x2 = bid + ask if bid is not None and ask is not None else None
+        position = self.portfolio.positions().get(ticker)
+        qty = position.qty if position is not None else 0
+        mark = self.marks.get(ticker) if mid_x2 is None else mid_x2 // 2
+        unrealized = position.unrealized(mark) if position is not None and mark else 0
+        recorder.tape(
+            now,
+            ticker,
+            event,
+            mid_x2,
+            bid,
+            ask,
+            quote.bid_price if quote else None,
+            quote.bid_qty if quote else 0,
+            quote.ask_price if quote else None,
+            quote.ask_qty if quote else 0,
+            qty,
+            unrealized,
+            position.realized if position is not None else 0,
+            position.fees_paid if position is not None else 0,
+            now - market.last_book_ns if latency and market.last_book_ns else None,
+        )
 
     def _on_disconnect(self, reason: str) -> None:
         self._say(f"websocket lost ({reason}): quotes pulled until the books are fresh")
@@ -578,6 +680,19 @@ class LiveEngine:
         ]
 
     def _on_exec_event(self, event: ExecEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.order(
+                self.clock.now_ns(),
+                event.ticker,
+                event.client_order_id,
+                event.order_id,
+                event.what,
+                event.side,
+                event.price,
+                event.qty,
+                event.code,
+                event.detail,
+            )
         if event.what == "rejected" and event.code in PAUSE_CODES:
             self._set_paused(True)
             self._status_checked_ns = self.clock.now_ns()
@@ -622,6 +737,8 @@ class LiveEngine:
         await self._check_exchange(now)
         kill = self.kill_switch
         self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self.marks), now))
+        if self.recorder is not None and kill.day_pnl is not None:
+            self.recorder.daily_pnl(self._day_key(now), kill.day_pnl, kill.day_peak or 0, now)
         kill_file = self.config.risk.kill_file
         if kill.state is HaltState.RUNNING and kill_file.exists():
             self._on_kill_event(kill.trip(f"kill file {kill_file} exists", now))
@@ -638,10 +755,13 @@ class LiveEngine:
         if event is None:
             return
         self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
-        if event.state is not HaltState.RUNNING:
+        if event.state is not HaltState.RUNNING and self.halted is None:
             self.halted = event.reason
             self.report.halted = event.reason
             self.executor.stop_placing()
+            now = self.clock.now_ns()
+            for ticker in self.pipeline.markets:
+                self._tape(ticker, "halt", now)
 
     async def _go_flat(self, now: int) -> None:
         """HALTING: cancel everything and confirm with the venue that none of ours rests."""
@@ -793,6 +913,10 @@ class LiveEngine:
         log.info(line)
         if self.out is not None:
             print(line, file=self.out, flush=True)
+
+
+def _utc_day(now_ns: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now_ns // 1_000_000_000))
 
 
 def _two_sided(quote: Quote) -> bool:

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import TextIO
 
-from kmm.config import KmmConfig
+import yaml
+
+from kmm.config import KmmConfig, masked_dump
 from kmm.engine import LiveEngine
 from kmm.errors import AuthError, ConfigError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
+from kmm.record import Recorder, new_run_dir, setup_logging
 from kmm.sim.server import SimOptions, SimServer
 
 __all__ = ["EXIT_LEFT_RESTING", "run_live"]
@@ -76,6 +81,32 @@ def _reuse_ms(config: KmmConfig) -> int:
     return SIGNATURE_REUSE_MS if config.execution.presign else 0
 
 
+@contextlib.contextmanager
+def _recording(config: KmmConfig) -> Iterator[Recorder]:
+    """The run directory, its ops log and its recorder, closed (flushed) on the way out."""
+    record = config.record
+    now = time.time_ns()
+    run_dir = new_run_dir(record.runs_dir, now)
+    record.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    listener = setup_logging(run_dir, record.log_level, None)
+    dump = masked_dump(config)
+    recorder = Recorder.open(
+        run_dir,
+        record.ledger_path,
+        run_id=run_dir.name,
+        env=config.venue.env,
+        config_yaml=yaml.safe_dump(dump, sort_keys=False),
+        config_json=json.dumps(dump),
+        capture=record.capture,
+        flush_interval_s=record.flush_interval_s,
+    )
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+        listener.stop()
+
+
 async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:
     """Runs the market maker until a signal or ``duration_s``; returns the exit status.
 
@@ -83,16 +114,24 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
         ConfigError: a bad key or a key the venue refuses (the CLI prints it, exit 2).
     """
     async with _venue(config, out) as (rest_url, ws_url, signer):
-        engine = LiveEngine(
-            config, rest_url=rest_url, ws_url=ws_url, signer=signer, out=out, duration_s=duration_s
-        )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, engine.stop)
-        try:
-            report = await engine.run()
-        except AuthError as e:
-            raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+        with _recording(config) as recorder:
+            engine = LiveEngine(
+                config,
+                rest_url=rest_url,
+                ws_url=ws_url,
+                signer=signer,
+                out=out,
+                duration_s=duration_s,
+                recorder=recorder,
+            )
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, engine.stop)
+            try:
+                report = await engine.run()
+            except AuthError as e:
+                raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+        print(f"kmm: run directory {recorder.run_dir}", file=out)
     if report.left_resting:
         print(f"kmm: {len(report.left_resting)} orders may still rest", file=sys.stderr)
         return EXIT_LEFT_RESTING

@@ -14,8 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kmm.sim.server import SimOptions, SimServer
 
 
-def _env(**values: str) -> dict[str, str]:
+def _env(tmp_path: Path, **values: str) -> dict[str, str]:
+    """The environment without the caller's KMM__ overrides; run output under ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
+    env["KMM__RECORD__RUNS_DIR"] = str(tmp_path / "runs")
+    env["KMM__RECORD__LEDGER_PATH"] = str(tmp_path / "runs" / "ledger.sqlite")
     env.update(values)
     return env
 
@@ -37,7 +40,9 @@ async def _kmm(*args: str, env: dict[str, str]) -> tuple[int, str]:
 
 @pytest.mark.asyncio
 async def test_a_missing_key_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    env = _env(KMM__AUTH__KEY_ID="abc", KMM__AUTH__PRIVATE_KEY_PATH=str(tmp_path / "missing.pem"))
+    env = _env(
+        tmp_path, KMM__AUTH__KEY_ID="abc", KMM__AUTH__PRIVATE_KEY_PATH=str(tmp_path / "missing.pem")
+    )
 
     status, err = await _kmm("run", "--env", "demo", env=env)
 
@@ -50,7 +55,7 @@ async def test_a_missing_key_file_is_one_line_and_exit_2(tmp_path: Path) -> None
 async def test_prod_without_live_refuses_to_trade(tmp_path: Path) -> None:
     key = tmp_path / "k.pem"
     key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n")
-    env = _env(KMM__AUTH__KEY_ID="abc", KMM__AUTH__PRIVATE_KEY_PATH=str(key))
+    env = _env(tmp_path, KMM__AUTH__KEY_ID="abc", KMM__AUTH__PRIVATE_KEY_PATH=str(key))
 
     status, err = await _kmm("run", "--env", "prod", env=env)
 
@@ -76,6 +81,7 @@ async def test_a_key_the_venue_refuses_is_one_line_and_exit_2(
     await sim.start()
     try:
         env = _env(
+            tmp_path,
             KMM__VENUE__REST_URL=sim.rest_url,
             KMM__VENUE__WS_URL=sim.ws_url,
             KMM__AUTH__KEY_ID="00000000-0000-0000-0000-000000000000",

@@ -334,6 +334,8 @@ async def test_sigterm_stops_kmm_run_cleanly_with_nothing_resting(
         "KMM__AUTH__PRIVATE_KEY_PATH": str(sim.private_key_path),
         "KMM__MARKETS__MAX_MARKETS": "2",
         "KMM__RISK__KILL_FILE": str(tmp_path / "KILL"),
+        "KMM__RECORD__RUNS_DIR": str(tmp_path / "runs"),
+        "KMM__RECORD__LEDGER_PATH": str(tmp_path / "runs" / "ledger.sqlite"),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -387,7 +387,7 @@ class Executor:
         )
 
     async def _create(self, req: WriteRequest) -> None:
-        self._emit("sent", req, _intent_text(req.intent))
+        self._emit("sent", req)
         try:
             ack = await self.rest.create_order(self._order_request(req))
         except VenueError as e:
@@ -408,7 +408,7 @@ class Executor:
         assert amend is not None
         if order is None or order.order_id is None:
             return
-        self._emit("sent", req, f"amend {amend.side} {amend.price} x {amend.qty}")
+        self._emit("sent", req, "amend")
         try:
             ack = await self.rest.amend_order(
                 order.order_id,
@@ -588,9 +588,3 @@ def _request_terms(req: WriteRequest) -> tuple[str, Price | None, Qty | None]:
     if req.amend is not None:
         return req.amend.side.value, req.amend.price, req.amend.qty
     return "", None, None
-
-
-def _intent_text(intent: OrderIntent | None) -> str:
-    if intent is None:
-        return ""
-    return f"{intent.side} {intent.price} x {intent.qty}"

@@ -126,7 +126,8 @@ class SimServer:
         self.options = options
         clock = options.clock if options.clock is not None else LiveClock()
         start_ns = clock.now_ns()
-        engine = MatchingEngine()
+        # Trade ids unique across restarts: a ledger shared by runs keys fills by trade id
+        engine = MatchingEngine(trade_id_prefix=f"{start_ns // 1_000_000:x}-")
         universe = build_universe(options.markets, options.seed, options.scenario, start_ns)
         install(engine, universe)
         flow = (

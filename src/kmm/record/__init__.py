@@ -1,0 +1,33 @@
+"""The record stage: the run's CSV tape, order and fill logs, ledger, raw capture and ops log.
+
+Everything is written by background threads; the trading path only enqueues. See
+:mod:`kmm.record.recorder` for the files and :mod:`kmm.record.logs` for the ops log.
+"""
+
+from __future__ import annotations
+
+from kmm.record.logs import setup_logging
+from kmm.record.recorder import (
+    FILL_COLUMNS,
+    ORDER_COLUMNS,
+    TAPE_COLUMNS,
+    CapturedFrame,
+    Recorder,
+    RecordError,
+    iter_capture,
+    new_run_dir,
+    read_day,
+)
+
+__all__ = [
+    "FILL_COLUMNS",
+    "ORDER_COLUMNS",
+    "TAPE_COLUMNS",
+    "CapturedFrame",
+    "RecordError",
+    "Recorder",
+    "iter_capture",
+    "new_run_dir",
+    "read_day",
+    "setup_logging",
+]
