@@ -12,11 +12,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[analysis]'
 	touch $@
 
 $(STAMP_DEV): pyproject.toml scripts/install-sdk.sh | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,analysis]'
 	sh scripts/install-sdk.sh $(BIN)/python
 	touch $@ $(STAMP_RUN)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import orjson
 
-from bench import latency, matching
+from bench import latency, matching, record
 from bench.baseline import NaivePipeline
 from kmm.app import build_pipeline
 from kmm.book.grid import PriceGrid
@@ -28,6 +28,9 @@ HOT_PATH_TARGET_US = 1.2
 HOT_PATH_TARGET_RATIO = 3.0
 MATCHING_ORDERS = 200_000
 MATCHING_TARGET = 50_000
+RECORD_ROWS = 100_000
+RECORD_TARGET_US = 1.0
+RECORD_TARGET_RATIO = 5
 LATENCY_SAMPLES = 300
 LATENCY_P50_US = 150
 LATENCY_P99_US = 500
@@ -154,11 +157,26 @@ def bench_latency() -> None:
     print(f"  presigning saves {onloop['p50_us'] - pre['p50_us']:.0f} µs at p50")
 
 
+def bench_record() -> None:
+    """Cost to the trading path of one tape row, next to a plain logging.info call."""
+    figures = record.run(RECORD_ROWS)
+    tape, logging_us = figures["tape_us"], figures["logging_us"]
+    print(
+        f"tape row on the trading path ({RECORD_ROWS:,} rows; targets <= {RECORD_TARGET_US} µs, "
+        f">= {RECORD_TARGET_RATIO}x cheaper):"
+    )
+    print(f"  Recorder.tape        {tape:6.3f} µs/row (the writer thread then spends "
+          f"{figures['writer_us']:.1f} µs formatting and writing it)")  # fmt: skip
+    print(f"  logging.info + file  {logging_us:6.3f} µs/row")
+    print(f"  ratio                {logging_us / tape:6.1f}x cheaper")
+
+
 def main() -> int:
     """Runs every benchmark and prints its figures."""
     print(f"python {sys.version.split()[0]} on {sys.platform}")
     bench_hot_path()
     bench_matching()
+    bench_record()
     bench_latency()
     return 0
 

@@ -22,7 +22,7 @@ from kmm.config import KmmConfig, load_config, masked_dump
 from kmm.demo import DemoOptions, run_demo
 from kmm.errors import ConfigError
 from kmm.kalshi.constants import TIERS
-from kmm.live import run_live
+from kmm.live import run_capture, run_live
 from kmm.report import latest_run_dir, run_report
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "run_dir", nargs="?", type=Path, default=None, help="a run directory (default: newest)"
     )
     _add_sim_parser(commands)
+    _add_capture_parser(commands)
     return parser
 
 
@@ -89,6 +90,31 @@ def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument(
         "--capture", action="store_true", help="also record every websocket frame (record.capture)"
+    )
+
+
+def _duration(text: str) -> float:
+    """``90``, ``30s``, ``10m`` or ``1h`` as seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    scale = units.get(text[-1:], 1.0)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration like 30s or 10m: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _add_capture_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    capture = commands.add_parser(
+        "capture", help="record the websocket feed of the markets without trading"
+    )
+    capture.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    capture.add_argument("--markets", default=None, help="comma-separated tickers")
+    capture.add_argument(
+        "--duration", type=_duration, default=None, help="e.g. 10m (default: until Ctrl-C)"
     )
 
 
@@ -206,25 +232,35 @@ async def _serve(server: SimServer, host: str, port: int) -> int:
     return EXIT_OK
 
 
-def _run_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
-    """The config with the command line's venue and markets choices applied."""
-    venue = config.venue.model_copy(
-        update={"env": args.env or config.venue.env, "live": args.live or config.venue.live}
-    )
+def _venue_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
+    """The config with ``--env`` and ``--markets`` applied; credentials checked."""
+    venue = config.venue.model_copy(update={"env": args.env or config.venue.env})
     update: dict[str, Any] = {"venue": venue}
-    if args.capture:
-        update["record"] = config.record.model_copy(update={"capture": True})
     if args.markets:
         tickers = tuple(t.strip() for t in args.markets.split(",") if t.strip())
         update["markets"] = config.markets.model_copy(update={"tickers": tickers})
-    merged = config.model_copy(update=update)
     if venue.env != "sim" and not config.auth.complete:
         raise ConfigError(
             [f"auth: env {venue.env} needs auth.key_id and auth.private_key_path (or _env)"]
         )
+    return config.model_copy(update=update)
+
+
+def _cmd_capture(config: KmmConfig, args: argparse.Namespace) -> int:
+    config = _venue_config(config, args)
+    return _run_async(run_capture(config, duration_s=args.duration, out=sys.stdout))
+
+
+def _run_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
+    """The config with the command line's venue, markets and recording choices applied."""
+    config = _venue_config(config, args)
+    venue = config.venue.model_copy(update={"live": args.live or config.venue.live})
+    update: dict[str, Any] = {"venue": venue}
+    if args.capture:
+        update["record"] = config.record.model_copy(update={"capture": True})
     if not venue.trading_allowed:
         raise ConfigError(["venue.live: --env prod trades real money; add --live to confirm"])
-    return merged
+    return config.model_copy(update=update)
 
 
 def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
@@ -236,6 +272,7 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "run": _cmd_run,
     "config": _cmd_config,
     "report": _cmd_report,
+    "capture": _cmd_capture,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
 }

@@ -39,7 +39,7 @@ import aiohttp
 from kmm.app import build_pipeline, diff_params
 from kmm.book.grid import PriceGrid
 from kmm.clock import Clock, LiveClock
-from kmm.config import KmmConfig
+from kmm.config import KmmConfig, MarketsConfig
 from kmm.errors import KmmError, VenueError, WireError
 from kmm.execution.executor import ExecEvent, ExecSettings, Executor, WriteRequest
 from kmm.execution.inventory import Portfolio
@@ -86,7 +86,7 @@ from kmm.types import (
     format_price,
 )
 
-__all__ = ["EngineReport", "LiveEngine"]
+__all__ = ["CHANNELS", "EngineReport", "LiveEngine", "select_markets"]
 
 log = logging.getLogger("kmm.engine")
 
@@ -289,19 +289,7 @@ class LiveEngine:
         self._banner(status.trading_active, balance, limits)
 
     async def _select_markets(self) -> list[MarketInfo]:
-        chosen = self.config.markets
-        rest = self.rest
-        found: list[MarketInfo] = []
-        if chosen.tickers:
-            found += await rest.markets(tickers=chosen.tickers, status=None)
-        for series in chosen.series:
-            found += await rest.markets(series_ticker=series)
-        for event in chosen.events:
-            found += await rest.markets(event_ticker=event)
-        if not (chosen.tickers or chosen.series or chosen.events):
-            found = await rest.markets()
-        unique = {m.ticker: m for m in found if m.status in ("active", "open")}
-        return list(unique.values())[: chosen.max_markets]
+        return await select_markets(self.rest, self.config.markets)
 
     async def _add_markets(self, markets: Sequence[MarketInfo]) -> None:
         fee_rates: dict[str, float] = {}
@@ -313,6 +301,8 @@ class LiveEngine:
                 fee_rates[series] = maker_fee_rate(info.fee_type, Fraction(multiplier))
             grid = PriceGrid.from_ranges(market.price_ranges)
             self.grids[market.ticker] = grid
+            if market.yes_bid is not None and market.yes_ask is not None:
+                self.marks[market.ticker] = (market.yes_bid + market.yes_ask) // 2
             spec = MarketSpec(market.ticker, grid, market.close_ns, fee_rates[series])
             self.pipeline.add_market(spec)
             self.report.markets.append(market.ticker)
@@ -373,7 +363,7 @@ class LiveEngine:
             return
         day_pnl, day_peak = saved
         self._update_marks()
-        total = self.portfolio.total_pnl(self.marks)
+        total = self.portfolio.total_pnl(self._pnl_marks())
         self._on_kill_event(
             self.kill_switch.restore(
                 day_pnl=day_pnl, day_peak=day_peak, total_pnl=total, now_ns=now
@@ -736,7 +726,7 @@ class LiveEngine:
     async def _check_risk(self, now: int) -> None:
         await self._check_exchange(now)
         kill = self.kill_switch
-        self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self.marks), now))
+        self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self._pnl_marks()), now))
         if self.recorder is not None and kill.day_pnl is not None:
             self.recorder.daily_pnl(self._day_key(now), kill.day_pnl, kill.day_peak or 0, now)
         kill_file = self.config.risk.kill_file
@@ -769,6 +759,14 @@ class LiveEngine:
         if not self.report.left_resting:
             self._on_kill_event(self.kill_switch.confirm_flat(self.clock.now_ns()))
 
+    def _pnl_marks(self) -> dict[str, Price]:
+        """Marks for P&L: the last mid, or, for a position with none yet, its entry price."""
+        marks = dict(self.marks)
+        for ticker, position in self.portfolio.positions().items():
+            if ticker not in marks and position.qty:
+                marks[ticker] = position.open_cost // abs(position.qty)
+        return marks
+
     def _update_marks(self) -> None:
         for ticker, market in self.pipeline.markets.items():
             mid = market.book.mid()
@@ -782,7 +780,7 @@ class LiveEngine:
         quoting = [t for t, m in markets.items() if m.quote and _two_sided(m.quote)]
         inventory = sum(abs(self.portfolio.net_qty(t)) for t in markets)
         realized = self.portfolio.realized()
-        unrealized = self.portfolio.unrealized(self.marks)
+        unrealized = self.portfolio.unrealized(self._pnl_marks())
         sent = self.executor.counters.sent
         rate = sent - self._sent_at_last_summary
         self._sent_at_last_summary = sent
@@ -913,6 +911,21 @@ class LiveEngine:
         log.info(line)
         if self.out is not None:
             print(line, file=self.out, flush=True)
+
+
+async def select_markets(rest: KalshiRest, chosen: MarketsConfig) -> list[MarketInfo]:
+    """The open markets the ``markets`` section names: tickers, series, events, or all."""
+    found: list[MarketInfo] = []
+    if chosen.tickers:
+        found += await rest.markets(tickers=chosen.tickers, status=None)
+    for series in chosen.series:
+        found += await rest.markets(series_ticker=series)
+    for event in chosen.events:
+        found += await rest.markets(event_ticker=event)
+    if not (chosen.tickers or chosen.series or chosen.events):
+        found = await rest.markets()
+    unique = {m.ticker: m for m in found if m.status in ("active", "open")}
+    return list(unique.values())[: chosen.max_markets]
 
 
 def _utc_day(now_ns: int) -> str:

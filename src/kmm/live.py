@@ -21,16 +21,20 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TextIO
 
+import aiohttp
 import yaml
 
 from kmm.config import KmmConfig, masked_dump
-from kmm.engine import LiveEngine
-from kmm.errors import AuthError, ConfigError
+from kmm.engine import LiveEngine, select_markets
+from kmm.errors import AuthError, ConfigError, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
+from kmm.kalshi.rest import KalshiRest
+from kmm.kalshi.wire import Event, WireDecoder
+from kmm.kalshi.ws import KalshiWs
 from kmm.record import Recorder, new_run_dir, setup_logging
 from kmm.sim.server import SimOptions, SimServer
 
-__all__ = ["EXIT_LEFT_RESTING", "run_live"]
+__all__ = ["EXIT_LEFT_RESTING", "run_capture", "run_live"]
 
 EXIT_LEFT_RESTING = 3
 SIGNATURE_REUSE_MS = 2_000
@@ -79,6 +83,58 @@ def _signer(config: KmmConfig) -> Signer:
 
 def _reuse_ms(config: KmmConfig) -> int:
     return SIGNATURE_REUSE_MS if config.execution.presign else 0
+
+
+async def run_capture(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:
+    """Records the websocket feed of the configured markets without trading.
+
+    Every frame goes to ``capture.jsonl.gz`` in a new run directory with its receive time
+    (the format is in docs/capture.md). Runs for ``duration_s`` or until a signal.
+    """
+    config = config.model_copy(
+        update={"record": config.record.model_copy(update={"capture": True})}
+    )
+    async with _venue(config, out) as (rest_url, ws_url, signer):
+        with _recording(config) as recorder:
+            timeout = aiohttp.ClientTimeout(total=config.venue.request_timeout_s)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                rest = KalshiRest(session, rest_url, signer)
+                try:
+                    markets = [m.ticker for m in await select_markets(rest, config.markets)]
+                except AuthError as e:
+                    raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+                print(f"kmm capture: {len(markets)} markets into {recorder.run_dir}", file=out)
+                frames = await _capture_feed(ws_url, signer, markets, recorder, duration_s)
+        print(f"kmm capture: {frames} frames in {recorder.run_dir / 'capture.jsonl.gz'}", file=out)
+    return 0
+
+
+async def _capture_feed(
+    ws_url: str, signer: Signer, markets: list[str], recorder: Recorder, duration_s: float | None
+) -> int:
+    decoder = WireDecoder(use_yes_price=True)
+
+    def on_frame(frame: bytes | str, recv_ns: int) -> Event | None:
+        recorder.capture(recv_ns, frame)
+        with contextlib.suppress(WireError):
+            return decoder.decode(frame)
+        return None
+
+    ws = KalshiWs(ws_url, signer, on_frame, use_yes_price=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = asyncio.create_task(ws.run())
+    try:
+        await ws.subscribe(("orderbook_delta", "ticker", "trade", "market_lifecycle_v2"), markets)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration_s)
+    finally:
+        await ws.close()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    return ws.stats.frames
 
 
 @contextlib.contextmanager
