@@ -415,3 +415,27 @@ async def test_reconciliation_cancels_a_resting_order_of_ours_it_does_not_track(
     )
     await assert_in_sync(run)
     await run.stop()
+
+
+async def test_a_settled_market_pays_out_once_and_the_position_goes_flat(
+    start: Callable[..., Any],
+) -> None:
+    run: Run = await start()
+    ticker = next(iter(run.engine.pipeline.markets))
+    _crash(run, ticker)
+    await run.until(lambda: run.engine.portfolio.net_qty(ticker) > 0, "a long position")
+    await assert_in_sync(run)
+    position = run.engine.portfolio.position(ticker)
+    expected = position.realized + position.unrealized(ONE_DOLLAR)
+    now = run.sim.venue.clock.now_ns
+
+    run.venue.close_market(ticker, now())
+    run.venue.determine_market(ticker, "yes", now())
+    run.venue.settle_market(ticker, now())
+    run.sim.venue.publish()
+
+    await run.until(lambda: run.engine.portfolio.net_qty(ticker) == 0, "the settlement booked")
+    assert run.engine.portfolio.position(ticker).realized == expected
+    assert not any(o.ticker == ticker for o in run.our_resting().values())
+    await run.stop()
+    assert run.our_resting() == {}
