@@ -842,6 +842,22 @@ class LiveEngine:
         """Trips the kill switch: stop quoting, cancel everything, stay halted."""
         self._on_kill_event(self.kill_switch.trip(reason, self.clock.now_ns(), trigger))
 
+    def resume(self) -> None:
+        """An operator resumes after a halt (once the switch has confirmed we are flat)."""
+        event = self.kill_switch.resume(self.clock.now_ns())
+        if event is None:
+            self._say("resume ignored: the kill switch is not halted (or not flat yet)")
+            return
+        self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
+        self.halted = None
+        self.report.halted = None
+        self.executor.resume_placing()
+        now = self.clock.now_ns()
+        quotes = {t: self.pipeline.decide(t, now) for t in self.pipeline.markets}
+        self.executor.submit(quotes)  # the halt emptied the executor's targets
+        for ticker in quotes:
+            self._tape(ticker, "resume", now)
+
     # ----------------------------------------------------------------- shutdown
 
     async def _cancel_everything(self) -> None:

@@ -4,6 +4,9 @@ With ``venue.env: sim`` and no URL override, the local exchange is started in th
 (on a free loopback port, its key in ``sim.state_dir``) and the bot talks to it over real
 sockets exactly as it would to Kalshi. With demo or prod the key comes from ``auth``.
 
+SIGINT and SIGTERM stop the run cleanly; SIGUSR1 trips the kill switch (cancel everything,
+stay running but halted) and SIGUSR2 resumes after it.
+
 Exit status: 0 after a clean stop (signal or ``--duration``), 2 for a configuration or key
 problem (including a key the venue refuses), 3 if some of our orders could not be confirmed
 cancelled at shutdown.
@@ -183,6 +186,8 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, engine.stop)
+            loop.add_signal_handler(signal.SIGUSR1, engine.halt, "SIGUSR1 from the operator")
+            loop.add_signal_handler(signal.SIGUSR2, engine.resume)
             try:
                 report = await engine.run()
             except AuthError as e:

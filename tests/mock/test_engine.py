@@ -439,3 +439,22 @@ async def test_a_settled_market_pays_out_once_and_the_position_goes_flat(
     assert not any(o.ticker == ticker for o in run.our_resting().values())
     await run.stop()
     assert run.our_resting() == {}
+
+
+async def test_an_operator_halt_cancels_everything_and_resume_quotes_again(
+    start: Callable[..., Any],
+) -> None:
+    run: Run = await start()
+    ticker = next(iter(run.engine.pipeline.markets))
+
+    run.engine.halt("operator")
+
+    await run.until(
+        lambda: run.engine.kill_switch.state is HaltState.HALTED, "halted and confirmed flat"
+    )
+    assert run.our_resting() == {}
+    run.engine.resume()
+    await run.until(lambda: run.quoting(ticker), "quoting again after resume")
+    assert run.engine.halted is None
+    await assert_in_sync(run)
+    await run.stop()
