@@ -145,7 +145,7 @@ def bench_latency() -> None:
     figures = latency.run(LATENCY_SAMPLES)
     pre, onloop = figures["presigned"], figures["on_loop"]
     print(
-        f"tick-to-order over loopback (exchange publishes a top-of-book move -> exchange "
+        f"tick-to-order over loopback (exchange writes a top-of-book frame -> exchange "
         f"receives the order; {LATENCY_SAMPLES} moves; targets p50 <= {LATENCY_P50_US} µs, "
         f"p99 <= {LATENCY_P99_US} µs):"
     )

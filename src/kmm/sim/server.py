@@ -198,6 +198,11 @@ class SimServer:
         self._open_account(user_id, balance)
         return record.key_id, record.private_key_path
 
+    @property
+    def hub(self) -> WsHub:
+        """The websocket hub (its ``write_observers`` see every frame as it is written)."""
+        return self._hub
+
     @web.middleware
     async def _observe(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -211,6 +211,8 @@ class WsHub:
         self.max_queued_frames = max_queued_frames
         self.fault_poll_s = fault_poll_s
         self._venue = venue
+        self.write_observers: list[Callable[[bytes], None]] = []
+        """Called with each frame just before it is written to a socket (benchmarks)."""
         self._engine = venue.engine
         self._faults = venue.faults
         self._clock = venue.clock
@@ -323,8 +325,11 @@ class WsHub:
             if self._stalled():
                 await self._wait_out_stall()
                 continue
+            frame = queue.popleft()
+            for observe in self.write_observers:
+                observe(frame)
             try:
-                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                await ws.send_frame(frame, WSMsgType.TEXT)
             except ConnectionError:
                 return
             sent += 1
