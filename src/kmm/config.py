@@ -810,6 +810,14 @@ class ExecutionConfig(_Section):
         "to 2 s, so no signing happens on the event loop between a tick and its order. false "
         "signs every request on the event loop when it is sent.",
     )
+    order_lane_connections: int = Field(
+        default=8,
+        ge=0,
+        le=32,
+        description="Keep-alive connections reserved for order writes, on which a create, "
+        "amend or cancel is written to the socket in the same call that decides it (reads and "
+        "any write they cannot take go through aiohttp). 0 sends every write through aiohttp.",
+    )
     post_only: bool = Field(
         default=True,
         description="Send orders post-only, so that an order which would take is rejected "

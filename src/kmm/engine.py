@@ -47,6 +47,7 @@ from kmm.execution.orders import ClientOrderIds, OrderState, OrderTracker
 from kmm.execution.token_bucket import TokenBucket, WriteScheduler
 from kmm.fees import maker_fee_rate, parse_multiplier
 from kmm.kalshi.auth import Signer
+from kmm.kalshi.lane import OrderLane
 from kmm.kalshi.rest import (
     PAUSE_CODES,
     AccountLimits,
@@ -117,6 +118,8 @@ class EngineReport:
     markets: list[str] = field(default_factory=list)
     fills: int = 0
     orders_sent: int = 0
+    lane_writes: int = 0
+    lane_fallbacks: int = 0
     left_resting: list[str] = field(default_factory=list)
     halted: str | None = None
 
@@ -220,21 +223,41 @@ class LiveEngine:
             AuthError: if the venue refuses the key (the CLI turns it into exit status 2).
             VenueError: if the venue cannot be read at start.
         """
-        timeout = aiohttp.ClientTimeout(total=self.config.venue.request_timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        timeout_s = self.config.venue.request_timeout_s
+        lane = self._order_lane()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
             self._rest = KalshiRest(
                 session,
                 self.rest_url,
                 self.signer,
-                timeout_s=self.config.venue.request_timeout_s,
+                timeout_s=timeout_s,
                 now_ms=lambda: self.clock.now_ns() // 1_000_000,
+                lane=lane,
             )
-            await self._start()
             try:
-                await self._serve()
+                if lane is not None:
+                    await lane.start()
+                await self._start()
+                try:
+                    await self._serve()
+                finally:
+                    await self._shutdown()
             finally:
-                await self._shutdown()
+                if lane is not None:
+                    await lane.close()
+                    self.report.lane_writes = lane.sent
+                    self.report.lane_fallbacks = lane.fallbacks
         return self.report
+
+    def _order_lane(self) -> OrderLane | None:
+        connections = self.config.execution.order_lane_connections
+        if not connections:
+            return None
+        return OrderLane(
+            self.rest_url,
+            connections=connections,
+            timeout_s=self.config.venue.request_timeout_s,
+        )
 
     async def _serve(self) -> None:
         tasks = [

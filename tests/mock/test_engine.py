@@ -181,6 +181,9 @@ async def test_the_bot_quotes_two_sided_inside_the_book_and_leaves_nothing_on_st
 
     assert run.our_resting() == {}
     assert run.engine.report.left_resting == []
+    # The orders went over the order lane (written in the call that decided them)
+    assert run.engine.report.lane_writes >= len(run.engine.pipeline.markets) * 2
+    assert run.engine.report.lane_fallbacks == 0
 
 
 def _crash(run: Run, ticker: str) -> None:

@@ -22,6 +22,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric import rsa
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame, Opcode
 
 from kmm.book.grid import PriceGrid
 from kmm.clock import ManualClock
@@ -614,3 +616,75 @@ async def test_a_terminal_channel_error_resubscribes_that_channel_only(
     assert sids == {"trade": 1, "ticker": 3}
     assert ws.stats.bad_frames == 1
     assert ws.stats.reconnects == 0
+
+
+# --------------------------------------------------------------------------- inline dispatch
+
+
+@pytest_asyncio.fixture
+async def sequence_server() -> AsyncIterator[str]:
+    """A websocket server that sends one complete frame, one message in three fragments,
+    then two complete frames, in one TCP write (so that all of them arrive in one read) when
+    the client sends its first command."""
+    frames = [
+        Frame(Opcode.TEXT, b'{"n":1}'),
+        Frame(Opcode.TEXT, b'{"n":', fin=False),
+        Frame(Opcode.CONT, b"2", fin=False),
+        Frame(Opcode.CONT, b"}"),
+        Frame(Opcode.TEXT, b'{"n":3}'),
+        Frame(Opcode.TEXT, b'{"n":4}'),
+    ]
+    burst = b"".join(f.serialize(mask=False) for f in frames)
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.recv()
+        connection.transport.write(burst)
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/trade-api/ws/v2"
+
+
+@pytest.mark.asyncio
+async def test_a_fragmented_message_is_handled_in_order_with_inline_frames(
+    sequence_server: str, sim_free_signer: Signer
+) -> None:
+    # Arrange
+    seen: list[int] = []
+
+    def on_frame(frame: bytes, recv_ns: int) -> object:
+        seen.append(orjson.loads(frame)["n"])
+        return None
+
+    ws = KalshiWs(sequence_server, sim_free_signer, on_frame)
+    await ws.connect()
+    task = asyncio.create_task(ws.run())
+    try:
+        # Act
+        await ws.list_subscriptions()
+        await until(lambda: len(seen) == 4, "four messages handled")
+    finally:
+        await ws.close()
+        await asyncio.wait_for(task, TIMEOUT_S)
+
+    # Assert
+    assert seen == [1, 2, 3, 4]
+    assert ws.stats.frames == 4
+
+
+@pytest.mark.asyncio
+async def test_an_error_in_on_frame_other_than_a_wire_error_ends_run_with_it(
+    sequence_server: str, sim_free_signer: Signer
+) -> None:
+    # Arrange
+    def on_frame(frame: bytes, recv_ns: int) -> object:
+        raise KeyError("a bug in the handler")
+
+    ws = KalshiWs(sequence_server, sim_free_signer, on_frame)
+    await ws.connect()
+    await ws.list_subscriptions()
+
+    # Act / Assert
+    with pytest.raises(KeyError, match="a bug in the handler"):
+        await asyncio.wait_for(ws.run(), TIMEOUT_S)

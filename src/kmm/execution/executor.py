@@ -14,8 +14,10 @@ it) and a set of *dirty* markets whose orders must be compared with their target
 2. Admit what the Write bucket can pay for: cancels first, always; places only while no cancel
    waits and only before their deadline (a place that waited past its quote's freshness is
    dropped, and its order is marked rejected: it was never sent).
-3. Send the admitted requests as tasks (several cancels go as one batch cancel) and sleep
-   until a new target, a reply, or the scheduler's next wake-up.
+3. Start the admitted requests in the same call (several cancels go as one batch cancel):
+   each write is handed to :meth:`~kmm.kalshi.rest.KalshiRest.write`, which on the order
+   lane has it on the wire before returning; a task per request only awaits the answer.
+   Then sleep until a new target, a reply, or the scheduler's next wake-up.
 
 Replies update the tracker and mark their market dirty, so a rejected place is retried from
 the newest target. Writes are never retried blindly: a timeout, 5xx or disconnect makes the
@@ -29,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -45,7 +47,7 @@ from kmm.execution.token_bucket import (
     cancel_cost,
     create_cost,
 )
-from kmm.kalshi.rest import KalshiRest, OrderRequest, VenueOrder
+from kmm.kalshi.rest import BatchItem, CreateAck, KalshiRest, OrderRequest, VenueOrder
 from kmm.types import OrderIntent, Price, Qty, Quote
 
 __all__ = ["ExecEvent", "ExecSettings", "Executor", "WriteRequest"]
@@ -250,8 +252,11 @@ class Executor:
             resume = self._places_paused_until
             wake = resume if wake is None else min(wake, resume)
         timeout = None if wake is None else max(0.0, (wake - now) / 1e9)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # coincides with the event being set (a reply arriving during shutdown)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def flush(self) -> None:
         """Waits until nothing is queued or in flight (tests, shutdown)."""
@@ -314,6 +319,8 @@ class Executor:
     # ----------------------------------------------------------------- sending
 
     def _send(self, now: int) -> None:
+        """Starts every admitted request in this call (on the order lane, each is on the wire
+        when its ``rest`` call returns); a task per request only waits for its answer."""
         admitted = self.scheduler.admit(now)
         for req in admitted.dropped:
             self._drop(req, now)
@@ -321,12 +328,12 @@ class Executor:
         if cancels:
             # Always the batch endpoint: the same 2 tokens per order, and a fixed path whose
             # signature is prepared ahead (an order id in the path cannot be)
-            self._spawn(self._batch_cancel(cancels))
+            self._start_batch_cancel(cancels)
         for req in admitted.send:
             if req.kind == "create":
-                self._spawn(self._create(req))
+                self._start_create(req)
             elif req.kind == "amend":
-                self._spawn(self._amend(req))
+                self._start_amend(req)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -386,10 +393,14 @@ class Executor:
             order_group_id=settings.order_group_id,
         )
 
-    async def _create(self, req: WriteRequest) -> None:
+    def _start_create(self, req: WriteRequest) -> None:
+        pending = self.rest.create_order(self._order_request(req))
         self._emit("sent", req)
+        self._spawn(self._create(req, pending))
+
+    async def _create(self, req: WriteRequest, pending: Awaitable[CreateAck]) -> None:
         try:
-            ack = await self.rest.create_order(self._order_request(req))
+            ack = await pending
         except VenueError as e:
             self._on_write_error(req, e)
             return
@@ -402,21 +413,21 @@ class Executor:
         self._emit("acked", req)
         self.touch(req.ticker)
 
-    async def _amend(self, req: WriteRequest) -> None:
+    def _start_amend(self, req: WriteRequest) -> None:
         amend = req.amend
         order = self.tracker.get(req.client_order_id)
         assert amend is not None
         if order is None or order.order_id is None:
             return
+        pending = self.rest.amend_order(
+            order.order_id, ticker=req.ticker, side=amend.side, price=amend.price, count=req.count
+        )
         self._emit("sent", req, "amend")
+        self._spawn(self._amend(req, amend, pending))
+
+    async def _amend(self, req: WriteRequest, amend: Amend, pending: Awaitable[CreateAck]) -> None:
         try:
-            ack = await self.rest.amend_order(
-                order.order_id,
-                ticker=req.ticker,
-                side=amend.side,
-                price=amend.price,
-                count=req.count,
-            )
+            ack = await pending
         except VenueError as e:
             self._on_write_error(req, e)
             return
@@ -427,7 +438,7 @@ class Executor:
         self._emit("amended", req, f"{amend.price} x {amend.qty}")
         self.touch(req.ticker)
 
-    async def _batch_cancel(self, reqs: list[WriteRequest]) -> None:
+    def _start_batch_cancel(self, reqs: list[WriteRequest]) -> None:
         ids: list[str] = []
         by_id: dict[str, WriteRequest] = {}
         for req in reqs:
@@ -435,10 +446,17 @@ class Executor:
             if order is not None and order.order_id is not None:
                 ids.append(order.order_id)
                 by_id[order.order_id] = req
-        if not ids:
-            return
+        if ids:
+            self._spawn(self._batch_cancel(ids, by_id, self.rest.batch_cancel(ids)))
+
+    async def _batch_cancel(
+        self,
+        ids: list[str],
+        by_id: dict[str, WriteRequest],
+        pending: Awaitable[list[BatchItem]],
+    ) -> None:
         try:
-            items = await self.rest.batch_cancel(ids)
+            items = await pending
         except VenueError as e:
             for req in by_id.values():
                 self._on_write_error(req, e)

@@ -18,6 +18,11 @@ other 4xx                              :class:`~kmm.errors.Rejected` with Kalshi
 5xx, timeout, connection error         :class:`~kmm.errors.UnknownOutcome`
 =====================================  ==================================================
 
+**Order writes** (create, amend, cancel, batch) go through :meth:`KalshiRest.write`, which
+puts them on the wire *in the call* over the :class:`~kmm.kalshi.lane.OrderLane` when one is
+attached and has an idle connection (aiohttp otherwise) and returns an awaitable for the
+answer: the executor's tick-to-order path has no task hop and no aiohttp request machinery.
+
 **Reads** retry ``UnknownOutcome`` and ``RateLimited`` with capped exponential backoff and
 jitter. **Writes never retry**: a create that ends in ``UnknownOutcome`` may have rested, so
 the caller marks the order unknown and lets the stream or a REST read settle it (a resend, if
@@ -52,6 +57,7 @@ from kmm.errors import (
     WireError,
 )
 from kmm.kalshi.auth import Signer
+from kmm.kalshi.lane import LaneError, LaneResponse, OrderLane
 from kmm.kalshi.wire import PriceRange, parse_price_ranges
 from kmm.types import (
     BookSide,
@@ -352,6 +358,26 @@ def _parse_ack(body: Mapping[str, Any]) -> CreateAck:
     )
 
 
+def _decode(status: int, raw: bytes) -> Any:
+    """The decoded JSON body of a 2xx answer; the typed error of any other."""
+    if status >= 300:
+        raise error_from_response(status, raw)
+    return orjson.loads(raw) if raw else {}
+
+
+async def _then(pending: Awaitable[Any], parse: Callable[[Any], T]) -> T:
+    """``parse`` of what ``pending`` gives (a write already started)."""
+    return parse(await pending)
+
+
+def _batch_items(answer: Mapping[str, Any]) -> list[BatchItem]:
+    return [_batch_item(item) for item in answer["orders"]]
+
+
+def _reduced_by(answer: Mapping[str, Any]) -> Qty:
+    return parse_count(answer.get("reduced_by") or "0", "reduced_by")
+
+
 def _batch_item(item: Mapping[str, Any]) -> BatchItem:
     error = item.get("error")
     if error:
@@ -368,10 +394,12 @@ def _batch_item(item: Mapping[str, Any]) -> BatchItem:
 
 # --------------------------------------------------------------------------- client
 
+ORDERS_PATH: Final = "/portfolio/events/orders"
+BATCH_PATH: Final = "/portfolio/events/orders/batched"
 PRESIGNED_PATHS: Final = (
-    ("POST", "/portfolio/events/orders"),
-    ("POST", "/portfolio/events/orders/batched"),
-    ("DELETE", "/portfolio/events/orders/batched"),
+    ("POST", ORDERS_PATH),
+    ("POST", BATCH_PATH),
+    ("DELETE", BATCH_PATH),
 )
 """The order path's fixed (method, path) pairs, whose signatures are prepared ahead."""
 
@@ -391,6 +419,8 @@ class KalshiRest:
         timeout_s: Per-request timeout; a write that times out is an unknown outcome.
         now_ms: The clock for signature timestamps (injected for tests).
         rng: Jitter source for read retries.
+        lane: The order lane for writes (started and closed by the caller), or None for
+            aiohttp only.
     """
 
     def __init__(
@@ -402,8 +432,10 @@ class KalshiRest:
         timeout_s: float = 5.0,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rng: random.Random | None = None,
+        lane: OrderLane | None = None,
     ) -> None:
         self._session = session
+        self._lane = lane
         self._base = base_url.rstrip("/")
         self._root = urlsplit(self._base).path.rstrip("/")
         self._signer = signer
@@ -422,14 +454,12 @@ class KalshiRest:
         params: Mapping[str, str | int] | None = None,
         body: object = None,
     ) -> Any:
-        """Sends one request and returns the decoded JSON body of a 2xx answer.
+        """Sends one request over aiohttp and returns the decoded JSON body of a 2xx answer.
 
         Raises:
             VenueError: the typed error for anything else (see the module docstring).
         """
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self._signer is not None:
-            headers.update(self._signer.headers(method, self._root + path, self._now_ms()))
+        headers = self._headers(method, path, body is not None)
         data = orjson.dumps(body) if body is not None else None
         self.requests += 1
         try:
@@ -445,9 +475,38 @@ class KalshiRest:
                 status = response.status
         except (TimeoutError, aiohttp.ClientError) as e:
             raise UnknownOutcome(0, type(e).__name__, f"{method} {path}: {e}") from e
-        if status >= 300:
-            raise error_from_response(status, raw)
-        return orjson.loads(raw) if raw else {}
+        return _decode(status, raw)
+
+    def write(self, method: str, path: str, body: object) -> Awaitable[Any]:
+        """Starts an order write now and returns an awaitable for its decoded answer.
+
+        On the order lane (when attached and a connection is idle) the request is on the
+        wire when this returns; otherwise it is an aiohttp :meth:`request`, sent when
+        awaited. Either way the answer maps to the same typed errors, and a dropped
+        connection or a timeout is an :class:`~kmm.errors.UnknownOutcome`.
+        """
+        lane = self._lane
+        if lane is not None:
+            has_body = body is not None
+            data = orjson.dumps(body) if has_body else b""
+            sent = lane.send(method, self._root + path, self._headers(method, path, has_body), data)
+            if sent is not None:
+                self.requests += 1
+                return self._answer(method, path, sent)
+        return self.request(method, path, body=body)
+
+    async def _answer(self, method: str, path: str, sent: Awaitable[LaneResponse]) -> Any:
+        try:
+            response = await sent
+        except LaneError as e:
+            raise UnknownOutcome(0, "LaneError", f"{method} {path}: {e}") from e
+        return _decode(response.status, response.body)
+
+    def _headers(self, method: str, path: str, has_body: bool) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"} if has_body else {}
+        if self._signer is not None:
+            headers.update(self._signer.headers(method, self._root + path, self._now_ms()))
+        return headers
 
     async def presign_forever(
         self,
@@ -614,28 +673,25 @@ class KalshiRest:
 
     # ----------------------------------------------------------------- writes (never retried)
 
-    async def create_order(self, order: OrderRequest) -> CreateAck:
-        """``POST /portfolio/events/orders``."""
-        return _parse_ack(await self.request("POST", "/portfolio/events/orders", body=order.body()))
+    def create_order(self, order: OrderRequest) -> Awaitable[CreateAck]:
+        """``POST /portfolio/events/orders`` (started now: see :meth:`write`)."""
+        return _then(self.write("POST", ORDERS_PATH, order.body()), _parse_ack)
 
-    async def batch_create(self, orders: Sequence[OrderRequest]) -> list[BatchItem]:
+    def batch_create(self, orders: Sequence[OrderRequest]) -> Awaitable[list[BatchItem]]:
         """``POST /portfolio/events/orders/batched``: per-item acks or errors."""
         body = {"orders": [o.body() for o in orders]}
-        answer = await self.request("POST", "/portfolio/events/orders/batched", body=body)
-        return [_batch_item(item) for item in answer["orders"]]
+        return _then(self.write("POST", BATCH_PATH, body), _batch_items)
 
-    async def cancel_order(self, order_id: str) -> Qty:
+    def cancel_order(self, order_id: str) -> Awaitable[Qty]:
         """``DELETE /portfolio/events/orders/{id}``; returns ``reduced_by``."""
-        answer = await self.request("DELETE", f"/portfolio/events/orders/{order_id}")
-        return parse_count(answer.get("reduced_by") or "0", "reduced_by")
+        return _then(self.write("DELETE", f"{ORDERS_PATH}/{order_id}", None), _reduced_by)
 
-    async def batch_cancel(self, order_ids: Sequence[str]) -> list[BatchItem]:
+    def batch_cancel(self, order_ids: Sequence[str]) -> Awaitable[list[BatchItem]]:
         """``DELETE /portfolio/events/orders/batched``: per-item results or errors."""
         body = {"orders": [{"order_id": oid} for oid in order_ids]}
-        answer = await self.request("DELETE", "/portfolio/events/orders/batched", body=body)
-        return [_batch_item(item) for item in answer["orders"]]
+        return _then(self.write("DELETE", BATCH_PATH, body), _batch_items)
 
-    async def amend_order(
+    def amend_order(
         self,
         order_id: str,
         *,
@@ -644,7 +700,7 @@ class KalshiRest:
         price: Price,
         count: Qty,
         client_order_id: str | None = None,
-    ) -> CreateAck:
+    ) -> Awaitable[CreateAck]:
         """``POST /portfolio/events/orders/{id}/amend``; ``count`` = filled + new remainder."""
         body: dict[str, Any] = {
             "ticker": ticker,
@@ -655,8 +711,9 @@ class KalshiRest:
         if client_order_id is not None:
             body["client_order_id"] = client_order_id
         method, path = self.amend_path(order_id)
-        answer = await self.request(method, path, body=body)
-        return _parse_ack({"order_id": order_id, **answer})
+        return _then(
+            self.write(method, path, body), lambda a: _parse_ack({"order_id": order_id, **a})
+        )
 
     async def create_order_group(self, contracts_limit: Qty) -> str:
         """Creates an order group; returns its id."""

@@ -5,9 +5,10 @@ Theory of operation
 One :class:`KalshiWs` holds at most one connection to ``/trade-api/ws/v2``, opened with the
 three ``KALSHI-ACCESS-*`` headers signed over ``GET`` and the URL's path (KALSHI.md §3.2).
 
-**Receiving.** :meth:`KalshiWs.run` reads frames and hands each one, with its receive time,
-to ``on_frame(frame, recv_ns)`` inline: no queue between the socket and the pipeline
-(PERF.md §5). ``on_frame`` returns the decoded event, as
+**Receiving.** Each complete frame goes, with its receive time, to ``on_frame(frame,
+recv_ns)`` inside the connection's ``data_received``: no queue and no task wake-up between the
+socket and the pipeline (PERF.md §5); :meth:`KalshiWs.run` handles the rare fragmented
+message and the end of the connection. ``on_frame`` returns the decoded event, as
 :meth:`kmm.pipeline.Pipeline.on_frame` does; the client looks only at command replies
 (``subscribed``, ``unsubscribed``, ``ok``, ``error``) to learn each channel's ``sid`` and to
 act on errors. A :class:`~kmm.errors.WireError` from ``on_frame`` is counted and logged and
@@ -87,6 +88,8 @@ FrameHandler: TypeAlias = Callable[[bytes, int], object]
 
 _PING: Final = Opcode.PING
 _PONG: Final = Opcode.PONG
+_CONT: Final = Opcode.CONT
+_DATA: Final = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 _MAX_FRAME_BYTES: Final = 1 << 22
 _ERROR_PREVIEW: Final = 200
 _ALREADY_SUBSCRIBED: Final = 6
@@ -178,18 +181,47 @@ class Subscription:
 
 
 class _Connection(ClientConnection):
-    """A websockets client connection that stamps the arrival of data frames and pings."""
+    """A websockets client connection that hands complete data frames to ``dispatch`` inline.
+
+    ``dispatch`` runs inside the protocol's ``data_received``: no assembler queue and no
+    task wake-up between the socket and the pipeline. A fragmented message goes through
+    websockets' assembler to :meth:`recv` as usual, and while one is pending (``queued``
+    or ``assembling``) later frames follow it there, so frames are handled in order.
+    ``dispatch`` must not raise (:class:`KalshiWs` stores the error and aborts the socket).
+    Arrivals of data frames and pings are stamped for the watchdog.
+    """
 
     last_rx_ns: int = 0
     stale: bool = False
     stats: WsStats | None = None
+    dispatch: Callable[[bytes], None] | None = None
+    error: Exception | None = None
+    queued: int = 0
+    assembling: bool = False
 
     def process_event(self, event: WsEvent) -> None:
+        if type(event) is Frame:
+            opcode = event.opcode
+            if opcode is not _PONG:
+                self.last_rx_ns = time.monotonic_ns()
+                if opcode is _PING and self.stats is not None:
+                    self.stats.pings += 1
+            if opcode in _DATA:
+                dispatch = self.dispatch
+                if (
+                    dispatch is not None
+                    and event.fin
+                    and opcode is not _CONT
+                    and not self.queued
+                    and not self.assembling
+                ):
+                    data = event.data
+                    dispatch(data if type(data) is bytes else bytes(data))
+                    return
+                self.assembling = not event.fin
+                if event.fin:
+                    self.queued += 1
         super().process_event(event)
-        if type(event) is Frame and event.opcode is not _PONG:
-            self.last_rx_ns = time.monotonic_ns()
-            if event.opcode is _PING and self.stats is not None:
-                self.stats.pings += 1
 
 
 @dataclass(slots=True)
@@ -535,30 +567,54 @@ class KalshiWs:
                 await watchdog
 
     async def _receive(self, ws: _Connection) -> str:
-        """The hot loop: every frame to ``on_frame`` inline; command replies looked at."""
+        """Waits for the end of ``ws``; meanwhile handles what websockets assembled.
+
+        Complete frames are handled inline as they arrive (:meth:`_inline`); what comes
+        here is fragmented messages (and frames that queued up behind one).
+        """
         recv = ws.recv
-        on_frame = self._on_frame
-        now_ns = self._now_ns
-        stats = self.stats
-        replies = self._replies
+        dispatch = self._dispatch
         try:
             while True:
                 frame = await recv(False)
-                recv_ns = now_ns()
-                stats.frames += 1
-                stats.last_message_ns = recv_ns
-                try:
-                    event = on_frame(frame, recv_ns)
-                except WireError as e:
-                    stats.bad_frames += 1
-                    log.warning("ws: skipped a malformed frame (%s): %.200r", e, frame)
-                    continue
-                if event is not None:
-                    reply = replies.get(type(event))
-                    if reply is not None:
-                        reply(event, frame)
+                ws.queued -= 1
+                dispatch(frame)
         except ConnectionClosed as e:
+            if ws.error is not None:
+                raise ws.error from e
             return "feed stale" if ws.stale else f"connection closed ({e})"
+
+    def _inline(self, ws: _Connection) -> Callable[[bytes], None]:
+        """The hot path: ``ws`` calls this with each complete frame, in ``data_received``."""
+        dispatch = self._dispatch
+
+        def inline(frame: bytes) -> None:
+            try:
+                dispatch(frame)
+            except Exception as e:
+                # Raised from run(): stop dispatching, end the connection
+                ws.error = e
+                ws.dispatch = None
+                ws.transport.abort()
+
+        return inline
+
+    def _dispatch(self, frame: bytes) -> None:
+        """One frame to ``on_frame``; command replies looked at; malformed frames skipped."""
+        recv_ns = self._now_ns()
+        stats = self.stats
+        stats.frames += 1
+        stats.last_message_ns = recv_ns
+        try:
+            event = self._on_frame(frame, recv_ns)
+        except WireError as e:
+            stats.bad_frames += 1
+            log.warning("ws: skipped a malformed frame (%s): %.200r", e, frame)
+            return
+        if event is not None:
+            reply = self._replies.get(type(event))
+            if reply is not None:
+                reply(event, frame)
 
     async def _watch(self, ws: _Connection) -> None:
         """Sleeps until the feed has been silent for ``stale_after_s``, then aborts ``ws``."""
@@ -727,6 +783,7 @@ class KalshiWs:
         assert isinstance(ws, _Connection)
         ws.last_rx_ns = time.monotonic_ns()
         ws.stats = self.stats
+        ws.dispatch = self._inline(ws)
         return ws
 
     async def _established(self, ws: _Connection, *, reconnect: bool) -> None:
@@ -797,7 +854,8 @@ class KalshiWs:
     async def _sleep(self, delay_s: float) -> bool:
         """Waits ``delay_s`` or until :meth:`close`; returns whether the client is closing."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay_s)
+            async with asyncio.timeout(delay_s):  # not wait_for: see OrderLane._keep
+                await self._wake.wait()
         return self._closing
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
