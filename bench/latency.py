@@ -3,11 +3,20 @@
 The local exchange runs in this process; the bot runs as ``kmm run`` in its own process (as
 in production), pointed at the exchange's port. Another account moves the top of book (it
 places, then withdraws, a bid inside the spread); the clock starts when the exchange writes the
-``orderbook_delta`` frame of that change to the bot's socket and stops when the exchange
-receives the first order-write request that follows (create, amend or cancel). Both stamps are
-``time.monotonic_ns`` in the exchange's process. The same run is made twice: with the order
-path's signatures prepared ahead of time (``execution.presign``, the default) and with every
-request signed on the event loop when it is sent.
+``orderbook_delta`` frame of that change to the bot's socket and stops when the bytes of the
+first order-write request that follows (create, amend or cancel) reach the exchange's HTTP
+side, before the exchange parses them. Both stamps are ``time.monotonic_ns`` in the exchange's
+process. The run is made with the order path's signatures prepared ahead of time
+(``execution.presign``, the default) and with every request signed on the event loop.
+
+**Floor.** The same measurement with :mod:`bench.floor_client` in place of the bot: a process
+that answers each trigger with a pre-rendered request on a kept-alive connection, doing no
+work at all. It is the part no bot can avoid on this machine (two cross-process wake-ups and
+a loopback write); ``kmm − floor`` is what kmm itself adds.
+
+**CPUs.** With two or more CPUs the exchange is pinned to one and the bot (or the floor
+client) to another, as a latency-sensitive deployment would isolate the bot; otherwise the
+kernel tends to wake the exchange on the bot's CPU, behind the bot's own work.
 """
 
 from __future__ import annotations
@@ -20,10 +29,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 
 from kmm.sim.engine import OrderRequest
 from kmm.sim.server import SimOptions, SimServer
@@ -34,34 +43,166 @@ __all__ = ["run"]
 MOVER = "mover"
 _WAIT_S = 0.5
 _GAP_S = 0.06
+_ORDER_WRITES = (b"POST /trade-api/v2/portfolio/events/orders", b"DELETE /trade-api/v2/portfolio/")
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(samples: int = 200) -> dict[str, dict[str, float]]:
-    """p50/p99 in µs and the sample count, with and without presigned signatures."""
-    return {
-        "presigned": uvloop.run(_measure(presign=True, samples=samples)),
-        "on_loop": uvloop.run(_measure(presign=False, samples=samples)),
-    }
+    """p50/p99 in µs and the sample count: presigned, signed on the loop, and the floor."""
+    with _pinned():
+        return {
+            "presigned": uvloop.run(_measure_bot(presign=True, samples=samples)),
+            "on_loop": uvloop.run(_measure_bot(presign=False, samples=samples)),
+            "floor": uvloop.run(_measure_floor(samples)),
+        }
 
 
-async def _measure(*, presign: bool, samples: int) -> dict[str, float]:
+# --------------------------------------------------------------------------- CPUs
+
+
+_CPUS: tuple[set[int], set[int]] | None = None
+"""(the exchange's CPU, the client's CPUs) while pinned; None when not."""
+
+
+def _cpus() -> tuple[set[int], set[int]] | None:
+    """(the exchange's CPU, every other CPU), or None with fewer than two usable CPUs."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    return ({usable[0]}, set(usable[1:])) if len(usable) >= 2 else None
+
+
+@contextlib.contextmanager
+def _pinned() -> Iterator[None]:
+    global _CPUS
+    cpus = _cpus()
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus[0])
+    _CPUS = cpus
+    try:
+        yield
+    finally:
+        _CPUS = None
+        os.sched_setaffinity(0, before)
+
+
+def _pin_client(pid: int) -> None:
+    """Moves a client process off the exchange's CPU (its children inherit it)."""
+    if _CPUS is not None:
+        os.sched_setaffinity(pid, _CPUS[1])
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+class _Stamps:
+    """The exchange-side stamps of one move: frame written, first order write arrived."""
+
+    def __init__(self, ticker: str) -> None:
+        self.needle = ticker.encode()
+        self.armed = False
+        self.written = 0
+        self.arrived = 0
+        self.event = asyncio.Event()
+
+    def arm(self) -> None:
+        self.armed, self.written, self.arrived = True, 0, 0
+        self.event.clear()
+
+    def on_frame(self, frame: bytes) -> None:
+        if self.armed and not self.written and b"orderbook_delta" in frame and self.needle in frame:
+            self.written = time.monotonic_ns()
+
+    def on_trigger(self) -> None:
+        self.written = time.monotonic_ns()
+
+    def on_bytes(self, data: bytes) -> None:
+        if self.armed and self.written and not self.arrived and data.startswith(_ORDER_WRITES):
+            self.arrived = time.monotonic_ns()
+            self.armed = False
+            self.event.set()
+
+    def latency_ns(self) -> int | None:
+        return self.arrived - self.written if self.written and self.arrived else None
+
+
+async def _measure_bot(*, presign: bool, samples: int) -> dict[str, float]:
     state = Path(tempfile.mkdtemp(prefix="kmm-bench-"))
     sim = SimServer(SimOptions(state_dir=state / "sim", flow=False, tier="premier", markets=2))
     await sim.start()
     sim.venue.engine.open_account(MOVER, 10**15)
     ticker = next(iter(sim.venue.engine.markets))
-    arrivals = _Arrivals()
-    sim.request_observers.append(arrivals.observe)
-    writes = _Writes(ticker)
-    sim.hub.write_observers.append(writes.observe)
+    stamps = _Stamps(ticker)
+    sim.hub.write_observers.append(stamps.on_frame)
+    sim.arrival_observers.append(stamps.on_bytes)
     bot = await _start_bot(sim, ticker, presign, state)
     try:
         await _until(lambda: len(_our_resting(sim, ticker)) == 2, 30)
-        latencies = await _moves(sim, ticker, arrivals, writes, samples)
+        mover = _Mover(sim, ticker)
+        latencies = await _moves(stamps, mover.move, samples)
     finally:
         bot.send_signal(signal.SIGTERM)
         await asyncio.wait_for(bot.wait(), 30)
         await sim.stop()
+    return _figures(latencies)
+
+
+async def _measure_floor(samples: int) -> dict[str, float]:
+    state = Path(tempfile.mkdtemp(prefix="kmm-bench-"))
+    sim = SimServer(SimOptions(state_dir=state / "sim", flow=False, markets=1))
+    await sim.start()
+    stamps = _Stamps("")
+    sim.arrival_observers.append(stamps.on_bytes)
+    triggers: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        triggers.append(writer)
+
+    ctrl = await asyncio.start_server(accept, "127.0.0.1", 0)
+    rest_port = int(sim.url.rsplit(":", 1)[1])
+    ctrl_port = ctrl.sockets[0].getsockname()[1]
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.floor_client", "127.0.0.1", str(ctrl_port), str(rest_port),
+        cwd=_ROOT,
+    )  # fmt: skip
+    _pin_client(client.pid)
+    try:
+        await _until(lambda: bool(triggers), 30)
+
+        async def trigger() -> None:
+            stamps.on_trigger()
+            triggers[0].write(b"x")
+
+        latencies = await _moves(stamps, trigger, samples)
+    finally:
+        for writer in triggers:
+            writer.close()
+        await asyncio.wait_for(client.wait(), 30)
+        ctrl.close()
+        await sim.stop()
+    return _figures(latencies)
+
+
+async def _moves(stamps: _Stamps, move: Callable[[], Awaitable[None]], samples: int) -> list[int]:
+    latencies: list[int] = []
+    for _ in range(samples):
+        await asyncio.sleep(_GAP_S)
+        stamps.arm()
+        await move()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_WAIT_S):
+                await stamps.event.wait()
+        latency = stamps.latency_ns()
+        if latency is not None:
+            latencies.append(latency)
+        stamps.armed = False
+    return latencies
+
+
+def _figures(latencies: list[int]) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
         "p50_us": statistics.median(ordered) / 1_000 if ordered else float("nan"),
@@ -70,38 +211,27 @@ async def _measure(*, presign: bool, samples: int) -> dict[str, float]:
     }
 
 
-class _Writes:
-    """When the exchange wrote the first book frame of ``ticker`` since ``arm()``."""
+class _Mover:
+    """Another account that alternately places and withdraws a bid inside the spread."""
 
-    def __init__(self, ticker: str) -> None:
-        self.needle = ticker.encode()
-        self.armed = False
-        self.at = 0
+    def __init__(self, sim: SimServer, ticker: str) -> None:
+        self.sim = sim
+        self.ticker = ticker
+        self.resting: str | None = None
 
-    def arm(self) -> None:
-        self.armed, self.at = True, 0
-
-    def observe(self, frame: bytes) -> None:
-        if self.armed and b"orderbook_delta" in frame and self.needle in frame:
-            self.at = time.monotonic_ns()
-            self.armed = False
-
-
-class _Arrivals:
-    """Arrival times of order-write requests at the exchange, with an event to wait on."""
-
-    def __init__(self) -> None:
-        self.times: list[int] = []
-        self.event = asyncio.Event()
-
-    def observe(self, request: web.Request) -> None:
-        if request.method in ("POST", "DELETE") and "/portfolio/events/orders" in request.path:
-            self.times.append(time.monotonic_ns())
-            self.event.set()
-
-    def clear(self) -> None:
-        self.times.clear()
-        self.event.clear()
+    async def move(self) -> None:
+        engine = self.sim.venue.engine
+        now = self.sim.venue.clock.now_ns()
+        if self.resting is None:
+            best_bid, best_ask = engine.best(self.ticker)
+            assert best_bid is not None and best_ask is not None
+            price = min(best_bid + 2 * ONE_CENT, best_ask - ONE_CENT)
+            order = OrderRequest(self.ticker, BookSide.BID, price, 50 * QTY_SCALE)
+            self.resting = engine.create_order(MOVER, order, now).order.order_id
+        else:
+            engine.cancel_order(MOVER, self.resting, now)
+            self.resting = None
+        self.sim.venue.publish()
 
 
 async def _start_bot(
@@ -122,7 +252,7 @@ async def _start_bot(
             "KMM__RECORD__LEDGER_PATH": str(state / "runs" / "ledger.sqlite"),
         }
     )
-    return await asyncio.create_subprocess_exec(
+    bot = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "kmm",
@@ -131,43 +261,17 @@ async def _start_bot(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
+    _pin_client(bot.pid)
+    return bot
 
 
 def _our_resting(sim: SimServer, ticker: str) -> list[object]:
     return [o for o in sim.venue.engine.resting_orders(ticker) if o.user_id == sim.user_id]
 
 
-async def _until(what: object, timeout_s: float) -> None:
+async def _until(what: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not what():  # type: ignore[operator]
+    while not what():
         if time.monotonic() > deadline:
-            raise SystemExit("bench: the bot did not start quoting")
+            raise SystemExit("bench: the client did not start")
         await asyncio.sleep(0.01)
-
-
-async def _moves(
-    sim: SimServer, ticker: str, arrivals: _Arrivals, writes: _Writes, samples: int
-) -> list[int]:
-    engine = sim.venue.engine
-    latencies: list[int] = []
-    resting: str | None = None
-    for _ in range(samples):
-        await asyncio.sleep(_GAP_S)
-        arrivals.clear()
-        writes.arm()
-        now = sim.venue.clock.now_ns()
-        if resting is None:
-            best_bid, best_ask = engine.best(ticker)
-            assert best_bid is not None and best_ask is not None
-            price = min(best_bid + 2 * ONE_CENT, best_ask - ONE_CENT)
-            order = OrderRequest(ticker, BookSide.BID, price, 50 * QTY_SCALE)
-            resting = engine.create_order(MOVER, order, now).order.order_id
-        else:
-            engine.cancel_order(MOVER, resting, now)
-            resting = None
-        sim.venue.publish()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(arrivals.event.wait(), _WAIT_S)
-        if arrivals.times and writes.at and arrivals.times[0] > writes.at:
-            latencies.append(arrivals.times[0] - writes.at)
-    return latencies

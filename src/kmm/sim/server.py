@@ -164,7 +164,11 @@ class SimServer:
         self._ticker: asyncio.Task[None] | None = None
         self.url = ""
         self.request_observers: list[Callable[[web.Request], None]] = []
-        """Called with every HTTP request as it arrives (benchmarks time the order path)."""
+        """Called with every HTTP request when its handling starts (after HTTP parsing)."""
+        self.arrival_observers: list[Callable[[bytes], None]] = []
+        """Called with every chunk of bytes the HTTP side reads from a socket, before any
+        parsing: the moment a request reaches the exchange (benchmarks time the order path)."""
+        self._listener: asyncio.Server | None = None
 
     @property
     def rest_url(self) -> str:
@@ -222,10 +226,16 @@ class SimServer:
         app.add_routes(self.rest.routes())
         runner = web.AppRunner(app, shutdown_timeout=_SHUTDOWN_TIMEOUT_S, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        server = runner.server
+        assert server is not None
+        observers = self.arrival_observers
+        # aiohttp's web.Server is a protocol factory (its low-level server API); each of its
+        # connections is wrapped so that arrivals can be seen before aiohttp parses them
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: _Tap(server(), observers), host, port
+        )
         self._runner = runner
-        bound = runner.addresses[0]
+        bound = self._listener.sockets[0].getsockname()
         self.url = f"http://{host}:{bound[1]}"
         if not isinstance(self.venue.clock, ManualClock):
             self._ticker = asyncio.create_task(self._tick_loop(), name="sim-tick")
@@ -240,6 +250,9 @@ class SimServer:
             self._ticker = None
         self.rest.release_held()
         await self._hub.close_all()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -291,3 +304,31 @@ class SimServer:
             except Exception:  # a failed step must not stop the venue; it is logged
                 log.exception("sim: background step failed")
             await asyncio.sleep(self.options.tick_s)
+
+
+class _Tap(asyncio.Protocol):
+    """An aiohttp connection protocol with observers of the raw bytes it reads."""
+
+    def __init__(self, inner: asyncio.Protocol, observers: list[Callable[[bytes], None]]) -> None:
+        self._inner = inner
+        self._observers = observers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        for observe in self._observers:
+            observe(data)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
