@@ -485,6 +485,9 @@ class LiveEngine:
         if self.pipeline.needs_resync:
             self.ws.resync(self.pipeline.take_resync())
         if event is None:
+            if self._drain_scheduled and not self.ws.book_frames_ahead:
+                # The read holds no later book change: act now, before its other frames
+                self._drain_mailbox()
             return None
         handler = self._handlers.get(type(event))
         if handler is not None:
@@ -584,7 +587,8 @@ class LiveEngine:
     }
 
     def _on_quote(self) -> None:
-        """The mailbox got a quote: drain it once this event-loop turn is over."""
+        """The mailbox got a quote: drain it once this event-loop turn is over, or as soon as
+        the socket read being handled holds no later book frame (:meth:`on_frame`)."""
         if not self._drain_scheduled and self._exec is not None:
             self._drain_scheduled = True
             asyncio.get_running_loop().call_soon(self._drain_mailbox)

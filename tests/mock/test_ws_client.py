@@ -688,3 +688,52 @@ async def test_an_error_in_on_frame_other_than_a_wire_error_ends_run_with_it(
     # Act / Assert
     with pytest.raises(KeyError, match="a bug in the handler"):
         await asyncio.wait_for(ws.run(), TIMEOUT_S)
+
+
+@pytest_asyncio.fixture
+async def book_burst_server() -> AsyncIterator[str]:
+    """Sends book, ticker, book, ticker frames in one TCP write on the client's first command."""
+    payloads = [
+        b'{"type":"orderbook_delta","n":1}',
+        b'{"type":"ticker","n":2}',
+        b'{"type":"orderbook_delta","n":3}',
+        b'{"type":"ticker","n":4}',
+    ]
+    burst = b"".join(Frame(Opcode.TEXT, p).serialize(mask=False) for p in payloads)
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.recv()
+        connection.transport.write(burst)
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/trade-api/ws/v2"
+
+
+@pytest.mark.asyncio
+async def test_book_frames_ahead_counts_the_later_book_frames_of_the_same_read(
+    book_burst_server: str, sim_free_signer: Signer
+) -> None:
+    # Arrange
+    ahead: list[tuple[int, int]] = []
+    ws: KalshiWs
+
+    def on_frame(frame: bytes, recv_ns: int) -> object:
+        ahead.append((orjson.loads(frame)["n"], ws.book_frames_ahead))
+        return None
+
+    ws = KalshiWs(book_burst_server, sim_free_signer, on_frame)
+    await ws.connect()
+    task = asyncio.create_task(ws.run())
+    try:
+        # Act
+        await ws.list_subscriptions()
+        await until(lambda: len(ahead) == 4, "four frames handled")
+    finally:
+        await ws.close()
+        await asyncio.wait_for(task, TIMEOUT_S)
+
+    # Assert: the engine acts on the book at frame 3, not before frame 1's sibling
+    assert ahead == [(1, 1), (2, 1), (3, 0), (4, 0)]
+    assert ws.book_frames_ahead == 0

@@ -89,6 +89,7 @@ FrameHandler: TypeAlias = Callable[[bytes, int], object]
 _PING: Final = Opcode.PING
 _PONG: Final = Opcode.PONG
 _CONT: Final = Opcode.CONT
+_BOOK_MARK: Final = b"orderbook_"
 _DATA: Final = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 _MAX_FRAME_BYTES: Final = 1 << 22
 _ERROR_PREVIEW: Final = 200
@@ -198,6 +199,14 @@ class _Connection(ClientConnection):
     error: Exception | None = None
     queued: int = 0
     assembling: bool = False
+    book_frames_ahead: int = 0
+
+    def data_received(self, data: bytes) -> None:
+        # An estimate (a frame split across reads is counted in the read that has its
+        # start); it only decides whether the engine acts before the rest of the read
+        self.book_frames_ahead = data.count(_BOOK_MARK)
+        super().data_received(data)
+        self.book_frames_ahead = 0
 
     def process_event(self, event: WsEvent) -> None:
         if type(event) is Frame:
@@ -216,7 +225,10 @@ class _Connection(ClientConnection):
                     and not self.assembling
                 ):
                     data = event.data
-                    dispatch(data if type(data) is bytes else bytes(data))
+                    frame = data if type(data) is bytes else bytes(data)
+                    if self.book_frames_ahead and _BOOK_MARK in frame:
+                        self.book_frames_ahead -= 1
+                    dispatch(frame)
                     return
                 self.assembling = not event.fin
                 if event.fin:
@@ -420,6 +432,16 @@ class KalshiWs:
                 self._lost(ws, reason)
         finally:
             await self._shutdown()
+
+    @property
+    def book_frames_ahead(self) -> int:
+        """Order-book frames still to come in the socket read being handled (0 between reads).
+
+        Lets the engine act on a new quote as soon as the read holds no later book change,
+        instead of after every other frame of the read.
+        """
+        ws = self._ws
+        return ws.book_frames_ahead if ws is not None else 0
 
     async def close(self) -> None:
         """Closes the connection cleanly and stops :meth:`run`; the client is not reusable."""
