@@ -598,12 +598,12 @@ class LiveEngine:
         quotes = self.mailbox.take()
         if not quotes:
             return
+        now = self.clock.now_ns()
+        self.executor.submit(quotes)  # first: the orders go out before the tape is written
         if self.recorder is not None:
-            now = self.clock.now_ns()
             for ticker, quote in quotes.items():
                 pulled = quote.bid_price is None and quote.ask_price is None
                 self._tape(ticker, "pulled" if pulled else "quote", now, latency=True)
-        self.executor.submit(quotes)
 
     def _tape(self, ticker: str, event: str, now: int, *, latency: bool = False) -> None:
         """One tape row for ``ticker``: its book, our quote, inventory and P&L now."""
