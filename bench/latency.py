@@ -34,6 +34,7 @@ from pathlib import Path
 
 import uvloop
 
+from kmm.kalshi.wire import WireDecoder
 from kmm.sim.engine import OrderRequest
 from kmm.sim.server import SimOptions, SimServer
 from kmm.types import ONE_CENT, QTY_SCALE, BookSide
@@ -42,19 +43,58 @@ __all__ = ["run"]
 
 MOVER = "mover"
 _WAIT_S = 0.5
-_GAP_S = 0.06
+GAP_S = 0.06
+"""The pause between two moves (the bot's answer to one has long arrived)."""
 _ORDER_WRITES = (b"POST /trade-api/v2/portfolio/events/orders", b"DELETE /trade-api/v2/portfolio/")
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(samples: int = 200) -> dict[str, dict[str, float]]:
-    """p50/p99 in µs and the sample count: presigned, signed on the loop, and the floor."""
+    """p50/p99 in µs and the sample count: presigned, signed on the loop, and the floor;
+    and the machine's cost of running code cold (see :func:`cold_decode`)."""
     with _pinned():
         return {
             "presigned": uvloop.run(_measure_bot(presign=True, samples=samples)),
             "on_loop": uvloop.run(_measure_bot(presign=False, samples=samples)),
             "floor": uvloop.run(_measure_floor(samples)),
+            "decode": cold_decode(),
         }
+
+
+_USER_ORDER = (
+    b'{"type":"user_order","sid":6,"msg":{"order_id":"00000001-0000-4000-8000-00000000001a",'
+    b'"user_id":"demo","ticker":"KXSIMA-26NOV25-T40","status":"resting","side":"no",'
+    b'"is_yes":false,"outcome_side":"no","book_side":"ask","yes_price_dollars":"0.7700",'
+    b'"fill_count_fp":"0.00","remaining_count_fp":"5.00","initial_count_fp":"5.00",'
+    b'"taker_fill_cost_dollars":"0.0000","maker_fill_cost_dollars":"0.0000",'
+    b'"taker_fees_dollars":"0.0000","maker_fees_dollars":"0.0000",'
+    b'"client_order_id":"kmm1-2","self_trade_prevention_type":"taker_at_cross",'
+    b'"created_time":"2026-11-23T14:03:41.253Z","created_ts_ms":1795442621253,'
+    b'"last_update_time":"2026-11-23T14:03:43.108Z","last_updated_ts_ms":1795442623108,'
+    b'"subaccount_number":0}}'
+)
+
+
+def cold_decode(samples: int = 40) -> dict[str, float]:
+    """p50 µs of decoding one ``user_order`` frame back to back ("warm") and after a pause
+    as long as the bench's gap between moves ("cold"): how much slower this machine runs
+    code that has not run for a while, which is the situation of every tick-to-order."""
+    decoder = WireDecoder(use_yes_price=True)
+    warm: list[int] = []
+    cold: list[int] = []
+    for _ in range(samples):
+        time.sleep(GAP_S)
+        started = time.perf_counter_ns()
+        decoder.decode(_USER_ORDER)
+        cold.append(time.perf_counter_ns() - started)
+        started = time.perf_counter_ns()
+        decoder.decode(_USER_ORDER)
+        warm.append(time.perf_counter_ns() - started)
+    return {
+        "warm_us": statistics.median(warm) / 1_000,
+        "cold_us": statistics.median(cold) / 1_000,
+        "n": float(samples),
+    }
 
 
 # --------------------------------------------------------------------------- CPUs
@@ -189,7 +229,7 @@ async def _measure_floor(samples: int) -> dict[str, float]:
 async def _moves(stamps: _Stamps, move: Callable[[], Awaitable[None]], samples: int) -> list[int]:
     latencies: list[int] = []
     for _ in range(samples):
-        await asyncio.sleep(_GAP_S)
+        await asyncio.sleep(GAP_S)
         stamps.arm()
         await move()
         with contextlib.suppress(TimeoutError):
