@@ -431,3 +431,19 @@ async def test_the_lane_speaks_https_with_certificate_checks(tmp_path: Path) -> 
 
     # Assert
     assert (answer.status, orjson.loads(answer.body)) == (201, {"echo": 7})
+
+
+@pytest.mark.asyncio
+async def test_a_write_that_cannot_be_built_fails_when_awaited_not_when_started(
+    lane: OrderLane, rest: KalshiRest
+) -> None:
+    # Arrange: a body orjson cannot serialize
+    body = {"ticker": object()}
+
+    # Act: starting it does not raise (the executor's planning loop goes on)
+    pending = rest.write("POST", "/portfolio/events/orders", body)
+
+    # Assert
+    with pytest.raises(TypeError):
+        await pending
+    assert lane.sent == 0

@@ -330,10 +330,13 @@ class Executor:
             # signature is prepared ahead (an order id in the path cannot be)
             self._start_batch_cancel(cancels)
         for req in admitted.send:
-            if req.kind == "create":
-                self._start_create(req)
-            elif req.kind == "amend":
-                self._start_amend(req)
+            try:
+                if req.kind == "create":
+                    self._start_create(req)
+                elif req.kind == "amend":
+                    self._start_amend(req)
+            except Exception as e:  # a bug building one request must not stop the others
+                log.error("executor could not start %s %s: %r", req.kind, req.client_order_id, e)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

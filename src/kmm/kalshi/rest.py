@@ -365,6 +365,10 @@ def _decode(status: int, raw: bytes) -> Any:
     return orjson.loads(raw) if raw else {}
 
 
+async def _raise(error: Exception) -> Any:
+    raise error
+
+
 async def _then(pending: Awaitable[Any], parse: Callable[[Any], T]) -> T:
     """``parse`` of what ``pending`` gives (a write already started)."""
     return parse(await pending)
@@ -488,8 +492,14 @@ class KalshiRest:
         lane = self._lane
         if lane is not None:
             has_body = body is not None
-            data = orjson.dumps(body) if has_body else b""
-            sent = lane.send(method, self._root + path, self._headers(method, path, has_body), data)
+            try:
+                data = orjson.dumps(body) if has_body else b""
+                headers = self._headers(method, path, has_body)
+                sent = lane.send(method, self._root + path, headers, data)
+            except Exception as e:
+                # Nothing was written; the error surfaces where the answer is awaited, as it
+                # does on the aiohttp path, not in the caller's planning loop
+                return _raise(e)
             if sent is not None:
                 self.requests += 1
                 return self._answer(method, path, sent)
