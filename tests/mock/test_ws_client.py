@@ -11,6 +11,7 @@ bounded by a timeout but no test asserts how long anything took.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -621,19 +622,10 @@ async def test_a_terminal_channel_error_resubscribes_that_channel_only(
 # --------------------------------------------------------------------------- inline dispatch
 
 
-@pytest_asyncio.fixture
-async def sequence_server() -> AsyncIterator[str]:
-    """A websocket server that sends one complete frame, one message in three fragments,
-    then two complete frames, in one TCP write (so that all of them arrive in one read) when
-    the client sends its first command."""
-    frames = [
-        Frame(Opcode.TEXT, b'{"n":1}'),
-        Frame(Opcode.TEXT, b'{"n":', fin=False),
-        Frame(Opcode.CONT, b"2", fin=False),
-        Frame(Opcode.CONT, b"}"),
-        Frame(Opcode.TEXT, b'{"n":3}'),
-        Frame(Opcode.TEXT, b'{"n":4}'),
-    ]
+@contextlib.asynccontextmanager
+async def burst_server(frames: list[Frame]) -> AsyncIterator[str]:
+    """A websocket server that sends ``frames`` in one TCP write (so that all of them arrive
+    in one read) when the client sends its first command; yields its URL."""
     burst = b"".join(f.serialize(mask=False) for f in frames)
 
     async def handler(connection: ServerConnection) -> None:
@@ -644,6 +636,21 @@ async def sequence_server() -> AsyncIterator[str]:
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         yield f"ws://127.0.0.1:{port}/trade-api/ws/v2"
+
+
+@pytest_asyncio.fixture
+async def sequence_server() -> AsyncIterator[str]:
+    """One complete frame, one message in three fragments, then two complete frames."""
+    frames = [
+        Frame(Opcode.TEXT, b'{"n":1}'),
+        Frame(Opcode.TEXT, b'{"n":', fin=False),
+        Frame(Opcode.CONT, b"2", fin=False),
+        Frame(Opcode.CONT, b"}"),
+        Frame(Opcode.TEXT, b'{"n":3}'),
+        Frame(Opcode.TEXT, b'{"n":4}'),
+    ]
+    async with burst_server(frames) as url:
+        yield url
 
 
 @pytest.mark.asyncio
@@ -692,23 +699,15 @@ async def test_an_error_in_on_frame_other_than_a_wire_error_ends_run_with_it(
 
 @pytest_asyncio.fixture
 async def book_burst_server() -> AsyncIterator[str]:
-    """Sends book, ticker, book, ticker frames in one TCP write on the client's first command."""
+    """Book, ticker, book, ticker frames in one read."""
     payloads = [
         b'{"type":"orderbook_delta","n":1}',
         b'{"type":"ticker","n":2}',
         b'{"type":"orderbook_delta","n":3}',
         b'{"type":"ticker","n":4}',
     ]
-    burst = b"".join(Frame(Opcode.TEXT, p).serialize(mask=False) for p in payloads)
-
-    async def handler(connection: ServerConnection) -> None:
-        await connection.recv()
-        connection.transport.write(burst)
-        await connection.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/trade-api/ws/v2"
+    async with burst_server([Frame(Opcode.TEXT, p) for p in payloads]) as url:
+        yield url
 
 
 @pytest.mark.asyncio
