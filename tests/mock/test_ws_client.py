@@ -638,6 +638,18 @@ async def burst_server(frames: list[Frame]) -> AsyncIterator[str]:
         yield f"ws://127.0.0.1:{port}/trade-api/ws/v2"
 
 
+async def receive_burst(ws: KalshiWs, handled: Callable[[], bool]) -> None:
+    """Connects ``ws``, sends a command (the server's cue), runs until ``handled()``, closes."""
+    await ws.connect()
+    task = asyncio.create_task(ws.run())
+    try:
+        await ws.list_subscriptions()
+        await until(handled, "the burst handled")
+    finally:
+        await ws.close()
+        await asyncio.wait_for(task, TIMEOUT_S)
+
+
 @pytest_asyncio.fixture
 async def sequence_server() -> AsyncIterator[str]:
     """One complete frame, one message in three fragments, then two complete frames."""
@@ -665,15 +677,9 @@ async def test_a_fragmented_message_is_handled_in_order_with_inline_frames(
         return None
 
     ws = KalshiWs(sequence_server, sim_free_signer, on_frame)
-    await ws.connect()
-    task = asyncio.create_task(ws.run())
-    try:
-        # Act
-        await ws.list_subscriptions()
-        await until(lambda: len(seen) == 4, "four messages handled")
-    finally:
-        await ws.close()
-        await asyncio.wait_for(task, TIMEOUT_S)
+
+    # Act
+    await receive_burst(ws, lambda: len(seen) == 4)
 
     # Assert
     assert seen == [1, 2, 3, 4]
@@ -723,15 +729,9 @@ async def test_book_frames_ahead_counts_the_later_book_frames_of_the_same_read(
         return None
 
     ws = KalshiWs(book_burst_server, sim_free_signer, on_frame)
-    await ws.connect()
-    task = asyncio.create_task(ws.run())
-    try:
-        # Act
-        await ws.list_subscriptions()
-        await until(lambda: len(ahead) == 4, "four frames handled")
-    finally:
-        await ws.close()
-        await asyncio.wait_for(task, TIMEOUT_S)
+
+    # Act
+    await receive_burst(ws, lambda: len(ahead) == 4)
 
     # Assert: the engine acts on the book at frame 3, not before frame 1's sibling
     assert ahead == [(1, 1), (2, 1), (3, 0), (4, 0)]
