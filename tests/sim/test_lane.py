@@ -193,8 +193,9 @@ class RawServer:
     """Answers each request on a connection with the next scripted reply (bytes), or closes
     the connection when the script says None."""
 
-    def __init__(self, replies: list[bytes | None]) -> None:
+    def __init__(self, replies: list[bytes | None], *, close_after: bool = False) -> None:
         self.replies = replies
+        self.close_after = close_after
         self.requests: list[bytes] = []
         self.connections = 0
 
@@ -214,13 +215,15 @@ class RawServer:
                     break
                 writer.write(reply)
                 await writer.drain()
+                if self.close_after:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
 
-StartRaw = Callable[[list[bytes | None]], Awaitable[tuple[RawServer, OrderLane]]]
+StartRaw = Callable[..., Awaitable[tuple[RawServer, OrderLane]]]
 
 
 @pytest_asyncio.fixture
@@ -228,8 +231,10 @@ async def raw() -> AsyncIterator[StartRaw]:
     servers: list[asyncio.Server] = []
     lanes: list[OrderLane] = []
 
-    async def start(replies: list[bytes | None]) -> tuple[RawServer, OrderLane]:
-        script = RawServer(replies)
+    async def start(
+        replies: list[bytes | None], *, close_after: bool = False
+    ) -> tuple[RawServer, OrderLane]:
+        script = RawServer(replies, close_after=close_after)
         server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
@@ -354,6 +359,17 @@ async def test_a_dropped_connection_through_kalshi_rest_is_an_unknown_outcome(
         # Act / Assert
         with pytest.raises(UnknownOutcome, match="connection lost"):
             await rest.create_order(order)
+
+
+@pytest.mark.asyncio
+async def test_an_answer_cut_short_by_the_server_closing_fails_the_write(raw: StartRaw) -> None:
+    # Arrange: the server promises 20 bytes of body, sends 5, and closes
+    cut = b'HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{"ok"'
+    _, order_lane = await raw([cut], close_after=True)
+
+    # Act / Assert
+    with pytest.raises(LaneError):
+        await asyncio.wait_for(_send(order_lane), TIMEOUT_S)
 
 
 def test_a_url_that_is_not_http_is_refused() -> None:

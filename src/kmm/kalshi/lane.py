@@ -92,8 +92,11 @@ class _Connection(asyncio.Protocol):
             self._abort(f"malformed answer: {e}")
 
     def eof_received(self) -> bool | None:
-        with contextlib.suppress(httptools.HttpParserError):
-            self.parser.feed_data(b"")  # completes a close-delimited body
+        if self.waiter is not None:
+            try:
+                self.parser.feed_data(b"")  # completes a close-delimited body
+            except httptools.HttpParserError as e:
+                self._abort(f"answer cut short: {e}")
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
