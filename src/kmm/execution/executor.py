@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from kmm.clock import Clock
 from kmm.errors import RateLimited, Rejected, UnknownOutcome, VenueError
 from kmm.execution.diff import Amend, DiffParams, diff
 from kmm.execution.orders import OrderState, OrderTracker
+from kmm.execution.refusals import RefusalCooldown
 from kmm.execution.token_bucket import (
     Backoff,
     WriteScheduler,
@@ -48,7 +50,7 @@ from kmm.execution.token_bucket import (
     create_cost,
 )
 from kmm.kalshi.rest import BatchItem, CreateAck, KalshiRest, OrderRequest, VenueOrder
-from kmm.types import OrderIntent, Price, Qty, Quote
+from kmm.types import BookSide, OrderIntent, Price, Qty, Quote
 
 __all__ = ["ExecEvent", "ExecSettings", "Executor", "WriteRequest"]
 
@@ -186,6 +188,8 @@ class Executor:
         self._inflight: set[asyncio.Task[None]] = set()
         self._backoff = Backoff()
         self._places_paused_until = 0
+        self._holds = RefusalCooldown()
+        self._held_until: dict[str, int] = {}
         self._stopped = False
         self._running = False
 
@@ -251,6 +255,9 @@ class Executor:
         if self._deferred and not self._stopped:
             resume = self._places_paused_until
             wake = resume if wake is None else min(wake, resume)
+        if self._held_until:
+            held = min(self._held_until.values())
+            wake = held if wake is None else min(wake, held)
         timeout = None if wake is None else max(0.0, (wake - now) / 1e9)
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
         # coincides with the event being set (a reply arriving during shutdown)
@@ -273,6 +280,10 @@ class Executor:
         if self._deferred and self._places_allowed(now):
             self._dirty |= self._deferred
             self._deferred.clear()
+        if self._held_until:
+            for ticker in [t for t, until in self._held_until.items() if until <= now]:
+                del self._held_until[ticker]
+                self._dirty.add(ticker)
         dirty, self._dirty = self._dirty, set()
         for ticker in dirty:
             quote = self.desired.get(ticker)
@@ -296,18 +307,39 @@ class Executor:
             return
         deadline = now + self.settings.freshness_ns
         for amend in result.amend:
-            count = self.tracker.request_amend(amend.client_order_id, amend.price, amend.qty, now)
+            order = self.tracker.get(amend.client_order_id)
+            wanted = OrderIntent(quote.ticker, amend.side, amend.price, amend.qty)
+            checked = self._checked(wanted, order.exposure if order else 0, now)
+            if checked is None:
+                continue
+            count = self.tracker.request_amend(
+                amend.client_order_id, checked.price, checked.qty, now
+            )
+            terms = dataclasses.replace(amend, qty=checked.qty)
             req = WriteRequest(
-                "amend", amend.client_order_id, quote.ticker, amend_cost(), None, amend
+                "amend", amend.client_order_id, quote.ticker, amend_cost(), None, terms
             )
             req.count = count
             self.scheduler.submit_place(req, deadline)
         for intent in result.place:
-            order = self.tracker.new(intent, now)
+            checked = self._checked(intent, None, now)
+            if checked is None:
+                continue
+            order = self.tracker.new(checked, now)
             req = WriteRequest(
-                "create", order.client_order_id, intent.ticker, create_cost(), intent
+                "create", order.client_order_id, intent.ticker, create_cost(), checked
             )
             self.scheduler.submit_place(req, deadline)
+
+    def _checked(self, intent: OrderIntent, replaces: Qty | None, now: int) -> OrderIntent | None:
+        """A create or amend as it may go out: not a refused price again too soon, and
+        through risk's pre-trade check (``approve``: approved, clipped, or None to refuse)."""
+        ticker = intent.ticker
+        if self._holds.holds(ticker, intent.side, intent.price, now):
+            until = self._holds.next_expiry_ns(now) or now
+            self._held_until[ticker] = min(self._held_until.get(ticker, until), until)
+            return None
+        return self.approve(intent, replaces)
 
     def _queue_cancel(self, ticker: str, cid: str, now: int) -> None:
         order = self.tracker.get(cid)
@@ -413,6 +445,8 @@ class Executor:
         )
         self.counters.acked += 1
         self._backoff.reset()
+        if req.intent is not None:
+            self._holds.accepted(req.ticker, req.intent.side)
         self._emit("acked", req)
         self.touch(req.ticker)
 
@@ -438,6 +472,7 @@ class Executor:
         self.tracker.on_amend_ack(
             req.client_order_id, now, filled=ack.filled, remaining=ack.remaining
         )
+        self._holds.accepted(req.ticker, amend.side)
         self._emit("amended", req, f"{amend.price} x {amend.qty}")
         self.touch(req.ticker)
 
@@ -498,11 +533,23 @@ class Executor:
         self._emit("rejected", req, "429 too many requests", "too_many_requests")
 
     def _on_rejected(self, req: WriteRequest, error: VenueError, now: int) -> None:
+        """A definitive refusal: never asked again in a loop. The refused price is held off
+        for a while, and an order the refusal was about is read back and settled (it may
+        have executed, or be gone) before the diff touches it again."""
         self.counters.rejected += 1
+        side, price, _ = _request_terms(req)
+        if side and price is not None:
+            self._holds.refused(req.ticker, BookSide(side), price, now)
         if req.kind == "cancel":
             # Usually: the order already ended. Ask the venue what it is now
             self.tracker.on_cancel_reject(req.client_order_id, now)
             self._spawn(self.settle_unknown(req.client_order_id))
+        elif req.kind == "amend":
+            self.tracker.on_amend_reject(req.client_order_id, now)
+            order = self.tracker.get(req.client_order_id)
+            if order is not None and order.state is OrderState.RESTING:
+                self.tracker.on_unknown(req.client_order_id, now)
+                self._spawn(self.settle_unknown(req.client_order_id))
         else:
             self._settle_refused(req, now)
         self._emit("rejected", req, error.message, error.code)
