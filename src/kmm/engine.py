@@ -56,10 +56,10 @@ from kmm.kalshi.rest import (
     VenueOrder,
     VenuePosition,
 )
-from kmm.kalshi.wire import Event, MarketLifecycle, MarketPosition, UserOrder
+from kmm.kalshi.wire import Event, MarketLifecycle, MarketPosition, Subscribed, UserOrder
 from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
-from kmm.record import Recorder, read_day
+from kmm.record import Recorder, account_id, last_fill_ns, read_day
 from kmm.risk import (
     HaltState,
     KillEvent,
@@ -108,6 +108,8 @@ _VENUE_STATE: Final = {
     "executed": OrderState.FILLED,
 }
 _SHUTDOWN_ROUNDS: Final = 5
+_SHUTDOWN_READ_S: Final = 10.0
+"""How long shutdown waits for the fills read back after the final cancels."""
 _CLOSED_EVENTS: Final = frozenset({"deactivated", "determined", "settled", "closed"})
 
 
@@ -189,6 +191,8 @@ class LiveEngine:
         self._group_id: str | None = None
         self._settled: set[str] = set()
         self._status_checked_ns = 0
+        self._fills_since_s: int | None = None
+        self._fill_channel_subscribed = False
 
     # ----------------------------------------------------------------- accessors
 
@@ -281,6 +285,9 @@ class LiveEngine:
         finally:
             self.executor.stop_placing()
             await self._cancel_everything()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SHUTDOWN_READ_S):
+                    await self._backfill_fills("shutdown")  # what filled until the cancels
             for task in [*tasks, stopper]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
@@ -359,8 +366,8 @@ class LiveEngine:
         )
 
     async def _startup_fills_and_positions(self) -> None:
-        for fill in await self.rest.fills():
-            self.portfolio.on_fill(fill)
+        self._fills_since_s = self._ledger_fills_since_s()
+        await self._read_back_fills("start")
         for position in await self.rest.positions():
             ours = self.portfolio.net_qty(position.ticker)
             if ours != position.position:
@@ -372,6 +379,40 @@ class LiveEngine:
                 side = BookSide.BID if missing > 0 else BookSide.ASK
                 price = _entry_price(position, missing)
                 self.portfolio.position(position.ticker).apply(side, price, abs(missing))
+
+    @property
+    def account(self) -> str:
+        """The ledger's name for the account this engine trades (env, key digest, subaccount)."""
+        venue = self.config.venue
+        return account_id(venue.env, self.signer.key_id, venue.subaccount or 0)
+
+    def _ledger_fills_since_s(self) -> int | None:
+        """Fills are read back from the ledger's newest fill of this account on (a second
+        early: ``min_ts`` is in whole seconds); None, the whole history, with no ledger."""
+        if self.recorder is None:
+            return None
+        newest = last_fill_ns(self.config.record.ledger_path, self.account)
+        return None if newest is None else newest // 1_000_000_000 - 1
+
+    async def _read_back_fills(self, source: str) -> int:
+        """Reads the account's fills since the newest one known and books the missing ones.
+
+        Every fill goes through :meth:`_book_fill`, so one the stream or an earlier run
+        already reported is recognised by its trade id and recorded nowhere twice.
+
+        Returns:
+            How many fills were new.
+
+        Raises:
+            VenueError: if the venue cannot be read.
+        """
+        new = 0
+        for fill in await self.rest.fills(min_ts_s=self._fills_since_s):
+            if self._book_fill(fill, source):
+                new += 1
+        if new:
+            self._say(f"{source}: {new} fills read back from the venue and recorded")
+        return new
 
     def _day_key(self, now_ns: int) -> str:
         """The ledger's key of today's P&L: per environment, so sim never counts against prod."""
@@ -495,31 +536,67 @@ class LiveEngine:
         return event
 
     def _on_fill(self, fill: Fill) -> None:
+        """A fill from the websocket stream."""
+        now = self.clock.now_ns()
+        self._book_fill(fill, "stream")
+        if fill.ticker in self.pipeline.markets:
+            self.pipeline.decide(fill.ticker, now)
+            if self._exec is not None:
+                self._exec.touch(fill.ticker)
+
+    def _book_fill(self, fill: Fill, source: str) -> bool:
+        """Books one fill of the account, from wherever it was learnt, once by trade id:
+        order tracker, portfolio, the run's fills and the ledger. True if it was new."""
         now = self.clock.now_ns()
         self.tracker.on_fill(fill, now)
-        if self.portfolio.on_fill(fill):
-            self.fills.append(fill)
-            self.report.fills += 1
-            self._record_fill(fill, now)
-            self.marks.setdefault(fill.ticker, fill.price)
-            self._say(
+        if not self.portfolio.on_fill(fill):
+            return False
+        self.fills.append(fill)
+        self.report.fills += 1
+        fill_s = fill.ts_ms // 1000 - 1
+        if self._fills_since_s is None or fill_s > self._fills_since_s:
+            self._fills_since_s = fill_s
+        self._record_fill(fill, now, source)
+        self.marks.setdefault(fill.ticker, fill.price)
+        log.info(
+            "%s: fill %s %s @ %s fee $%s (%s, %s), position %s",
+            fill.ticker,
+            fill.side,
+            format_count(fill.qty),
+            format_price(fill.price),
+            format_money(fill.fee),
+            "taker" if fill.is_taker else "maker",
+            source,
+            format_count(self.portfolio.net_qty(fill.ticker)),
+        )
+        if source == "stream" and self.out is not None:
+            print(
                 f"{fill.ticker}: fill {fill.side} {format_count(fill.qty)} @ "
                 f"{format_price(fill.price)} fee ${format_money(fill.fee)} "
                 f"({'taker' if fill.is_taker else 'maker'}), position "
-                f"{format_count(self.portfolio.net_qty(fill.ticker))}"
+                f"{format_count(self.portfolio.net_qty(fill.ticker))}",
+                file=self.out,
+                flush=True,
             )
-        if fill.ticker in self.pipeline.markets:
-            self.pipeline.decide(fill.ticker, now)
-            self.executor.touch(fill.ticker)
+        return True
 
-    def _record_fill(self, fill: Fill, now: int) -> None:
+    def _record_fill(self, fill: Fill, now: int, source: str) -> None:
         recorder = self.recorder
         if recorder is None:
             return
         position = self.portfolio.position(fill.ticker)
-        recorder.fill(fill, position.qty)
+        recorder.fill(fill, position.qty, source)
         recorder.position(now, fill.ticker, position.qty, position.realized, position.fees_paid)
         self._tape(fill.ticker, "fill", now)
+
+    def _on_subscribed(self, event: Subscribed) -> None:
+        """The fill channel is live (at start or again after a reconnect): read back the
+        fills that happened before it was, so none falls between the REST read and the stream."""
+        if event.channel != "fill":
+            return
+        source = "reconnect" if self._fill_channel_subscribed else "start"
+        self._fill_channel_subscribed = True
+        self._spawn_background(self._backfill_fills(source))
 
     def _on_user_order(self, order: UserOrder) -> None:
         found = _VENUE_STATE.get(order.status)
@@ -584,6 +661,7 @@ class LiveEngine:
         UserOrder: _on_user_order,  # type: ignore[dict-item]
         MarketPosition: _on_position,  # type: ignore[dict-item]
         MarketLifecycle: _on_lifecycle,  # type: ignore[dict-item]
+        Subscribed: _on_subscribed,  # type: ignore[dict-item]
     }
 
     def _on_quote(self) -> None:
@@ -647,15 +725,19 @@ class LiveEngine:
 
     def _on_reconnect(self) -> None:
         self._say("websocket reconnected: books untrusted until fresh snapshots")
-        self.pipeline.pull_all()
-        asyncio.get_running_loop().create_task(self._backfill_fills())
+        self.pipeline.pull_all()  # the fills missed meanwhile are read once "fill" is live
 
-    async def _backfill_fills(self) -> None:
-        """Fills missed while disconnected, counted once by trade id."""
-        with contextlib.suppress(VenueError):
-            since_s = self._started_ns // 1_000_000_000 - 1
-            for fill in await self.rest.fills(min_ts_s=since_s):
-                self._on_fill(fill)
+    async def _backfill_fills(self, source: str) -> None:
+        """Fills the stream may have missed, booked once by trade id."""
+        try:
+            new = await self._read_back_fills(source)
+        except VenueError as e:
+            self._say(f"{source}: could not read fills back ({e}); the next read-back will")
+            return
+        for ticker in {f.ticker for f in self.fills[len(self.fills) - new :]} if new else ():
+            if ticker in self.pipeline.markets:
+                self.pipeline.decide(ticker, self.clock.now_ns())
+                self.executor.touch(ticker)
 
     # ----------------------------------------------------------------- execution glue
 
@@ -856,7 +938,7 @@ class LiveEngine:
         for position in await self.rest.positions():
             ours = self.portfolio.net_qty(position.ticker)
             if abs(ours - position.position) > tolerance:
-                await self._backfill_fills()
+                await self._backfill_fills("reconcile")
                 ours = self.portfolio.net_qty(position.ticker)
             if abs(ours - position.position) > tolerance:
                 self.halt(

@@ -27,14 +27,14 @@ from typing import TextIO
 import aiohttp
 import yaml
 
-from kmm.config import KmmConfig, masked_dump
+from kmm.config import KmmConfig, RecordConfig, masked_dump
 from kmm.engine import LiveEngine, select_markets
 from kmm.errors import AuthError, ConfigError, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
 from kmm.kalshi.rest import KalshiRest
 from kmm.kalshi.wire import Event, WireDecoder
 from kmm.kalshi.ws import KalshiWs
-from kmm.record import Recorder, new_run_dir, setup_logging
+from kmm.record import LedgerLock, Recorder, account_id, new_run_dir, setup_logging
 from kmm.sim.server import SimOptions, SimServer
 
 __all__ = ["EXIT_LEFT_RESTING", "run_capture", "run_live"]
@@ -141,10 +141,39 @@ async def _capture_feed(
 
 
 @contextlib.contextmanager
-def _recording(config: KmmConfig) -> Iterator[Recorder]:
-    """The run directory, its ops log and its recorder, closed (flushed) on the way out."""
+def _recording(
+    config: KmmConfig, account: str = "", *, exclusive: bool = False
+) -> Iterator[Recorder]:
+    """The run directory, its ops log and its recorder, closed (flushed) on the way out.
+
+    With ``exclusive`` (a trading run) the ledger is locked for the run's life: a second
+    trading run on the same ledger refuses to start, naming the one that holds it.
+    """
     record = config.record
     now = time.time_ns()
+    lock = LedgerLock(record.ledger_path)
+    if exclusive:
+        holder = lock.acquire(
+            f"kmm run started {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+        )
+        if holder is not None:
+            raise ConfigError(
+                [
+                    f"record.ledger_path: {record.ledger_path} is in use by another kmm run "
+                    f"({holder}); stop it or give this run its own ledger"
+                ]
+            )
+    try:
+        with _recorder(config, record, now, account) as recorder:
+            yield recorder
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _recorder(
+    config: KmmConfig, record: RecordConfig, now: int, account: str
+) -> Iterator[Recorder]:
     run_dir = new_run_dir(record.runs_dir, now)
     record.ledger_path.parent.mkdir(parents=True, exist_ok=True)
     listener = setup_logging(run_dir, record.log_level, None)
@@ -158,6 +187,7 @@ def _recording(config: KmmConfig) -> Iterator[Recorder]:
         config_json=json.dumps(dump),
         capture=record.capture,
         flush_interval_s=record.flush_interval_s,
+        account=account,
     )
     try:
         yield recorder
@@ -173,7 +203,8 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
         ConfigError: a bad key or a key the venue refuses (the CLI prints it, exit 2).
     """
     async with _venue(config, out) as (rest_url, ws_url, signer):
-        with _recording(config) as recorder:
+        account = account_id(config.venue.env, signer.key_id, config.venue.subaccount or 0)
+        with _recording(config, account, exclusive=True) as recorder:
             engine = LiveEngine(
                 config,
                 rest_url=rest_url,

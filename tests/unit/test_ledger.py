@@ -1,198 +1,109 @@
-"""The SQLite ledger: runs, orders, fills once, positions, the day's P&L read back on restart."""
+"""The ledger's account scoping, its newest fill per account, older files, and the run lock."""
 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
-from typing import Any
 
-import pytest
+from kmm.clock import ManualClock
+from kmm.record import LedgerLock, Recorder, account_id, last_fill_ns
+from kmm.types import BookSide, Fill
 
-from kmm.errors import FixedPointError
-from kmm.record import read_day
-from tests.unit.test_recorder import (
-    DAY,
-    T0,
-    a_fill,
-    open_recorder,
-    record_then_kill,
-    rows,
-)
+T0 = 1_795_435_200_000_000_000  # 2026-11-23T12:00:00Z
 
 
-def query(ledger: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(ledger)) as conn:
-        return conn.execute(sql).fetchall()
+def _run(tmp_path: Path, run_id: str, account: str, fills: list[tuple[str, int]]) -> None:
+    recorder = Recorder.open(
+        tmp_path / run_id,
+        tmp_path / "ledger.sqlite",
+        run_id=run_id,
+        env="sim",
+        config_yaml="",
+        config_json="{}",
+        capture=False,
+        flush_interval_s=0.05,
+        clock=ManualClock(T0),
+        account=account,
+    )
+    for trade_id, ts_ms in fills:
+        fill = Fill(trade_id, "o-1", "KXA-26NOV23", BookSide.BID, 4500, 100, 0, False, ts_ms)
+        recorder.fill(fill, 100, "start")
+    recorder.close()
 
 
-def test_the_ledger_is_in_wal_mode(tmp_path: Path) -> None:
-    # Act
-    open_recorder(tmp_path).close()
+def test_the_account_id_names_env_and_subaccount_but_not_the_key() -> None:
+    key = "a952bcbe-ec3b-4b5b-b8f9-11dae589608c"
 
-    # Assert
-    assert query(tmp_path / "ledger.sqlite", "PRAGMA journal_mode") == [("wal",)]
+    name = account_id("prod", key, 3)
+
+    assert name.startswith("prod:") and name.endswith(":3") and key not in name
+    assert name != account_id("demo", key, 3) != account_id("prod", key, 0)
 
 
-def test_a_run_is_listed_with_its_start_end_env_directory_and_config(tmp_path: Path) -> None:
-    # Act
-    open_recorder(tmp_path, run_id="r1").close()
+def test_the_newest_fill_is_per_account(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    assert last_fill_ns(ledger, "sim:a:0") is None
+    _run(tmp_path, "r1", "sim:a:0", [("t-1", T0 // 10**6 + 1_500), ("t-2", T0 // 10**6 + 250)])
+    _run(tmp_path, "r2", "sim:b:0", [("t-3", T0 // 10**6 + 9_000)])
 
-    # Assert
-    assert query(tmp_path / "ledger.sqlite", "SELECT * FROM runs") == [
-        (
-            "r1",
-            "2026-11-23T12:00:00.000000+00:00",
-            "2026-11-23T12:00:00.000000+00:00",
-            "sim",
-            str(tmp_path / "r1"),
-            '{"venue": {"env": "sim"}}',
+    assert last_fill_ns(ledger, "sim:a:0") == T0 + 1_500_000_000
+    assert last_fill_ns(ledger, "sim:b:0") == T0 + 9_000_000_000
+    assert last_fill_ns(ledger, "prod:a:0") is None
+
+
+def test_a_fill_is_stored_with_where_it_came_from(tmp_path: Path) -> None:
+    _run(tmp_path, "r1", "sim:a:0", [("t-1", T0 // 10**6)])
+
+    with closing(sqlite3.connect(tmp_path / "ledger.sqlite")) as db:
+        assert db.execute("SELECT trade_id, source FROM fills").fetchall() == [("t-1", "start")]
+
+
+def test_a_ledger_written_before_accounts_and_sources_is_upgraded_in_place(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    with closing(sqlite3.connect(ledger)) as db:
+        db.executescript(
+            "CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_ts TEXT, ended_ts TEXT,"
+            " env TEXT, run_dir TEXT, config_json TEXT);"
+            "CREATE TABLE fills (trade_id TEXT PRIMARY KEY, run_id TEXT, ts TEXT, order_id TEXT,"
+            " ticker TEXT, side TEXT, price TEXT, qty TEXT, fee TEXT, is_taker INTEGER,"
+            " position_after TEXT);"
+            "INSERT INTO runs VALUES ('old', '', '', 'sim', '', '{}');"
         )
-    ]
+    assert last_fill_ns(ledger, "sim:a:0") is None
+
+    _run(tmp_path, "r1", "sim:a:0", [("t-1", T0 // 10**6)])
+
+    assert last_fill_ns(ledger, "sim:a:0") == T0
 
 
-def test_a_fill_reported_twice_is_stored_and_written_once(tmp_path: Path) -> None:
-    # Arrange
-    rec = open_recorder(tmp_path)
-
-    # Act
-    rec.fill(a_fill("t-1"), 1050)
-    rec.fill(a_fill("t-1"), 1050)
-    rec.fill(a_fill("t-2", is_taker=True), 2100)
-    rec.close()
-
-    # Assert
-    stored = query(tmp_path / "ledger.sqlite", "SELECT * FROM fills ORDER BY trade_id")
-    assert stored == [
-        ("t-1", "run-1", "2026-11-23T12:00:00.000000+00:00", "o-1", "KXA-26NOV23", "bid",
-         "0.4500", "10.50", "0.017500", 0, "10.50"),
-        ("t-2", "run-1", "2026-11-23T12:00:00.000000+00:00", "o-1", "KXA-26NOV23", "bid",
-         "0.4500", "10.50", "0.017500", 1, "21.00"),
-    ]  # fmt: skip
-    assert [row[1] for row in rows(rec.run_dir / "fills.csv")[1:]] == ["t-1", "t-2"]
+LOCK_CHILD = """
+import sys, time
+from pathlib import Path
+from kmm.record import LedgerLock
+lock = LedgerLock(Path(sys.argv[1]))
+assert lock.acquire("run A") is None
+print("held", flush=True)
+time.sleep(60)
+"""
 
 
-def test_a_fill_recorded_by_an_earlier_run_is_not_written_again_by_the_next(
-    tmp_path: Path,
-) -> None:
-    # Arrange
-    first = open_recorder(tmp_path, run_id="first")
-    first.fill(a_fill("t-1"), 1050)
-    first.close()
-    second = open_recorder(tmp_path, run_id="second")
+def test_a_second_holder_is_refused_and_told_who_holds_the_lock(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+    with subprocess.Popen(
+        [sys.executable, "-c", LOCK_CHILD, str(ledger)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "held"
+            holder = LedgerLock(ledger).acquire("run B")
+            assert holder is not None and "run A" in holder and f"pid {child.pid}" in holder
+        finally:
+            child.kill()
 
-    # Act
-    second.fill(a_fill("t-1"), 1050)
-    second.fill(a_fill("t-2"), 2100)
-    second.close()
-
-    # Assert
-    assert [row[1] for row in rows(second.run_dir / "fills.csv")[1:]] == ["t-2"]
-    assert query(tmp_path / "ledger.sqlite", "SELECT trade_id, run_id FROM fills") == [
-        ("t-1", "first"),
-        ("t-2", "second"),
-    ]
-
-
-def test_order_events_are_stored_with_the_run_id_in_csv_column_order(tmp_path: Path) -> None:
-    # Arrange
-    rec = open_recorder(tmp_path)
-
-    # Act
-    rec.order(T0, "KXA-26NOV23", "kmm-1-1", "ord-1", "acked", "bid", 4500, 1000, "", "new")
-    rec.order(T0, "KXA-26NOV23", "kmm-1-1", None, "rejected", "bid", None, None, "x", "why")
-    rec.close()
-
-    # Assert
-    assert query(tmp_path / "ledger.sqlite", "SELECT * FROM orders") == [
-        ("run-1", "2026-11-23T12:00:00.000000+00:00", "KXA-26NOV23", "kmm-1-1", "ord-1",
-         "acked", "bid", "0.4500", "10.00", "", "new"),
-        ("run-1", "2026-11-23T12:00:00.000000+00:00", "KXA-26NOV23", "kmm-1-1", "",
-         "rejected", "bid", "", "", "x", "why"),
-    ]  # fmt: skip
-
-
-def test_a_market_keeps_one_position_row_per_run_with_the_latest_values(tmp_path: Path) -> None:
-    # Arrange
-    rec = open_recorder(tmp_path)
-
-    # Act
-    rec.position(T0, "KXA-26NOV23", 1000, 0, 17_500)
-    rec.position(T0 + 1_000, "KXA-26NOV23", -250, 1_250_000, 35_000)
-    rec.position(T0, "KXB-26NOV23", 100, 0, 0)
-    rec.close()
-
-    # Assert
-    assert query(tmp_path / "ledger.sqlite", "SELECT * FROM positions ORDER BY ticker") == [
-        ("run-1", "KXA-26NOV23", "-2.50", "1.250000", "0.035000",
-         "2026-11-23T12:00:00.000001+00:00"),
-        ("run-1", "KXB-26NOV23", "1.00", "0.000000", "0.000000",
-         "2026-11-23T12:00:00.000000+00:00"),
-    ]  # fmt: skip
-
-
-def test_the_days_pnl_and_peak_read_back_after_the_run_ends(tmp_path: Path) -> None:
-    # Arrange
-    rec = open_recorder(tmp_path)
-    rec.daily_pnl(DAY, 1_000_000, 1_500_000, T0)
-    rec.daily_pnl(DAY, -2_345_678, 1_500_000, T0 + 1)
-    rec.daily_pnl("2026-11-22", 5, 5, T0)
-
-    # Act
-    rec.close()
-
-    # Assert
-    assert read_day(tmp_path / "ledger.sqlite", DAY) == (-2_345_678, 1_500_000)
-    assert read_day(tmp_path / "ledger.sqlite", "2026-11-22") == (5, 5)
-
-
-def test_read_day_is_none_without_a_ledger_a_table_or_the_day(tmp_path: Path) -> None:
-    # Arrange
-    with closing(sqlite3.connect(tmp_path / "empty.sqlite")):
-        pass
-    open_recorder(tmp_path).close()
-
-    # Act, Assert
-    assert read_day(tmp_path / "missing.sqlite", DAY) is None
-    assert read_day(tmp_path / "empty.sqlite", DAY) is None
-    assert read_day(tmp_path / "ledger.sqlite", DAY) is None
-    assert not (tmp_path / "missing.sqlite").exists()
-
-
-def test_read_day_names_the_field_of_a_stored_amount_that_is_not_a_decimal(
-    tmp_path: Path,
-) -> None:
-    # Arrange
-    open_recorder(tmp_path).close()
-    with closing(sqlite3.connect(tmp_path / "ledger.sqlite")) as conn:
-        conn.execute("INSERT INTO daily_pnl VALUES (?, 'lots', '0.000000', '')", (DAY,))
-        conn.commit()
-
-    # Act
-    with pytest.raises(FixedPointError) as caught:
-        read_day(tmp_path / "ledger.sqlite", DAY)
-
-    # Assert
-    assert caught.value.field == "daily_pnl.pnl"
-
-
-def test_a_restart_after_sigkill_reads_the_days_pnl_and_peak_back(tmp_path: Path) -> None:
-    # Arrange
-    _, ledger = record_then_kill(tmp_path, rows=200)
-
-    # Act
-    day = read_day(ledger, DAY)
-    reopened = open_recorder(tmp_path, run_id="restarted")
-    reopened.close()
-
-    # Assert
-    assert day == (-1_234_567, 2_500_000)
-    assert query(ledger, "PRAGMA integrity_check") == [("ok",)]
-    assert query(ledger, "SELECT trade_id, is_taker FROM fills ORDER BY trade_id") == [
-        ("t-1", 0),
-        ("t-2", 1),
-    ]
-    assert query(ledger, "SELECT run_id, ended_ts IS NULL FROM runs ORDER BY run_id") == [
-        ("killed", 1),
-        ("restarted", 0),
-    ]
+    lock = LedgerLock(ledger)  # a killed holder leaves no stale lock
+    assert lock.acquire("run B") is None
+    lock.release()

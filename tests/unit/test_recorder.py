@@ -153,7 +153,7 @@ def test_a_fill_row_carries_the_trade_fee_maker_flag_and_position_after(
 ) -> None:
     # Arrange
     recorder.fill(a_fill(ts_ms=T0 // 10**6 + 42), 1050)
-    recorder.fill(a_fill("t-2", is_taker=True), -25)
+    recorder.fill(a_fill("t-2", is_taker=True), -25, "shutdown")
 
     # Act
     recorder.close()
@@ -162,8 +162,8 @@ def test_a_fill_row_carries_the_trade_fee_maker_flag_and_position_after(
     header, maker, taker = rows(recorder.run_dir / "fills.csv")
     assert header == list(FILL_COLUMNS)
     assert maker == ["2026-11-23T12:00:00.042000+00:00", "t-1", "o-1", "KXA-26NOV23", "bid",
-                     "0.4500", "10.50", "0.017500", "False", "10.50"]  # fmt: skip
-    assert taker[8:] == ["True", "-0.25"]
+                     "0.4500", "10.50", "0.017500", "False", "10.50", "stream"]  # fmt: skip
+    assert taker[8:] == ["True", "-0.25", "shutdown"]
 
 
 def test_pandas_reads_every_csv_with_utc_times_float_numbers_and_a_bool_taker_flag(

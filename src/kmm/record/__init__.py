@@ -9,24 +9,32 @@ from __future__ import annotations
 from kmm.record.logs import setup_logging
 from kmm.record.recorder import (
     FILL_COLUMNS,
+    FILL_SOURCES,
     ORDER_COLUMNS,
     TAPE_COLUMNS,
     CapturedFrame,
+    LedgerLock,
     Recorder,
     RecordError,
+    account_id,
     iter_capture,
+    last_fill_ns,
     new_run_dir,
     read_day,
 )
 
 __all__ = [
     "FILL_COLUMNS",
+    "FILL_SOURCES",
     "ORDER_COLUMNS",
     "TAPE_COLUMNS",
     "CapturedFrame",
+    "LedgerLock",
     "RecordError",
     "Recorder",
+    "account_id",
     "iter_capture",
+    "last_fill_ns",
     "new_run_dir",
     "read_day",
     "setup_logging",

@@ -17,19 +17,23 @@ a restart) is recognised as already recorded.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import sqlite3
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 from kmm.types import Money, parse_money
 
-__all__ = ["SCHEMA", "Ledger", "read_day"]
+__all__ = ["SCHEMA", "Ledger", "LedgerLock", "account_id", "last_fill_ns", "read_day"]
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, started_ts TEXT, ended_ts TEXT, env TEXT, run_dir TEXT,
-    config_json TEXT
+    config_json TEXT, account TEXT
 );
 CREATE TABLE IF NOT EXISTS orders (
     run_id TEXT, ts TEXT, ticker TEXT, client_order_id TEXT, order_id TEXT, event TEXT,
@@ -38,7 +42,7 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_by_client_order_id ON orders (client_order_id);
 CREATE TABLE IF NOT EXISTS fills (
     trade_id TEXT PRIMARY KEY, run_id TEXT, ts TEXT, order_id TEXT, ticker TEXT, side TEXT,
-    price TEXT, qty TEXT, fee TEXT, is_taker INTEGER, position_after TEXT
+    price TEXT, qty TEXT, fee TEXT, is_taker INTEGER, position_after TEXT, source TEXT
 );
 CREATE TABLE IF NOT EXISTS positions (
     run_id TEXT, ticker TEXT, position TEXT, realized_pnl TEXT, fees TEXT, ts TEXT,
@@ -50,7 +54,9 @@ CREATE TABLE IF NOT EXISTS daily_pnl (
 """
 
 _INSERT_ORDER: Final = "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_FILL: Final = "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_FILL: Final = "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ADDED_COLUMNS: Final = (("runs", "account"), ("fills", "source"))
+"""Columns added after the first ledgers were written: added to an older file when opened."""
 _UPSERT_POSITION: Final = "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_DAY: Final = "INSERT OR REPLACE INTO daily_pnl VALUES (?, ?, ?, ?)"
 
@@ -73,19 +79,26 @@ class Ledger:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
+            _add_missing_columns(self._conn)
         except BaseException:
             self._conn.close()
             raise
 
-    def start_run(self, started_ts: str, env: str, run_dir: str, config_json: str) -> None:
+    def start_run(
+        self, started_ts: str, env: str, run_dir: str, config_json: str, account: str
+    ) -> None:
         """Records the run and commits at once, so that even a run killed early is listed.
+
+        ``account`` names the venue account the run trades (see :func:`account_id`), so that
+        a later run of the same account knows which fills are already recorded.
 
         Raises:
             sqlite3.IntegrityError: if the ledger already has a run with this id.
         """
         self._conn.execute(
-            "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?)",
-            (self.run_id, started_ts, env, run_dir, config_json),
+            "INSERT INTO runs (run_id, started_ts, ended_ts, env, run_dir, config_json, account)"
+            " VALUES (?, ?, NULL, ?, ?, ?, ?)",
+            (self.run_id, started_ts, env, run_dir, config_json, account),
         )
         self._conn.commit()
 
@@ -102,9 +115,9 @@ class Ledger:
 
         ``row`` is in fills.csv column order (``ts, trade_id, ...``).
         """
-        ts, trade_id, order_id, ticker, side, price, qty, fee, _, position_after = row
+        ts, trade_id, order_id, ticker, side, price, qty, fee, _, position_after, source = row
         values = (trade_id, self.run_id, ts, order_id, ticker, side, price, qty, fee)
-        cursor = self._conn.execute(_INSERT_FILL, (*values, int(is_taker), position_after))
+        cursor = self._conn.execute(_INSERT_FILL, (*values, int(is_taker), position_after, source))
         return cursor.rowcount == 1
 
     def position(self, ticker: str, position: str, realized: str, fees: str, ts: str) -> None:
@@ -154,3 +167,95 @@ def read_day(ledger_path: Path, day: str) -> tuple[Money, Money] | None:
     if row is None:
         return None
     return parse_money(row[0], "daily_pnl.pnl"), parse_money(row[1], "daily_pnl.peak")
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column in _ADDED_COLUMNS:
+        names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in names:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+    conn.commit()
+
+
+def account_id(env: str, key_id: str, subaccount: int = 0) -> str:
+    """The ledger's name for one venue account: environment, a digest of the key id, subaccount.
+
+    The key id itself is not stored (only a digest), so the ledger names no credential.
+    """
+    digest = hashlib.sha256(key_id.encode()).hexdigest()[:12]
+    return f"{env}:{digest}:{subaccount}"
+
+
+def last_fill_ns(ledger_path: Path, account: str) -> int | None:
+    """When the newest fill the ledger holds for ``account`` happened (Unix ns), or None.
+
+    A start-up reads the venue's fills from here on (``min_ts``), not the whole history: every
+    earlier fill of the account is already recorded.
+
+    Raises:
+        sqlite3.DatabaseError: if the file is not a readable SQLite database.
+    """
+    if not ledger_path.is_file():
+        return None
+    with closing(sqlite3.connect(ledger_path)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"runs", "fills"} <= tables:
+            return None
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        if "account" not in columns:
+            return None
+        row = conn.execute(
+            "SELECT MAX(f.ts) FROM fills f JOIN runs r ON f.run_id = r.run_id WHERE r.account = ?",
+            (account,),
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    stamp = datetime.fromisoformat(row[0])
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1_000
+
+
+class LedgerLock:
+    """One trading run per ledger: an exclusive lock on ``<ledger>.lock`` for the run's life.
+
+    Two runs writing one ledger would each keep the day's P&L in memory and overwrite the
+    other's (last writer wins), so the second one refuses to start. The lock is the kernel's
+    (``flock``): it is released when the process ends, however it ends, so a killed run never
+    leaves a stale lock behind. The file says who holds it.
+
+    Args:
+        ledger_path: The ledger file.
+    """
+
+    __slots__ = ("_file", "path")
+
+    def __init__(self, ledger_path: Path) -> None:
+        self.path = ledger_path.with_name(ledger_path.name + ".lock")
+        self._file: TextIO | None = None
+
+    def acquire(self, holder: str) -> str | None:
+        """Takes the lock, writing ``holder`` (who we are) into the file.
+
+        Returns:
+            None once held, else what the holder wrote (the lock is someone else's).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run)
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            held_by = file.read().strip() or "another process"
+            file.close()
+            return held_by
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()}, {holder}\n")
+        file.flush()
+        self._file = file
+        return None
+
+    def release(self) -> None:
+        """Gives the lock up (also done by the kernel when the process ends)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

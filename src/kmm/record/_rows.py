@@ -67,6 +67,7 @@ FILL_COLUMNS: Final = (
     "fee",
     "is_taker",
     "position_after",
+    "source",
 )
 
 _NS_PER_S: Final = 1_000_000_000
@@ -193,7 +194,7 @@ def order_row(item: tuple[Any, ...], ts: Timestamps) -> list[str]:
     ]
 
 
-def fill_row(fill: Fill, position_after: Qty, ts: Timestamps) -> list[str]:
+def fill_row(fill: Fill, position_after: Qty, source: str, ts: Timestamps) -> list[str]:
     """One fills.csv row, in :data:`FILL_COLUMNS` order."""
     return [
         ts.text(fill.ts_ms * 1_000_000),
@@ -206,4 +207,5 @@ def fill_row(fill: Fill, position_after: Qty, ts: Timestamps) -> list[str]:
         money_text(fill.fee),
         "True" if fill.is_taker else "False",
         count_text(position_after),
+        source,
     ]

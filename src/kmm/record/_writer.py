@@ -131,6 +131,7 @@ class RunInfo:
     config_yaml: str
     config_json: str
     capture: bool
+    account: str = ""
 
 
 class _Run:
@@ -158,7 +159,9 @@ class _Run:
             self.ledger = Ledger(info.ledger_path, info.run_id)
             undo.callback(self.ledger.close)
             started_ts = self.ts.text(started_ns)
-            self.ledger.start_run(started_ts, info.env, str(run_dir), info.config_json)
+            self.ledger.start_run(
+                started_ts, info.env, str(run_dir), info.config_json, info.account
+            )
             undo.pop_all()
 
     def flushers(self) -> list[tuple[str, Callable[[], None]]]:
@@ -195,8 +198,8 @@ class _Run:
 
     def fill_item(self, item: Item) -> None:
         """A ``FILL`` item: the ledger row, and the fills.csv row if the trade id is new."""
-        _, fill, position_after = item
-        row = fill_row(fill, position_after, self.ts)
+        _, fill, position_after, source = item
+        row = fill_row(fill, position_after, source, self.ts)
         if self.ledger.fill(row, fill.is_taker):
             self.fills.writerow(row)
 

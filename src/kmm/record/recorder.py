@@ -33,7 +33,7 @@ from typing import Final
 from kmm.clock import Clock, LiveClock
 from kmm.errors import KmmError
 from kmm.record._capture import CapturedFrame, iter_capture
-from kmm.record._ledger import read_day
+from kmm.record._ledger import LedgerLock, account_id, last_fill_ns, read_day
 from kmm.record._rows import FILL_COLUMNS, ORDER_COLUMNS, TAPE_COLUMNS
 from kmm.record._writer import (
     CAPTURE,
@@ -52,17 +52,24 @@ from kmm.types import Fill, Money, Price, Qty
 
 __all__ = [
     "FILL_COLUMNS",
+    "FILL_SOURCES",
     "ORDER_COLUMNS",
     "TAPE_COLUMNS",
     "CapturedFrame",
+    "LedgerLock",
     "RecordError",
     "Recorder",
+    "account_id",
     "iter_capture",
+    "last_fill_ns",
     "new_run_dir",
     "read_day",
 ]
 
 _NS_PER_S: Final = 1_000_000_000
+
+FILL_SOURCES: Final = ("stream", "start", "reconnect", "reconcile", "shutdown")
+"""Where a fill was learnt, as written in the ``source`` column of fills.csv and the ledger."""
 
 
 class RecordError(KmmError):
@@ -121,6 +128,7 @@ class Recorder:
         capture: bool,
         flush_interval_s: float,
         clock: Clock | None = None,
+        account: str = "",
     ) -> Recorder:
         """Opens the run's files and ledger row, and starts the writer thread.
 
@@ -134,6 +142,7 @@ class Recorder:
             capture: Also write ``capture.jsonl.gz`` (see :meth:`capture`).
             flush_interval_s: Longest time a row waits in memory before reaching its file.
             clock: Source of the run's start and end times (the system clock by default).
+            account: The venue account traded (:func:`account_id`), stored on the run's row.
 
         Returns:
             The open recorder; call :meth:`close` at the end of the run (it is also called at
@@ -147,7 +156,9 @@ class Recorder:
         if not flush_interval_s > 0:
             raise ValueError(f"flush_interval_s must be positive, not {flush_interval_s!r}")
         clock = clock or LiveClock()
-        info = RunInfo(run_dir, ledger_path, run_id, env, config_yaml, config_json, capture)
+        info = RunInfo(
+            run_dir, ledger_path, run_id, env, config_yaml, config_json, capture, account
+        )
         queue: SimpleQueue[Item] = SimpleQueue()
         writer = Writer(queue, info, clock.now_ns(), flush_interval_s)
         try:
@@ -243,14 +254,18 @@ class Recorder:
              reason)
         )  # fmt: skip
 
-    def fill(self, fill: Fill, position_after: Qty) -> None:
+    def fill(self, fill: Fill, position_after: Qty, source: str = "stream") -> None:
         """Records a fill, once per ``trade_id`` (a repeat, even from an earlier run, is dropped).
 
         Args:
             fill: The fill as the venue reported it (``ts_ms`` gives its time).
             position_after: Our YES position in the market after it.
+            source: Where it was learnt (:data:`FILL_SOURCES`): ``stream`` (the websocket),
+                ``start`` (read back at start-up), ``reconnect`` (read back after the feed
+                was lost), ``reconcile`` (read back when positions drifted) or ``shutdown``
+                (read back after the final cancels).
         """
-        self._put((FILL, fill, position_after))
+        self._put((FILL, fill, position_after, source))
 
     def position(
         self, ts_ns: int, ticker: str, position: Qty, realized: Money, fees: Money
