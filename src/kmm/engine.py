@@ -108,6 +108,7 @@ _VENUE_STATE: Final = {
     "executed": OrderState.FILLED,
 }
 _SHUTDOWN_ROUNDS: Final = 5
+_START_CANCEL_ROUNDS: Final = 3
 _SHUTDOWN_READ_S: Final = 10.0
 """How long shutdown waits for the fills read back after the final cancels."""
 _CLOSED_EVENTS: Final = frozenset({"deactivated", "determined", "settled", "closed"})
@@ -347,9 +348,31 @@ class LiveEngine:
                 self._adopt(order)
             return
         self._say(f"cancelling {len(resting)} resting orders found at start (cancel_on_start)")
-        left = await self._cancel_venue_orders(resting)
+        left = await self._cancel_until_gone(resting)
         if left:
-            raise KmmError(f"could not cancel {len(left)} resting orders at start: {left}")
+            raise KmmError(
+                f"could not cancel {len(left)} resting orders at start: {', '.join(left)}"
+            )
+
+    async def _cancel_until_gone(self, orders: Sequence[VenueOrder]) -> list[str]:
+        """Cancels ``orders`` and reads back which still rest, a few rounds: a cancel answered
+        by a timeout or a 5xx may well have been applied, so only the venue's list says.
+
+        Returns:
+            The ids still resting (or not confirmed gone) after the last round.
+        """
+        pending = list(orders)
+        for _ in range(_START_CANCEL_ROUNDS):
+            await self._cancel_venue_orders(pending)
+            try:
+                now_resting = {o.order_id for o in await self.rest.resting_orders()}
+            except VenueError as e:
+                self._say(f"could not read resting orders back: {e}")
+                continue
+            pending = [o for o in pending if o.order_id in now_resting]
+            if not pending:
+                return []
+        return [o.order_id for o in pending]
 
     def _adopt(self, order: VenueOrder) -> None:
         """Tracks an order found resting at start as if we had placed it."""
@@ -970,24 +993,58 @@ class LiveEngine:
     # ----------------------------------------------------------------- shutdown
 
     async def _cancel_everything(self) -> None:
-        """Cancels through the executor, then reads resting orders back until none of ours."""
+        """Cancels through the executor, then reads resting orders back until none of ours.
+
+        Never raises for the venue: if the last read-back is refused too (a 429 or 5xx storm),
+        every order that may still rest, by the last venue read and our own tracking, is listed
+        in :attr:`EngineReport.left_resting` and the run exits 3.
+        """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.executor.flush(), 5.0)
-        for _ in range(_SHUTDOWN_ROUNDS):
+        seen: dict[str, VenueOrder] = {}
+        refused: str | None = None
+        for _ in range(_SHUTDOWN_ROUNDS + 1):
             try:
                 resting = [o for o in await self.rest.resting_orders() if self._ours(o)]
             except VenueError as e:
+                refused = str(e)
                 self._say(f"could not read resting orders back: {e}")
                 await asyncio.sleep(0.2)
                 continue
+            refused = None
+            seen = {o.order_id: o for o in resting}
             if not resting:
+                self.report.left_resting = []
                 self._say("shutdown: no order of ours rests")
                 return
             await self._cancel_venue_orders(resting)
-        left = [o for o in await self.rest.resting_orders() if self._ours(o)]
-        self.report.left_resting = [o.order_id for o in left]
-        for order in left:
-            self._say(f"shutdown: STILL RESTING {order.ticker} {order.order_id} {order.side}")
+        self._report_left(seen, refused)
+
+    def _report_left(self, seen: dict[str, VenueOrder], refused: str | None) -> None:
+        """Lists every order that may still rest: the venue's last word, plus ours not settled."""
+        left = dict(seen) if refused is None else {**self._tracked_live(), **seen}
+        self.report.left_resting = sorted(left)
+        if refused is not None:
+            self._say(
+                f"shutdown: the last read-back was refused too ({refused}): "
+                f"{len(left)} orders may still rest, from the last read and our own tracking"
+            )
+        for order_id, order in sorted(left.items()):
+            self._say(
+                f"shutdown: MAY STILL REST {order.ticker} {order_id} {order.side} "
+                f"{format_count(order.remaining)} @ {format_price(order.price)}"
+            )
+
+    def _tracked_live(self) -> dict[str, VenueOrder]:
+        """Our live orders as the venue would list them (by client id if none known yet)."""
+        return {
+            o.order_id or f"(client order id {o.client_order_id})": VenueOrder(
+                o.order_id or "", o.client_order_id, o.ticker, o.side, o.price, o.filled,
+                o.remaining, "resting",
+            )
+            for ticker in self.pipeline.markets
+            for o in self.tracker.live(ticker)
+        }  # fmt: skip
 
     def _ours(self, order: VenueOrder) -> bool:
         cid = order.client_order_id or ""

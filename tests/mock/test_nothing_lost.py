@@ -53,7 +53,8 @@ def _sell_into_our_bid(sim: SimServer, ticker: str) -> None:
     ours = [o for o in _ours(sim, ticker) if o.book_side is BookSide.BID]  # type: ignore[attr-defined]
     assert ours, "the bot has no resting bid"
     price = ours[0].price  # type: ignore[attr-defined]
-    sell = OrderRequest(ticker, BookSide.ASK, price, 2_000 * QTY_SCALE, time_in_force=TimeInForce.IOC)
+    size = 2_000 * QTY_SCALE
+    sell = OrderRequest(ticker, BookSide.ASK, price, size, time_in_force=TimeInForce.IOC)
     engine.create_order(TRADER, sell, sim.venue.clock.now_ns())
     sim.venue.publish()
 
@@ -178,3 +179,62 @@ async def test_a_second_run_on_the_same_ledger_refuses_to_start_naming_the_first
     assert second.returncode == 2, out.decode()
     assert len(lines) == 1 and "in use by another kmm run" in lines[0]
     assert f"pid {first.pid}" in lines[0]
+
+
+async def test_sigterm_in_a_429_storm_exits_3_listing_every_order_that_may_still_rest(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    env = _env(sim, tmp_path)
+    bot = await _kmm(env, "run")
+    ticker = _ticker(sim)
+    await _wait(lambda: len(_ours(sim, ticker)) == 2, "the bot to quote")
+    await asyncio.sleep(0.5)
+    sim.venue.faults.rate_limit_burst(10**7)
+
+    out = await _stop(bot)
+
+    assert bot.returncode == 3, out
+    assert "Traceback" not in out, out
+    assert "the last read-back was refused too" in out
+    resting = {o.order_id for t in sim.venue.engine.markets for o in _ours(sim, t)}  # type: ignore[attr-defined]
+    assert resting
+    for order_id in resting:
+        assert f"MAY STILL REST {ticker}" in out or order_id in out
+        assert order_id in out, out
+    assert f"{len(resting)} orders may still rest" in out
+
+
+async def test_sigterm_in_a_5xx_storm_exits_3_or_0_never_a_traceback(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    env = _env(sim, tmp_path)
+    bot = await _kmm(env, "run")
+    ticker = _ticker(sim)
+    await _wait(lambda: len(_ours(sim, ticker)) == 2, "the bot to quote")
+    sim.venue.faults.fail_next_writes(10**6, "5xx", accepted=False)
+
+    out = await _stop(bot)
+
+    resting = {o.order_id for t in sim.venue.engine.markets for o in _ours(sim, t)}  # type: ignore[attr-defined]
+    assert "Traceback" not in out, out
+    assert bot.returncode == 3, out
+    assert resting and all(order_id in out for order_id in resting), out
+
+
+async def test_a_start_up_cancel_answered_by_a_5xx_the_venue_applied_is_read_back_not_failed(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    engine = sim.venue.engine
+    ticker = _ticker(sim)
+    best_bid, _ = engine.best(ticker)
+    assert best_bid is not None
+    left_over = OrderRequest(ticker, BookSide.BID, best_bid - 500, 5 * QTY_SCALE)
+    placed = engine.create_order(sim.user_id, left_over, sim.venue.clock.now_ns())
+    sim.venue.faults.fail_next_writes(1, "5xx", accepted=True)
+
+    bot = await _kmm(_env(sim, tmp_path), "run", "--duration", "2")
+    out, _ = await asyncio.wait_for(bot.communicate(), 60)
+
+    assert bot.returncode == 0, out.decode()
+    assert b"cancelling 1 resting orders found at start" in out
+    assert placed.order.order_id not in {o.order_id for o in _ours(sim, ticker)}  # type: ignore[attr-defined]
