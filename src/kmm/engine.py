@@ -49,6 +49,7 @@ from kmm.fees import maker_fee_rate, parse_multiplier
 from kmm.kalshi.auth import Signer
 from kmm.kalshi.lane import OrderLane
 from kmm.kalshi.rest import (
+    CLOSED_CODES,
     PAUSE_CODES,
     AccountLimits,
     KalshiRest,
@@ -111,7 +112,7 @@ _SHUTDOWN_ROUNDS: Final = 5
 _START_CANCEL_ROUNDS: Final = 3
 _SHUTDOWN_READ_S: Final = 10.0
 """How long shutdown waits for the fills read back after the final cancels."""
-_CLOSED_EVENTS: Final = frozenset({"deactivated", "determined", "settled", "closed"})
+_CLOSED_EVENTS: Final = frozenset({"determined", "settled", "closed"})
 
 
 @dataclass(slots=True)
@@ -191,6 +192,7 @@ class LiveEngine:
         self._background: set[asyncio.Future[None]] = set()
         self._group_id: str | None = None
         self._settled: set[str] = set()
+        self._closed: set[str] = set()
         self._status_checked_ns = 0
         self._fills_since_s: int | None = None
         self._fill_channel_subscribed = False
@@ -650,15 +652,35 @@ class LiveEngine:
             )
 
     def _on_lifecycle(self, event: MarketLifecycle) -> None:
-        if event.ticker not in self.pipeline.markets:
+        ticker = event.ticker
+        if ticker not in self.pipeline.markets:
             return
-        if event.event_type == "settled" or (event.event_type == "determined" and event.result):
+        kind = event.event_type
+        if kind == "settled" or (kind == "determined" and event.result):
             self._settle(event)
-        if event.event_type in _CLOSED_EVENTS or event.is_deactivated:
-            self._say(f"{event.ticker}: {event.event_type}: quotes pulled")
-            self.pipeline.pull(event.ticker)
-        elif event.event_type == "activated":
-            self._say(f"{event.ticker}: activated again")
+        if kind in _CLOSED_EVENTS:
+            self._closed.add(ticker)
+            self._block(ticker, f"market {kind} by the venue")
+        elif event.is_deactivated or kind == "deactivated":
+            self._block(ticker, "market deactivated (paused) by the venue")
+        elif kind == "activated":
+            self._reactivate(ticker)
+
+    def _block(self, ticker: str, reason: str) -> None:
+        """The venue stopped the market: pull its quotes, saying why, until it says otherwise."""
+        if self.risk.blocked.get(ticker) != reason:
+            self._say(f"{ticker}: {reason}: quotes pulled")
+        self.risk.blocked[ticker] = reason
+        self.pipeline.pull(ticker)
+
+    def _reactivate(self, ticker: str) -> None:
+        """Trading resumed in a market: quote it again once a fresh snapshot is in."""
+        if ticker in self._closed or self.risk.blocked.pop(ticker, None) is None:
+            return  # a closed market does not reopen; an open one needs nothing
+        self._say(f"{ticker}: activated again: quoting after a fresh snapshot")
+        sid = self.pipeline.markets[ticker].sid
+        if sid is not None and self._ws is not None:
+            self._ws.resync([sid])
 
     def _settle(self, event: MarketLifecycle) -> None:
         """Books the settlement of a market we hold, once, and writes its close row."""
@@ -818,6 +840,9 @@ class LiveEngine:
         if event.what == "rejected" and event.code in PAUSE_CODES:
             self._set_paused(True)
             self._status_checked_ns = self.clock.now_ns()
+        if event.what == "rejected" and event.code in CLOSED_CODES:
+            self._closed.add(event.ticker)
+            self._block(event.ticker, f"market closed (the venue answers {event.code})")
         if event.what == "acked" and self.signer.reuse_ms and event.order_id:
             path = self.rest.amend_path(event.order_id)
             self._spawn_background(self.rest.presign([path]))

@@ -215,6 +215,8 @@ def _explain_stale(ticker: str, status: MarketStatus, ctx: RiskContext, now_ns: 
 
 
 def _explain_closing(ticker: str, status: MarketStatus, ctx: RiskContext, now_ns: int) -> str:
+    if status.close_ns is not None and status.close_ns <= now_ns:
+        return f"market closed {seconds(now_ns - status.close_ns)} ago"
     left = seconds((status.close_ns or now_ns) - now_ns)
     limit = seconds(ctx.limits.no_quote_before_close_ns)
     return f"market closes in {left} (no_quote_before_close_s {limit})"
