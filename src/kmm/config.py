@@ -692,6 +692,14 @@ class RiskConfig(_Section):
         "matched contracts than this in any rolling 15 s cancels the group's orders on the "
         "exchange. Null for no order group.",
     )
+    one_sided_mark_haircut_cents: _Cents = Field(
+        default=Decimal(5),
+        ge=0,
+        le=100,
+        description="When the side of a market's book a position would exit into is empty, the "
+        "position is marked this many cents worse than the last trade (or the other side), in "
+        "cents: the P&L that drives the kill switch never marks at a stale mid.",
+    )
     drift_tolerance_contracts: _Contracts = Field(
         default=Decimal(0),
         ge=0,
@@ -746,6 +754,11 @@ class RiskConfig(_Section):
     def drift_tolerance(self) -> Qty:
         """``drift_tolerance_contracts`` in 0.01-contract units."""
         return _qty(self.drift_tolerance_contracts)
+
+    @property
+    def one_sided_mark_haircut(self) -> Price:
+        """``one_sided_mark_haircut_cents`` in $0.0001 units."""
+        return _price(self.one_sided_mark_haircut_cents)
 
     @property
     def stale_book_ns(self) -> int:

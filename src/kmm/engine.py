@@ -43,6 +43,7 @@ from kmm.config import KmmConfig, MarketsConfig
 from kmm.errors import KmmError, VenueError, WireError
 from kmm.execution.executor import ExecEvent, ExecSettings, Executor, WriteRequest
 from kmm.execution.inventory import Portfolio
+from kmm.execution.marks import Mark, mark_position
 from kmm.execution.orders import ClientOrderIds, OrderState, OrderTracker
 from kmm.execution.token_bucket import TokenBucket, WriteScheduler
 from kmm.fees import maker_fee_rate, parse_multiplier
@@ -57,7 +58,14 @@ from kmm.kalshi.rest import (
     VenueOrder,
     VenuePosition,
 )
-from kmm.kalshi.wire import Event, MarketLifecycle, MarketPosition, Subscribed, UserOrder
+from kmm.kalshi.wire import (
+    Event,
+    MarketLifecycle,
+    MarketPosition,
+    Subscribed,
+    Trade,
+    UserOrder,
+)
 from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
 from kmm.record import Recorder, account_id, last_fill_ns, read_day
@@ -108,6 +116,10 @@ _VENUE_STATE: Final = {
     "canceled": OrderState.CANCELED,
     "executed": OrderState.FILLED,
 }
+_RESTING_STATES: Final = frozenset(
+    {OrderState.RESTING, OrderState.PENDING_AMEND, OrderState.PENDING_CANCEL}
+)
+"""States of an order the venue confirmed resting (and has not confirmed gone)."""
 _SHUTDOWN_ROUNDS: Final = 5
 _START_CANCEL_ROUNDS: Final = 3
 _SHUTDOWN_READ_S: Final = 10.0
@@ -193,6 +205,8 @@ class LiveEngine:
         self._group_id: str | None = None
         self._settled: set[str] = set()
         self._closed: set[str] = set()
+        self._last_trade: dict[str, Price] = {}
+        self._reference: dict[str, Price] = {}
         self._status_checked_ns = 0
         self._fills_since_s: int | None = None
         self._fill_channel_subscribed = False
@@ -614,6 +628,9 @@ class LiveEngine:
         recorder.position(now, fill.ticker, position.qty, position.realized, position.fees_paid)
         self._tape(fill.ticker, "fill", now)
 
+    def _on_trade(self, trade: Trade) -> None:
+        self._last_trade[trade.ticker] = trade.yes_price
+
     def _on_subscribed(self, event: Subscribed) -> None:
         """The fill channel is live (at start or again after a reconnect): read back the
         fills that happened before it was, so none falls between the REST read and the stream."""
@@ -707,6 +724,7 @@ class LiveEngine:
         MarketPosition: _on_position,  # type: ignore[dict-item]
         MarketLifecycle: _on_lifecycle,  # type: ignore[dict-item]
         Subscribed: _on_subscribed,  # type: ignore[dict-item]
+        Trade: _on_trade,  # type: ignore[dict-item]
     }
 
     def _on_quote(self) -> None:
@@ -729,7 +747,8 @@ class LiveEngine:
                 self._tape(ticker, "pulled" if pulled else "quote", now, latency=True)
 
     def _tape(self, ticker: str, event: str, now: int, *, latency: bool = False) -> None:
-        """One tape row for ``ticker``: its book, our quote, inventory and P&L now."""
+        """One tape row for ``ticker``: its book, our resting orders, the model's quote, the
+        position, its mark and P&L now."""
         recorder = self.recorder
         market = self.pipeline.markets.get(ticker)
         if recorder is None or market is None:
@@ -739,8 +758,9 @@ class LiveEngine:
         mid_x2 = bid + ask if bid is not None and ask is not None else None
         position = self.portfolio.positions().get(ticker)
         qty = position.qty if position is not None else 0
-        mark = self.marks.get(ticker) if mid_x2 is None else mid_x2 // 2
-        unrealized = position.unrealized(mark) if position is not None and mark else 0
+        mark = self._mark(ticker)
+        unrealized = position.unrealized(mark.price) if position is not None and mark else 0
+        my_bid, my_bid_qty, my_ask, my_ask_qty = self._resting_top(ticker)
         recorder.tape(
             now,
             ticker,
@@ -748,15 +768,41 @@ class LiveEngine:
             mid_x2,
             bid,
             ask,
-            quote.bid_price if quote else None,
-            quote.bid_qty if quote else 0,
-            quote.ask_price if quote else None,
-            quote.ask_qty if quote else 0,
+            my_bid,
+            my_bid_qty,
+            my_ask,
+            my_ask_qty,
             qty,
             unrealized,
             position.realized if position is not None else 0,
             position.fees_paid if position is not None else 0,
             now - market.last_book_ns if latency and market.last_book_ns else None,
+            quote_bid=quote.bid_price if quote else None,
+            quote_bid_qty=quote.bid_qty if quote else 0,
+            quote_ask=quote.ask_price if quote else None,
+            quote_ask_qty=quote.ask_qty if quote else 0,
+            mark=mark.price if mark else None,
+            mark_source=mark.source if mark else "",
+        )
+
+    def _resting_top(self, ticker: str) -> tuple[Price | None, Qty, Price | None, Qty]:
+        """Our best resting bid and ask in a market (price, remaining), from the tracker:
+        orders the venue confirmed, including those with an amend or cancel in flight."""
+        bid: tuple[Price, Qty] | None = None
+        ask: tuple[Price, Qty] | None = None
+        for order in self.tracker.live(ticker):
+            if order.state not in _RESTING_STATES:
+                continue
+            if order.side is BookSide.BID:
+                if bid is None or order.price > bid[0]:
+                    bid = (order.price, order.remaining)
+            elif ask is None or order.price < ask[0]:
+                ask = (order.price, order.remaining)
+        return (
+            bid[0] if bid else None,
+            bid[1] if bid else 0,
+            ask[0] if ask else None,
+            ask[1] if ask else 0,
         )
 
     def _on_disconnect(self, reason: str) -> None:
@@ -917,24 +963,41 @@ class LiveEngine:
             self._on_kill_event(self.kill_switch.confirm_flat(self.clock.now_ns()))
 
     def _pnl_marks(self) -> dict[str, Price]:
-        """Marks for P&L: the last mid, or, for a position with none yet, its entry price."""
+        """Marks for P&L: each market's conservative mark (:mod:`kmm.execution.marks`), or,
+        for a position with none yet, its entry price."""
         marks = dict(self.marks)
         for ticker, position in self.portfolio.positions().items():
             if ticker not in marks and position.qty:
                 marks[ticker] = position.open_cost // abs(position.qty)
         return marks
 
+    def _mark(self, ticker: str) -> Mark | None:
+        """The mark of our position in ``ticker`` now, from its book, last trade and history."""
+        market = self.pipeline.markets.get(ticker)
+        book = market.book if market is not None else None
+        return mark_position(
+            self.portfolio.net_qty(ticker),
+            book.best_bid if book is not None else None,
+            book.best_ask if book is not None else None,
+            self._last_trade.get(ticker),
+            self._reference.get(ticker),
+            self.config.risk.one_sided_mark_haircut,
+        )
+
     def _update_marks(self) -> None:
-        for ticker, market in self.pipeline.markets.items():
-            mid = market.book.mid()
-            if mid is not None:
-                self.marks[ticker] = int(mid)
+        for ticker in self.pipeline.markets:
+            mark = self._mark(ticker)
+            if mark is None:
+                continue
+            self.marks[ticker] = mark.price
+            if not mark.source.endswith("-haircut"):
+                self._reference[ticker] = mark.price  # a haircut never compounds
 
     def summary_line(self) -> str:
         """One line: markets, quotes, inventory, P&L, orders/s, tokens left."""
         elapsed = (self.clock.now_ns() - self._started_ns) / 1e9
         markets = self.pipeline.markets
-        quoting = [t for t, m in markets.items() if m.quote and _two_sided(m.quote)]
+        quoting = [t for t in markets if any(self._resting_top(t)[::2])]
         inventory = sum(abs(self.portfolio.net_qty(t)) for t in markets)
         realized = self.portfolio.realized()
         unrealized = self.portfolio.unrealized(self._pnl_marks())
@@ -943,9 +1006,10 @@ class LiveEngine:
         self._sent_at_last_summary = sent
         tokens = self.executor.scheduler.bucket.available(self.clock.now_ns())
         first = next(iter(quoting), None)
-        sample = f" | {first} {_quote_text(markets[first].quote)}" if first else ""
+        sample = f" | {first} {_resting_text(self._resting_top(first))}" if first else ""
+        state = "HALTED" if self.halted is not None else f"quoting {len(quoting)}/{len(markets)}"
         return (
-            f"t={elapsed:5.0f}s quoting {len(quoting)}/{len(markets)} | inv "
+            f"t={elapsed:5.0f}s {state} | inv "
             f"{format_count(inventory)} | pnl real ${format_money(realized)} unreal "
             f"${format_money(unrealized)} | fills {self.report.fills} | orders/s {rate} | "
             f"live {sum(len(self.tracker.live(t)) for t in markets)} | tokens {tokens}{sample}"
@@ -1139,16 +1203,11 @@ def _utc_day(now_ns: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(now_ns // 1_000_000_000))
 
 
-def _two_sided(quote: Quote) -> bool:
-    return quote.bid_price is not None or quote.ask_price is not None
-
-
-def _quote_text(quote: Quote | None) -> str:
-    if quote is None:
-        return "-"
-    bid = format_price(quote.bid_price) if quote.bid_price is not None else "----"
-    ask = format_price(quote.ask_price) if quote.ask_price is not None else "----"
-    return f"{bid} / {ask}"
+def _resting_text(top: tuple[Price | None, Qty, Price | None, Qty]) -> str:
+    bid, _, ask, _ = top
+    bid_text = format_price(bid) if bid is not None else "----"
+    ask_text = format_price(ask) if ask is not None else "----"
+    return f"{bid_text} / {ask_text}"
 
 
 def _mask(key_id: str) -> str:

@@ -103,6 +103,12 @@ def test_a_tape_row_holds_exact_decimal_strings_in_column_order(recorder: Record
         "0.500000",
         "0.017500",
         "1.234",
+        "",
+        "0.00",
+        "",
+        "0.00",
+        "",
+        "",
     ]
 
 
@@ -120,9 +126,9 @@ def test_a_tape_row_leaves_none_fields_empty_and_writes_an_even_mid_with_four_de
     _, pulled, even = rows(recorder.run_dir / "tape.csv")
     assert pulled[:3] == ["2026-11-23T12:00:00.000000+00:00", "KXA-26NOV23", "pulled"]
     assert pulled[3:] == ["", "", "", "", "0.00", "", "0.00", "0.00", "0.000000", "0.000000",
-                          "0.000000", ""]  # fmt: skip
+                          "0.000000", "", "", "0.00", "", "0.00", "", ""]  # fmt: skip
     assert even[3:6] == ["0.4550", "0.4500", "0.4600"]
-    assert even[-1] == "0.000"
+    assert even[TAPE_COLUMNS.index("latency_ms")] == "0.000"
 
 
 def test_an_order_row_quotes_a_reason_with_a_comma_and_leaves_a_missing_order_id_empty(

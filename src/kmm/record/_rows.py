@@ -43,6 +43,12 @@ TAPE_COLUMNS: Final = (
     "realized_pnl",
     "fees",
     "latency_ms",
+    "quote_bid",
+    "quote_bid_qty",
+    "quote_ask",
+    "quote_ask_qty",
+    "mark",
+    "mark_source",
 )
 ORDER_COLUMNS: Final = (
     "ts",
@@ -157,7 +163,8 @@ def latency_text(latency_ns: int | None) -> str:
 def tape_row(item: tuple[Any, ...], ts: Timestamps) -> list[str]:
     """One tape.csv row from a queued tape tuple (tag first), in :data:`TAPE_COLUMNS` order."""
     (_, ts_ns, ticker, event, mid_x2, best_bid, best_ask, my_bid, my_bid_qty, my_ask,
-     my_ask_qty, inventory, unrealized, realized, fees, latency_ns) = item  # fmt: skip
+     my_ask_qty, inventory, unrealized, realized, fees, latency_ns, quote_bid, quote_bid_qty,
+     quote_ask, quote_ask_qty, mark, mark_source) = item  # fmt: skip
     return [
         ts.text(ts_ns),
         ticker,
@@ -174,6 +181,12 @@ def tape_row(item: tuple[Any, ...], ts: Timestamps) -> list[str]:
         money_text(realized),
         money_text(fees),
         latency_text(latency_ns),
+        price_text(quote_bid),
+        count_text(quote_bid_qty),
+        price_text(quote_ask),
+        count_text(quote_ask_qty),
+        price_text(mark),
+        mark_source,
     ]
 
 

@@ -196,6 +196,13 @@ class Recorder:
         realized: Money,
         fees: Money,
         latency_ns: int | None,
+        *,
+        quote_bid: Price | None = None,
+        quote_bid_qty: Qty = 0,
+        quote_ask: Price | None = None,
+        quote_ask_qty: Qty = 0,
+        mark: Price | None = None,
+        mark_source: str = "",
     ) -> None:
         """Records one tape.csv row: a change of a market's quote or state.
 
@@ -206,19 +213,26 @@ class Recorder:
             mid_x2: ``best_bid + best_ask`` (twice the mid, so that it stays exact), or None.
             best_bid: The book's best YES bid, or None.
             best_ask: The book's best YES ask, or None.
-            my_bid: Our bid price, or None when not quoting that side.
-            my_bid_qty: Our bid size.
-            my_ask: Our ask price, or None.
-            my_ask_qty: Our ask size.
+            my_bid: The price of our resting (or in-flight) bid, or None when none rests.
+            my_bid_qty: Its remaining size.
+            my_ask: The price of our resting ask, or None.
+            my_ask_qty: Its remaining size.
             inventory: Our YES position after the change.
             unrealized: Unrealized P&L, money units.
             realized: Realized P&L, money units.
             fees: Fees paid so far, money units.
             latency_ns: Frame received → decision, or None when no frame caused the row.
+            quote_bid: The model's bid (what the quoter wants), or None.
+            quote_bid_qty: The model's bid size.
+            quote_ask: The model's ask, or None.
+            quote_ask_qty: The model's ask size.
+            mark: The price the position is marked at for ``unrealized``, or None.
+            mark_source: Where the mark came from (:func:`kmm.execution.marks.mark_position`).
         """
         self._put(
             (TAPE, ts_ns, ticker, event, mid_x2, best_bid, best_ask, my_bid, my_bid_qty,
-             my_ask, my_ask_qty, inventory, unrealized, realized, fees, latency_ns)
+             my_ask, my_ask_qty, inventory, unrealized, realized, fees, latency_ns, quote_bid,
+             quote_bid_qty, quote_ask, quote_ask_qty, mark, mark_source)
         )  # fmt: skip
 
     def order(
