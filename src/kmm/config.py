@@ -459,7 +459,7 @@ class StrategyConfig(_Section):
         "inventory and widens the spread.",
     )
     kappa_default_per_dollar: _Real = Field(
-        default=50.0,
+        default=150.0,
         gt=0,
         description="Order-arrival decay κ, in 1/dollar, used until enough trades are seen to "
         "estimate it. Larger means fills fall off faster away from mid: a tighter spread.",
