@@ -61,6 +61,8 @@ async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str
         )
         await server.start(sim.host, 0)
         print(f"kmm: local exchange started at {server.url} (state in {sim.state_dir})", file=out)
+        if venue.subaccount:  # the local exchange funds it with half the primary's cash
+            server.fund_subaccount(venue.subaccount, server.options.initial_balance // 2)
         try:
             key = load_private_key(server.private_key_path)
             signer = Signer(server.key_id, key, reuse_ms=_reuse_ms(config))
