@@ -32,6 +32,7 @@ from kmm.sim.server import SimOptions, SimServer
 from kmm.types import ONE_CENT, QTY_SCALE, BookSide, format_price, parse_money
 from tests.sim.conftest import SignedClient
 from tests.sim.schema import check
+from tests.sim.test_ws import connect
 
 pytestmark = pytest.mark.asyncio
 
@@ -238,6 +239,31 @@ async def test_an_order_group_holds_only_orders_of_its_own_subaccount(
     assert trigger_primary[0] == 404
     assert triggered == (200, {})
     assert sim.venue.engine.get_order(sim.user_id, order_id).status is OrderStatus.CANCELED
+
+
+async def test_account_frames_name_a_numbered_subaccount_and_leave_it_out_for_the_primary(
+    sim: SimServer,
+) -> None:
+    sim.fund_subaccount(3, FUNDS)
+    ticker = _ticker(sim)
+    _, ask = sim.venue.engine.best(ticker)
+    assert ask is not None
+    bought: dict[int, dict[str, dict[str, Any]]] = {}
+
+    async with await connect(sim) as client:  # every frame is checked against AsyncAPI
+        await client.subscribe(["user_orders", "fill", "market_positions"])
+        for subaccount in (3, 0):
+            _place_direct(sim, sim.user_id, ticker, BookSide.BID, ask, subaccount=subaccount,
+                          tif=TimeInForce.IOC)  # fmt: skip
+            frames = [await client.recv_msg() for _ in range(3)]
+            bought[subaccount] = {f["type"]: f["msg"] for f in frames}
+
+    assert bought[3]["fill"]["subaccount"] == 3
+    assert bought[3]["market_position"]["subaccount"] == 3
+    assert bought[3]["user_order"]["subaccount_number"] == 3
+    assert "subaccount" not in bought[0]["fill"]
+    assert "subaccount" not in bought[0]["market_position"]
+    assert bought[0]["user_order"]["subaccount_number"] == 0
 
 
 # ----------------------------------------------------------------------------- KalshiRest
