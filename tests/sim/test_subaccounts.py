@@ -11,6 +11,8 @@ whole bot configured with ``venue.subaccount: 3``.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -505,3 +507,34 @@ async def test_a_bot_on_subaccount_3_trades_there_and_never_touches_the_primary_
     assert _resting(sim, 3) == {}
     assert set(_resting(sim, 0)) == {primary_order}  # shutdown cancelled only its own
     assert bot.report.left_resting == []
+
+
+async def test_kmm_run_on_a_subaccount_the_venue_does_not_know_is_one_line_and_exit_2(
+    live_sim: SimServer, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
+    env.update(
+        KMM__RECORD__RUNS_DIR=str(tmp_path / "runs"),
+        KMM__RECORD__LEDGER_PATH=str(tmp_path / "runs" / "ledger.sqlite"),
+        KMM__VENUE__REST_URL=live_sim.rest_url,
+        KMM__VENUE__WS_URL=live_sim.ws_url,
+        KMM__VENUE__SUBACCOUNT="5",
+        KMM__AUTH__KEY_ID=live_sim.key_id,
+        KMM__AUTH__PRIVATE_KEY_PATH=str(live_sim.private_key_path),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kmm", "run", "--duration", "5", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+
+    assert process.returncode == 2, err
+    assert err.decode().strip().splitlines() == [
+        "kmm: config: venue.subaccount: the venue refused subaccount 5: 404 not_found: "
+        "subaccount 5 not found (create it with POST /portfolio/subaccounts)"
+    ]
+    assert engine_orders(live_sim) == []
+
+
+def engine_orders(sim: SimServer) -> list[Any]:
+    return list(sim.venue.engine.orders_of(sim.user_id))
