@@ -187,6 +187,24 @@ async def test_batch_cancel_items_cancel_in_the_subaccount_they_name(
     assert await _order_ids(client, subaccount="3", status="resting") == {first}
 
 
+async def test_cancel_all_cancels_one_subaccounts_orders_or_every_subaccounts(
+    sim: SimServer, client: SignedClient
+) -> None:
+    sim.fund_subaccount(3, FUNDS)
+    ticker = _ticker(sim)
+    price = _bid_under_best(sim, ticker)
+    primary = await _place(client, _order(ticker, price))
+    await _place(client, _order(ticker, price, subaccount=3))
+
+    one = await client.delete(ORDERS, params={"subaccount": "3"})
+    left = await _order_ids(client, status="resting")
+    every = await client.delete(ORDERS)
+
+    assert one == (204, None) and every == (204, None)
+    assert left == {primary}
+    assert await _order_ids(client, status="resting") == set()
+
+
 async def test_fills_positions_and_balance_belong_to_the_subaccount_that_traded(
     sim: SimServer, client: SignedClient
 ) -> None:

@@ -24,7 +24,8 @@ wrapper runs the same pipeline in front of every handler, in Kalshi's order:
 ``subaccount`` (0 = primary, 1–63; anything else is a 400) where its reference page does,
 with that page's default when it is omitted: creates, cancels (query, or per batch item),
 amends, decreases, order-group writes, positions and balance act on the primary account;
-the order, fill, settlement and order-group lists cover every subaccount. A subaccount
+the order, fill, settlement and order-group lists and cancel-all cover every subaccount.
+A subaccount
 that was never created is a 404. ``POST /portfolio/subaccounts`` creates the next one,
 ``POST /portfolio/subaccounts/transfer`` moves cash between two (``amount_cents``,
 idempotent on ``client_transfer_id``: a replay is a 409), and
@@ -1112,17 +1113,16 @@ class RestApi:
 
     async def cancel_all(self, request: web.Request, call: Call) -> web.Response:
         """``DELETE /portfolio/events/orders``: cancel every resting order of ``subaccount``
-        (default 0, as for a single cancel) → 204."""
-        sub = _query_subaccount_or_primary(request)
+        (omitted: of every subaccount) → 204."""
         engine = self.venue.engine
         resting = [
-            o.order_id
-            for o in engine.orders_of(call.user_id, sub)
+            o
+            for o in engine.orders_of(call.user_id, _query_subaccount(request))
             if o.status is OrderStatus.RESTING
         ]
-        for order_id in resting:
+        for o in resting:
             with contextlib.suppress(Rejection):
-                engine.cancel_order(call.user_id, order_id, call.now_ns, subaccount=sub)
+                engine.cancel_order(call.user_id, o.order_id, call.now_ns, subaccount=o.subaccount)
         return web.Response(status=204)
 
     async def amend_order(self, request: web.Request, call: Call) -> web.Response:
