@@ -462,6 +462,7 @@ class KalshiRest:
             )
         self.subaccount = subaccount
         self._sub: Final[dict[str, str | int]] = {"subaccount": subaccount}
+        self._sub_query: Final = "?" + urlencode(self._sub)  # rendered once for the lane
         self._session = session
         self._lane = lane
         self._base = base_url.rstrip("/")
@@ -527,7 +528,9 @@ class KalshiRest:
                 data = orjson.dumps(body) if has_body else b""
                 headers = self._headers(method, path, has_body)
                 target = self._root + path
-                if params:
+                if params is self._sub:
+                    target += self._sub_query
+                elif params:
                     target += "?" + urlencode(params)
                 sent = lane.send(method, target, headers, data)
             except Exception as e:
