@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import probe
 import pytest
 import pytest_asyncio
 
@@ -556,3 +557,20 @@ async def test_kmm_run_on_a_subaccount_the_venue_does_not_know_is_one_line_and_e
 
 def engine_orders(sim: SimServer) -> list[Any]:
     return list(sim.venue.engine.orders_of(sim.user_id))
+
+
+async def test_the_probe_places_and_cancels_its_order_in_the_configured_subaccount(
+    live_sim: SimServer,
+) -> None:
+    live_sim.fund_subaccount(3, FUNDS)
+    target = probe.Target(
+        "the sim", live_sim.rest_url, live_sim.ws_url, live_sim.key_id,
+        load_private_key(live_sim.private_key_path), trading_allowed=True, subaccount=3,
+    )  # fmt: skip
+
+    checks = await probe.probe(target)
+
+    assert all(c.ok for c in checks), checks
+    engine = live_sim.venue.engine
+    assert [o.status for o in engine.orders_of(live_sim.user_id, 3)] == [OrderStatus.CANCELED]
+    assert engine.orders_of(live_sim.user_id, 0) == []
