@@ -100,6 +100,8 @@ class Target:
     key_id: str
     private_key: RSAPrivateKey
     trading_allowed: bool
+    subaccount: int = 0
+    """The subaccount (``venue.subaccount``) the order checks and balance read use."""
 
 
 StepResult = tuple[bool, str]
@@ -274,7 +276,8 @@ async def probe(target: Target) -> list[Check]:
     """Runs every check against ``target`` and returns the rows, in order."""
     async with aiohttp.ClientSession() as session:
         signer = Signer(target.key_id, target.private_key)
-        run = _Probe(target, session, KalshiRest(session, target.rest_url, signer))
+        rest = KalshiRest(session, target.rest_url, signer, subaccount=target.subaccount)
+        run = _Probe(target, session, rest)
         auth = await run.step("auth", run.auth)
         if isinstance(auth.error, AuthError):
             run.skip(_READ_CHECKS + _ORDER_CHECKS, "skipped: the venue refused the key")
@@ -363,6 +366,7 @@ def _target(config: KmmConfig, live: bool, environ: Mapping[str, str]) -> Target
         auth.key_id,
         key,
         trading_allowed=venue.trading_allowed or live,
+        subaccount=venue.subaccount,
     )
 
 

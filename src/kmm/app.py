@@ -105,4 +105,5 @@ def build_pipeline(
         mailbox=mailbox,
         use_yes_price=use_yes_price,
         fair_value=config.strategy.fair_value,
+        subaccount=config.venue.subaccount,
     )

@@ -249,7 +249,10 @@ class VenueConfig(_Section):
         default=0,
         ge=0,
         le=63,
-        description="Kalshi subaccount for orders and portfolio queries; 0 is the primary account.",
+        description="Kalshi subaccount the bot trades in (0 is the primary account, 1-63 "
+        "numbered subaccounts): sent on every order write and on the orders, fills, positions "
+        "and balance reads, and account websocket messages of other subaccounts are ignored. "
+        "The in-process sim creates it and funds it with half the primary account's cash.",
     )
     live: bool = Field(
         default=False,

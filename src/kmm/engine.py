@@ -254,6 +254,7 @@ class LiveEngine:
                 timeout_s=timeout_s,
                 now_ms=lambda: self.clock.now_ns() // 1_000_000,
                 lane=lane,
+                subaccount=self.config.venue.subaccount,
             )
             try:
                 if lane is not None:

@@ -29,7 +29,7 @@ import yaml
 
 from kmm.config import KmmConfig, RecordConfig, masked_dump
 from kmm.engine import LiveEngine, select_markets
-from kmm.errors import AuthError, ConfigError, WireError
+from kmm.errors import AuthError, ConfigError, Rejected, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
 from kmm.kalshi.rest import KalshiRest
 from kmm.kalshi.wire import Event, WireDecoder
@@ -61,6 +61,8 @@ async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str
         )
         await server.start(sim.host, 0)
         print(f"kmm: local exchange started at {server.url} (state in {sim.state_dir})", file=out)
+        if venue.subaccount:  # the local exchange funds it with half the primary's cash
+            server.fund_subaccount(venue.subaccount, server.options.initial_balance // 2)
         try:
             key = load_private_key(server.private_key_path)
             signer = Signer(server.key_id, key, reuse_ms=_reuse_ms(config))
@@ -86,6 +88,28 @@ def _signer(config: KmmConfig) -> Signer:
 
 def _reuse_ms(config: KmmConfig) -> int:
     return SIGNATURE_REUSE_MS if config.execution.presign else 0
+
+
+async def _check_subaccount(config: KmmConfig, rest_url: str, signer: Signer) -> None:
+    """Reads the balance of ``venue.subaccount`` (if not 0) before anything else.
+
+    Raises:
+        ConfigError: if the venue refuses the key or that subaccount (e.g. never created).
+    """
+    subaccount = config.venue.subaccount
+    if not subaccount:
+        return
+    timeout = aiohttp.ClientTimeout(total=config.venue.request_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        rest = KalshiRest(session, rest_url, signer, subaccount=subaccount)
+        try:
+            await rest.balance()
+        except AuthError as e:
+            raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+        except Rejected as e:
+            raise ConfigError(
+                [f"venue.subaccount: the venue refused subaccount {subaccount}: {e}"]
+            ) from e
 
 
 async def run_capture(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:
@@ -200,10 +224,12 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
     """Runs the market maker until a signal or ``duration_s``; returns the exit status.
 
     Raises:
-        ConfigError: a bad key or a key the venue refuses (the CLI prints it, exit 2).
+        ConfigError: a bad key or a key the venue refuses, or a ``venue.subaccount`` it does
+            not know (the CLI prints it, exit 2).
     """
     async with _venue(config, out) as (rest_url, ws_url, signer):
-        account = account_id(config.venue.env, signer.key_id, config.venue.subaccount or 0)
+        await _check_subaccount(config, rest_url, signer)
+        account = account_id(config.venue.env, signer.key_id, config.venue.subaccount)
         with _recording(config, account, exclusive=True) as recorder:
             engine = LiveEngine(
                 config,

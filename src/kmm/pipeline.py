@@ -151,6 +151,7 @@ class Pipeline:
         use_yes_price: The ``use_yes_price`` convention of the orderbook subscription.
         alpha: External skew in price units, added to the reservation price.
         fair_value: ``"mid"`` or ``"microprice"`` as the quoter's fair price.
+        subaccount: The account messages to decode (the bot's subaccount; ``None``: all).
     """
 
     params: StrategyParams
@@ -161,6 +162,7 @@ class Pipeline:
     use_yes_price: bool = True
     alpha: AlphaFn = zero_alpha
     fair_value: FairValue = "mid"
+    subaccount: int | None = None
     markets: dict[str, MarketState] = field(default_factory=dict)
     stats: PipelineStats = field(default_factory=PipelineStats)
     decoder: WireDecoder = field(init=False)
@@ -172,7 +174,7 @@ class Pipeline:
     _seq_last: dict[int, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.decoder = WireDecoder(self.use_yes_price)
+        self.decoder = WireDecoder(self.use_yes_price, self.subaccount)
         self._decode_into = self.decoder.decode_into
         self._seq_last = self.tracker.last_by_sid
         # With the mid as fair value, a change of size alone at the top cannot move a quote

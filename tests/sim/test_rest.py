@@ -393,8 +393,18 @@ async def test_the_balance_starts_at_the_initial_balance(client: SignedClient) -
     assert body["portfolio_value"] == 0
 
 
-async def test_a_subaccount_other_than_the_primary_is_refused(client: SignedClient) -> None:
+async def test_a_subaccount_never_created_is_not_found(client: SignedClient) -> None:
     status, body = await client.get("/portfolio/balance", params={"subaccount": "3"})
+
+    assert_error(status, body, 404, "not_found")
+    assert "subaccount 3" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("number", ["64", "-1", "x"])
+async def test_a_subaccount_number_outside_0_to_63_is_a_bad_request(
+    client: SignedClient, number: str
+) -> None:
+    status, body = await client.get("/portfolio/positions", params={"subaccount": number})
 
     assert_error(status, body, 400, "bad_request")
 

@@ -8,6 +8,7 @@ broken install can never pass CI silently.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -215,3 +216,38 @@ async def test_the_sdk_manages_an_order_group(sim: SimServer, kalshi: Any) -> No
 
     assert one.contracts_limit_fp == "20.00"
     assert [g.id for g in listed.order_groups] == [group_id]
+
+
+async def test_the_sdk_creates_funds_and_trades_in_a_subaccount(
+    sim: SimServer, kalshi: Any
+) -> None:
+    ticker = _linear_market(sim)
+    bid, _ = sim.venue.engine.best(ticker)
+    assert bid is not None
+
+    created = await kalshi.create_subaccount()
+    number = created.subaccount_number
+    await kalshi.apply_subaccount_transfer(
+        client_transfer_id=str(uuid.uuid4()),
+        from_subaccount=0,
+        to_subaccount=number,
+        amount_cents=50_000,
+    )
+    placed = await kalshi.create_order_v2(
+        **_order(ticker, "bid", bid - 500, "1", subaccount=number)
+    )
+    balances = await kalshi.get_subaccount_balances()
+    transfers = await kalshi.get_subaccount_transfers()
+    balance = await kalshi.get_balance(subaccount=number)
+    mine = await kalshi.get_orders(subaccount=number)
+    primary = await kalshi.get_orders(subaccount=0)
+    cancelled = await kalshi.cancel_order_v2(placed.order_id, subaccount=number)
+
+    assert number == 1
+    assert [b.subaccount_number for b in balances.subaccount_balances] == [0, 1]
+    assert [t.amount_cents for t in transfers.transfers] == [50_000]
+    assert balance.balance < 50_000  # $500 less what the resting bid reserves
+    assert [o.order_id for o in mine.orders] == [placed.order_id]
+    assert mine.orders[0].subaccount_number == number
+    assert primary.orders == []
+    assert cancelled.reduced_by == "1.00"

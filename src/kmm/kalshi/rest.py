@@ -28,6 +28,14 @@ jitter. **Writes never retry**: a create that ends in ``UnknownOutcome`` may hav
 the caller marks the order unknown and lets the stream or a REST read settle it (a resend, if
 any, reuses the same ``client_order_id`` and is refused with 409 if the first one landed).
 
+**Subaccount.** One client trades for one subaccount (0 = primary, 1–63) and names it on
+every request that takes one, following each endpoint's reference page: the create body and
+each batch-create item (``subaccount``), each batch-cancel item, the ``subaccount`` query of
+a cancel, an amend, the order-group writes, and of the orders, fills, positions and balance
+reads. It is sent even when it is 0: ``GET /portfolio/orders`` and ``/portfolio/fills``
+cover *every* subaccount when it is omitted, so a bot on the primary account would otherwise
+count a sibling subaccount's orders and fills as its own.
+
 Dollar and count strings are converted exactly (:mod:`kmm.types`); nothing passes through
 ``float``.
 """
@@ -41,7 +49,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -74,6 +82,7 @@ from kmm.types import (
 
 __all__ = [
     "CLOSED_CODES",
+    "MAX_SUBACCOUNT",
     "PAUSE_CODES",
     "PRESIGNED_PATHS",
     "AccountLimits",
@@ -97,6 +106,8 @@ _READ_ATTEMPTS: Final = 4
 _BACKOFF_BASE_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 1.0
 _PAGE_LIMIT: Final = 1000
+MAX_SUBACCOUNT: Final = 63
+"""The highest Kalshi subaccount number (0 is the primary account)."""
 
 T = TypeVar("T")
 
@@ -186,8 +197,8 @@ class OrderRequest:
     reduce_only: bool = False
     order_group_id: str | None = None
 
-    def body(self) -> dict[str, Any]:
-        """The JSON body of ``POST /portfolio/events/orders``."""
+    def body(self, subaccount: int = 0) -> dict[str, Any]:
+        """The JSON body of ``POST /portfolio/events/orders`` for ``subaccount``."""
         body: dict[str, Any] = {
             "ticker": self.ticker,
             "side": self.side.value,
@@ -199,6 +210,7 @@ class OrderRequest:
             "post_only": self.post_only,
             "reduce_only": self.reduce_only,
             "cancel_order_on_pause": self.cancel_order_on_pause,
+            "subaccount": subaccount,
         }
         if self.order_group_id is not None:
             body["order_group_id"] = self.order_group_id
@@ -425,6 +437,11 @@ class KalshiRest:
         rng: Jitter source for read retries.
         lane: The order lane for writes (started and closed by the caller), or None for
             aiohttp only.
+        subaccount: The subaccount every order and portfolio request is for (0 = primary,
+            1–63; see the module docstring).
+
+    Raises:
+        ValueError: for a subaccount outside 0–63.
     """
 
     def __init__(
@@ -437,7 +454,15 @@ class KalshiRest:
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rng: random.Random | None = None,
         lane: OrderLane | None = None,
+        subaccount: int = 0,
     ) -> None:
+        if not 0 <= subaccount <= MAX_SUBACCOUNT:
+            raise ValueError(
+                f"subaccount: must be between 0 and {MAX_SUBACCOUNT}, got {subaccount}"
+            )
+        self.subaccount = subaccount
+        self._sub: Final[dict[str, str | int]] = {"subaccount": subaccount}
+        self._sub_query: Final = "?" + urlencode(self._sub)  # rendered once for the lane
         self._session = session
         self._lane = lane
         self._base = base_url.rstrip("/")
@@ -481,13 +506,20 @@ class KalshiRest:
             raise UnknownOutcome(0, type(e).__name__, f"{method} {path}: {e}") from e
         return _decode(status, raw)
 
-    def write(self, method: str, path: str, body: object) -> Awaitable[Any]:
+    def write(
+        self,
+        method: str,
+        path: str,
+        body: object,
+        params: Mapping[str, str | int] | None = None,
+    ) -> Awaitable[Any]:
         """Starts an order write now and returns an awaitable for its decoded answer.
 
         On the order lane (when attached and a connection is idle) the request is on the
         wire when this returns; otherwise it is an aiohttp :meth:`request`, sent when
         awaited. Either way the answer maps to the same typed errors, and a dropped
-        connection or a timeout is an :class:`~kmm.errors.UnknownOutcome`.
+        connection or a timeout is an :class:`~kmm.errors.UnknownOutcome`. ``params`` is
+        the query string (never signed: Kalshi signs the path alone).
         """
         lane = self._lane
         if lane is not None:
@@ -495,7 +527,12 @@ class KalshiRest:
             try:
                 data = orjson.dumps(body) if has_body else b""
                 headers = self._headers(method, path, has_body)
-                sent = lane.send(method, self._root + path, headers, data)
+                target = self._root + path
+                if params is self._sub:
+                    target += self._sub_query
+                elif params:
+                    target += "?" + urlencode(params)
+                sent = lane.send(method, target, headers, data)
             except Exception as e:
                 # Nothing was written; the error surfaces where the answer is awaited, as it
                 # does on the aiohttp path, not in the caller's planning loop
@@ -503,7 +540,7 @@ class KalshiRest:
             if sent is not None:
                 self.requests += 1
                 return self._answer(method, path, sent)
-        return self.request(method, path, body=body)
+        return self.request(method, path, params=params, body=body)
 
     async def _answer(self, method: str, path: str, sent: Awaitable[LaneResponse]) -> Any:
         try:
@@ -629,20 +666,20 @@ class KalshiRest:
         )
 
     async def balance(self) -> Money:
-        """Available balance, exact (``balance_dollars``)."""
-        body = await self.get("/portfolio/balance")
+        """The subaccount's available balance, exact (``balance_dollars``)."""
+        body = await self.get("/portfolio/balance", self._sub)
         if "balance_dollars" in body:
             return parse_money(body["balance_dollars"], "balance_dollars")
         return int(body["balance"]) * 10_000
 
     async def positions(self) -> list[VenuePosition]:
-        """Every unsettled market position."""
-        rows = await self._pages("/portfolio/positions", "market_positions")
+        """Every unsettled market position of the subaccount."""
+        rows = await self._pages("/portfolio/positions", "market_positions", self._sub)
         return [parse_position(p) for p in rows]
 
     async def resting_orders(self, ticker: str | None = None) -> list[VenueOrder]:
-        """Every resting order of the account (optionally in one market)."""
-        params: dict[str, str | int] = {"status": "resting"}
+        """Every resting order of the subaccount (optionally in one market)."""
+        params: dict[str, str | int] = {"status": "resting", **self._sub}
         if ticker:
             params["ticker"] = ticker
         return [parse_order(o) for o in await self._pages("/portfolio/orders", "orders", params)]
@@ -651,7 +688,7 @@ class KalshiRest:
         self, client_order_id: str, *, ticker: str | None = None
     ) -> list[VenueOrder]:
         """Orders of any status carrying ``client_order_id`` (settles an unknown create)."""
-        params: dict[str, str | int] = {"ticker": ticker} if ticker else {}
+        params: dict[str, str | int] = {"ticker": ticker, **self._sub} if ticker else self._sub
         rows = await self._pages("/portfolio/orders", "orders", params)
         return [parse_order(o) for o in rows if o.get("client_order_id") == client_order_id]
 
@@ -660,8 +697,8 @@ class KalshiRest:
         return parse_order((await self.get(f"/portfolio/orders/{order_id}"))["order"])
 
     async def fills(self, *, min_ts_s: int | None = None, ticker: str | None = None) -> list[Fill]:
-        """Fills, oldest first, optionally since ``min_ts_s`` (Unix seconds)."""
-        params: dict[str, str | int] = {}
+        """The subaccount's fills, oldest first, optionally since ``min_ts_s`` (Unix seconds)."""
+        params: dict[str, str | int] = dict(self._sub)
         if min_ts_s is not None:
             params["min_ts"] = min_ts_s
         if ticker:
@@ -685,20 +722,22 @@ class KalshiRest:
 
     def create_order(self, order: OrderRequest) -> Awaitable[CreateAck]:
         """``POST /portfolio/events/orders`` (started now: see :meth:`write`)."""
-        return _then(self.write("POST", ORDERS_PATH, order.body()), _parse_ack)
+        return _then(self.write("POST", ORDERS_PATH, order.body(self.subaccount)), _parse_ack)
 
     def batch_create(self, orders: Sequence[OrderRequest]) -> Awaitable[list[BatchItem]]:
         """``POST /portfolio/events/orders/batched``: per-item acks or errors."""
-        body = {"orders": [o.body() for o in orders]}
+        body = {"orders": [o.body(self.subaccount) for o in orders]}
         return _then(self.write("POST", BATCH_PATH, body), _batch_items)
 
     def cancel_order(self, order_id: str) -> Awaitable[Qty]:
-        """``DELETE /portfolio/events/orders/{id}``; returns ``reduced_by``."""
-        return _then(self.write("DELETE", f"{ORDERS_PATH}/{order_id}", None), _reduced_by)
+        """``DELETE /portfolio/events/orders/{id}?subaccount=``; returns ``reduced_by``."""
+        path = f"{ORDERS_PATH}/{order_id}"
+        return _then(self.write("DELETE", path, None, self._sub), _reduced_by)
 
     def batch_cancel(self, order_ids: Sequence[str]) -> Awaitable[list[BatchItem]]:
         """``DELETE /portfolio/events/orders/batched``: per-item results or errors."""
-        body = {"orders": [{"order_id": oid} for oid in order_ids]}
+        sub = self.subaccount
+        body = {"orders": [{"order_id": oid, "subaccount": sub} for oid in order_ids]}
         return _then(self.write("DELETE", BATCH_PATH, body), _batch_items)
 
     def amend_order(
@@ -711,7 +750,8 @@ class KalshiRest:
         count: Qty,
         client_order_id: str | None = None,
     ) -> Awaitable[CreateAck]:
-        """``POST /portfolio/events/orders/{id}/amend``; ``count`` = filled + new remainder."""
+        """``POST /portfolio/events/orders/{id}/amend?subaccount=``; ``count`` = filled + new
+        remainder."""
         body: dict[str, Any] = {
             "ticker": ticker,
             "side": side.value,
@@ -722,19 +762,21 @@ class KalshiRest:
             body["client_order_id"] = client_order_id
         method, path = self.amend_path(order_id)
         return _then(
-            self.write(method, path, body), lambda a: _parse_ack({"order_id": order_id, **a})
+            self.write(method, path, body, self._sub),
+            lambda a: _parse_ack({"order_id": order_id, **a}),
         )
 
     async def create_order_group(self, contracts_limit: Qty) -> str:
-        """Creates an order group; returns its id."""
-        body = {"contracts_limit_fp": format_count(contracts_limit)}
+        """Creates an order group of the subaccount; returns its id."""
+        body = {"contracts_limit_fp": format_count(contracts_limit), "subaccount": self.subaccount}
         answer = await self.request("POST", "/portfolio/order_groups/create", body=body)
         return str(answer["order_group_id"])
 
     async def trigger_order_group(self, group_id: str) -> None:
         """Cancels every order of the group and blocks it until reset."""
-        await self.request("PUT", f"/portfolio/order_groups/{group_id}/trigger", body={})
+        path = f"/portfolio/order_groups/{group_id}/trigger"
+        await self.request("PUT", path, params=self._sub, body={})
 
     async def delete_order_group(self, group_id: str) -> None:
         """Cancels every order of the group and deletes it."""
-        await self.request("DELETE", f"/portfolio/order_groups/{group_id}")
+        await self.request("DELETE", f"/portfolio/order_groups/{group_id}", params=self._sub)

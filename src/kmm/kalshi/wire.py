@@ -16,6 +16,11 @@ every count with :func:`~kmm.types.parse_count` and every fee, cost or P&L with
   checking first; the decoder translates the ``KeyError``/``TypeError``/``FixedPointError`` that
   results into a ``WireError`` on the way out, so the valid path pays for no checks it does
   not need. The receive loop decides to log and skip.
+* **Subaccounts.** A decoder built with ``subaccount=N`` decodes account messages (``fill``,
+  ``user_order``, ``market_position``) of subaccount ``N`` only: one of another subaccount
+  (``subaccount`` / ``subaccount_number`` in the payload; absent means the primary, 0, as
+  Kalshi sends it only for subaccounts) is counted in :attr:`WireDecoder.foreign_counts` and
+  answered with ``None``. A full-account key's connection carries every subaccount's.
 * **Book prices.** Events always carry YES bids in YES prices and NO bids in NO prices, which
   is Kalshi's default convention. A decoder built with ``use_yes_price=True`` (the
   subscription asked for YES-leg prices on both sides) converts NO levels and deltas back
@@ -505,10 +510,15 @@ class WireDecoder:
     Args:
         use_yes_price: The ``use_yes_price`` the orderbook subscriptions asked for. When
             true, NO-side book levels arrive in YES prices and are converted back.
+        subaccount: Decode account messages of this subaccount only (0 = primary); ``None``
+            decodes every subaccount's.
 
     Attributes:
         use_yes_price: As given.
+        subaccount: As given.
         unknown_counts: How many frames of each unknown ``type`` were skipped.
+        foreign_counts: How many account messages of each ``type`` were skipped because
+            they belong to another subaccount.
     """
 
     __slots__ = (
@@ -516,19 +526,23 @@ class WireDecoder:
         "_handlers",
         "_no_prices",
         "_yes_prices",
+        "foreign_counts",
+        "subaccount",
         "unknown_counts",
         "use_yes_price",
     )
 
-    def __init__(self, use_yes_price: bool) -> None:
+    def __init__(self, use_yes_price: bool, subaccount: int | None = None) -> None:
         self.use_yes_price = use_yes_price
+        self.subaccount = subaccount
         self.unknown_counts: dict[str, int] = {}
+        self.foreign_counts: dict[str, int] = {}
         # Wire text -> checked value, per decoder, so the delta path is a dict lookup rather
         # than a call; NO prices are stored already converted to NO-leg prices
         self._yes_prices: dict[str, Price] = {}
         self._no_prices: dict[str, Price] = {}
         self._counts: dict[str, Qty] = {}
-        self._handlers: dict[str, Callable[[Payload], Event]] = {
+        self._handlers: dict[str, Callable[[Payload], Event | None]] = {
             "orderbook_delta": self._orderbook_delta,
             "orderbook_snapshot": self._orderbook_snapshot,
             "ticker": self._ticker,
@@ -577,6 +591,21 @@ class WireDecoder:
             return handler(obj)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise _as_wire_error(msg_type, obj, e) from e
+
+    def _foreign(self, m: Payload, key: str, msg_type: str) -> bool:
+        """Whether account message ``m`` is another subaccount's (and so counted, skipped)."""
+        wanted = self.subaccount
+        if wanted is None:
+            return False
+        found = m.get(key)
+        if found is None:
+            found = 0
+        elif type(found) is not int:
+            raise WireError(msg_type, f"{key}: expected an integer, got {found!r}")
+        if found == wanted:
+            return False
+        self.foreign_counts[msg_type] = self.foreign_counts.get(msg_type, 0) + 1
+        return True
 
     def _count_unknown(self, msg_type: object) -> None:
         if type(msg_type) is not str:
@@ -749,7 +778,7 @@ class WireDecoder:
             ),
         )
 
-    def _fill(self, obj: Payload) -> Fill:
+    def _fill(self, obj: Payload) -> Fill | None:
         """``{"type":"fill","sid":13,"msg":{"trade_id":"d91bc706-…","order_id":"ee587a1c-…",
         "market_ticker":"HIGHNY-22DEC23-B53.5","is_taker":false,"outcome_side":"no",
         "book_side":"ask","side":"yes","action":"sell","purchased_side":"no",
@@ -757,6 +786,8 @@ class WireDecoder:
         "post_position_fp":"-4.00","client_order_id":"kmm-1","ts_ms":1671899397123}}``
         """
         m = obj["msg"]
+        if self._foreign(m, "subaccount", "fill"):
+            return None
         fee = m.get("fee_cost")
         post = m.get("post_position_fp")
         return Fill(
@@ -773,7 +804,7 @@ class WireDecoder:
             post_position=parse_count(post, "post_position_fp") if post is not None else None,
         )
 
-    def _user_order(self, obj: Payload) -> UserOrder:
+    def _user_order(self, obj: Payload) -> UserOrder | None:
         """``{"type":"user_order","sid":22,"msg":{"order_id":"ee587a1c-…","ticker":
         "FED-23DEC-T3.00","status":"resting","outcome_side":"no","book_side":"ask",
         "yes_price_dollars":"0.6500","fill_count_fp":"2.00","remaining_count_fp":"8.00",
@@ -781,6 +812,8 @@ class WireDecoder:
         "last_updated_ts_ms":1787220001250}}``
         """
         m = obj["msg"]
+        if self._foreign(m, "subaccount_number", "user_order"):
+            return None
         ts = m.get("last_updated_ts_ms")
         return UserOrder(
             order_id=_str(m["order_id"], "order_id"),
@@ -795,12 +828,14 @@ class WireDecoder:
             ts_ms=_int(ts if ts is not None else m["created_ts_ms"], "last_updated_ts_ms"),
         )
 
-    def _market_position(self, obj: Payload) -> MarketPosition:
+    def _market_position(self, obj: Payload) -> MarketPosition | None:
         """``{"type":"market_position","sid":14,"msg":{"market_ticker":"FED-23DEC-T3.00",
         "position_fp":"100.00","position_cost_dollars":"50.0000","realized_pnl_dollars":
         "10.0000","fees_paid_dollars":"1.0000","volume_fp":"15.00"}}``
         """
         m = obj["msg"]
+        if self._foreign(m, "subaccount", "market_position"):
+            return None
         return MarketPosition(
             ticker=_str(m["market_ticker"], "market_ticker"),
             position=parse_count(m["position_fp"], "position_fp"),

@@ -24,6 +24,14 @@ of the same size; per-lot rounding bounds every split. In a market with sub-cent
 fill of a fractional count can also cost a rounding fee (below) of up to $0.000099, so there
 the reserve adds that much per lot (whole-cent markets never round).
 
+**Subaccounts** (``getting_started/subaccounts.md``): every user has a primary subaccount 0
+and may open numbered subaccounts 1–63, each an :class:`Account` of its own with its own
+cash, reservations, positions, orders, fills and settlements. What is the user's, not one
+subaccount's, is shared: the set of ``client_order_id`` values used (so an id is unique per
+user) and the owner used for self-trade prevention (``owner``: the primary account), since
+the docs say nothing of either being per subaccount. Cash moves between subaccounts only by
+transfers, which net to zero for the user.
+
 Balances are kept at direct-member precision, $0.0001 (``getting_started/fee_rounding.md``):
 a fill's ``balance_change = -cost - trade_fee`` is floored to $0.0001 and the difference is a
 rounding fee; a per-order accumulator of rounding fees pays back $0.0001 whenever it exceeds
@@ -39,12 +47,15 @@ from kmm.fees import MAKER_COEFFICIENTS, TAKER_COEFFICIENT
 from kmm.types import ONE_DOLLAR, QTY_SCALE, Money, Price, Qty
 
 if TYPE_CHECKING:
-    from kmm.sim.engine import Settlement, SimFill, SimOrder
+    from kmm.sim.engine import Settlement, SimFill, SimOrder, SubaccountTransfer
 
-__all__ = ["BALANCE_PRECISION", "Account", "FeeModel", "MarketAccount"]
+__all__ = ["BALANCE_PRECISION", "MAX_SUBACCOUNT", "Account", "FeeModel", "MarketAccount"]
 
 BALANCE_PRECISION: Final[Money] = 100
 """Direct-member balance precision, $0.0001, in money units."""
+
+MAX_SUBACCOUNT: Final = 63
+"""The highest subaccount number (0 is the primary account)."""
 
 _MONEY_PER_CENTICENT: Final = 100
 _HALF: Final = ONE_DOLLAR // 2
@@ -186,17 +197,25 @@ class MarketAccount:
 
 
 class Account:
-    """One user: cash, reservation, and everything the user did.
+    """One subaccount of one user: cash, reservation, and everything it did.
 
     Attributes:
         user_id: The user.
+        subaccount: The subaccount number (0 = primary, 1–63).
+        owner: The user's primary account (itself for the primary): self-trade prevention
+            compares owners.
         cash: Money not paid out, including what is reserved.
         reserved: Sum of the market reservations.
-        markets: The user's account per market ticker.
+        markets: The subaccount's account per market ticker.
         orders: Every order, in creation order.
         fills: Every fill, in time order.
-        client_order_ids: Every ``client_order_id`` the user has used.
+        client_order_ids: Every ``client_order_id`` the user has used (one set per user,
+            shared by its subaccounts).
         settlements: Settlement rows, in time order.
+        subaccounts: On the primary account, the numbered subaccounts by number (empty on a
+            numbered one).
+        transfers: On the primary account, the user's transfers between subaccounts, in
+            time order, by ``client_transfer_id``.
     """
 
     __slots__ = (
@@ -205,22 +224,34 @@ class Account:
         "fills",
         "markets",
         "orders",
+        "owner",
         "reserved",
         "settlements",
+        "subaccount",
+        "subaccounts",
+        "transfers",
         "user_id",
     )
 
-    def __init__(self, user_id: str, cash: Money) -> None:
+    def __init__(self, user_id: str, cash: Money, owner: Account | None = None) -> None:
         self.user_id = user_id
+        self.owner: Account = self if owner is None else owner
+        self.subaccount = 0 if owner is None else len(owner.subaccounts) + 1
         self.cash = cash
         self.reserved: Money = 0
         self.markets: dict[str, MarketAccount] = {}
         self.orders: list[SimOrder] = []
         self.fills: list[SimFill] = []
-        self.client_order_ids: set[str] = set()
+        self.client_order_ids: set[str] = set() if owner is None else owner.client_order_ids
         self.settlements: list[Settlement] = []
+        self.subaccounts: dict[int, Account] = {}
+        self.transfers: dict[str, SubaccountTransfer] = {}
 
     @property
     def available(self) -> Money:
         """Cash not reserved for resting orders."""
         return self.cash - self.reserved
+
+    def family(self) -> list[Account]:
+        """The primary account and its numbered subaccounts, in number order (on the primary)."""
+        return [self, *self.subaccounts.values()]

@@ -172,67 +172,93 @@ class VenueAdmin(MatchCore):
 
     # ------------------------------------------------------------------ order groups
 
-    def create_order_group(self, user_id: str, contracts_limit: Qty, now_ns: int = 0) -> str:
-        """Creates an order group and returns its id.
+    def create_order_group(
+        self, user_id: str, contracts_limit: Qty, now_ns: int = 0, *, subaccount: int = 0
+    ) -> str:
+        """Creates an order group of the user's ``subaccount`` and returns its id.
+
+        Only orders of that subaccount can join it.
 
         Raises:
-            Rejection: 400 ``invalid_parameters`` if the limit is outside 1–1,000,000.
+            Rejection: 400 ``invalid_parameters`` if the limit is outside 1–1,000,000;
+                404 ``not_found`` for a subaccount not created.
         """
-        self._account(user_id)
+        self._account(user_id, subaccount)
         _check_group_limit(contracts_limit)
         self._group_seq += 1
         group_id = f"00000003-0000-4000-8000-{self._group_seq:012x}"
-        self._groups[group_id] = Group(group_id, user_id, contracts_limit)
+        self._groups[group_id] = Group(group_id, user_id, contracts_limit, subaccount)
         self._group_event(user_id, group_id, "created", contracts_limit, now_ns)
         return group_id
 
-    def order_group(self, user_id: str, group_id: str) -> OrderGroup:
+    def order_group(self, user_id: str, group_id: str, subaccount: int | None = None) -> OrderGroup:
         """A snapshot of one of the user's order groups (``order_ids``: its resting orders).
 
         Raises:
-            Rejection: 404 ``not_found``.
+            Rejection: 404 ``not_found`` (also for a group of another subaccount than a
+                given ``subaccount``).
         """
-        return _group_snapshot(self._own_group(user_id, group_id))
+        return _group_snapshot(self._own_group(user_id, group_id, subaccount))
 
-    def order_groups_of(self, user_id: str) -> Sequence[OrderGroup]:
-        """Snapshots of every order group of the user, in creation order."""
-        return [_group_snapshot(g) for g in self._groups.values() if g.user_id == user_id]
+    def order_groups_of(self, user_id: str, subaccount: int | None = None) -> Sequence[OrderGroup]:
+        """Snapshots of the user's order groups (of one subaccount, if given), oldest first."""
+        return [
+            _group_snapshot(g)
+            for g in self._groups.values()
+            if g.user_id == user_id and (subaccount is None or g.subaccount == subaccount)
+        ]
 
-    def trigger_order_group(self, user_id: str, group_id: str, now_ns: int) -> None:
+    def trigger_order_group(
+        self, user_id: str, group_id: str, now_ns: int, *, subaccount: int = 0
+    ) -> None:
         """Triggers a group: cancels its resting orders and blocks it until reset."""
-        self._trigger(self._own_group(user_id, group_id), now_ns, user_id)
+        self._trigger(self._own_group(user_id, group_id, subaccount), now_ns, user_id)
 
-    def reset_order_group(self, user_id: str, group_id: str, now_ns: int) -> None:
+    def reset_order_group(
+        self, user_id: str, group_id: str, now_ns: int, *, subaccount: int = 0
+    ) -> None:
         """Clears a group's triggered state and rolling count."""
-        group = self._own_group(user_id, group_id)
+        group = self._own_group(user_id, group_id, subaccount)
         group.reset()
         self._group_event(user_id, group_id, "reset", group.limit, now_ns)
 
-    def delete_order_group(self, user_id: str, group_id: str, now_ns: int) -> None:
+    def delete_order_group(
+        self, user_id: str, group_id: str, now_ns: int, *, subaccount: int = 0
+    ) -> None:
         """Cancels a group's resting orders and removes the group."""
-        group = self._own_group(user_id, group_id)
+        group = self._own_group(user_id, group_id, subaccount)
         self._cancel_group_orders(group, now_ns, user_id)
         del self._groups[group_id]
         self._group_event(user_id, group_id, "deleted", group.limit, now_ns)
 
     def set_order_group_limit(
-        self, user_id: str, group_id: str, contracts_limit: Qty, now_ns: int
+        self,
+        user_id: str,
+        group_id: str,
+        contracts_limit: Qty,
+        now_ns: int,
+        *,
+        subaccount: int = 0,
     ) -> None:
         """Changes a group's limit; a limit below the rolling count triggers the group.
 
         Raises:
             Rejection: 404 ``not_found``; 400 ``invalid_parameters`` for a bad limit.
         """
-        group = self._own_group(user_id, group_id)
+        group = self._own_group(user_id, group_id, subaccount)
         _check_group_limit(contracts_limit)
         group.limit = contracts_limit
         self._group_event(user_id, group_id, "limit_updated", contracts_limit, now_ns)
         if not group.triggered and group.rolling_volume(now_ns) > contracts_limit:
             self._trigger(group, now_ns, user_id)
 
-    def _own_group(self, user_id: str, group_id: str) -> Group:
+    def _own_group(self, user_id: str, group_id: str, subaccount: int | None) -> Group:
         group = self._groups.get(group_id)
-        if group is None or group.user_id != user_id:
+        if (
+            group is None
+            or group.user_id != user_id
+            or (subaccount is not None and group.subaccount != subaccount)
+        ):
             raise Rejection(404, "not_found", f"order group {group_id} not found")
         return group
 
@@ -270,7 +296,11 @@ class VenueAdmin(MatchCore):
         macct.position = 0
         macct.cost = 0
         macct.updated_ns = now_ns
-        self._out.append(PositionUpdate(account.user_id, defn.ticker, position_of(macct), now_ns))
+        self._out.append(
+            PositionUpdate(
+                account.user_id, defn.ticker, position_of(macct), now_ns, account.subaccount
+            )
+        )
 
 
 def _check_group_limit(limit: Qty) -> None:

@@ -92,6 +92,7 @@ def snapshot(o: SimOrder) -> SimOrder:
         o.taker_fees,
         o.maker_fees,
         o.last_update_reason,
+        o.subaccount,
     )
 
 
@@ -138,7 +139,7 @@ class Market:
         sub_cent = any(price % ONE_CENT for price in self.valid)
         self._rounding_lot: Money = BALANCE_PRECISION - 1 if sub_cent else 0
         self.lots: dict[Price, Money] = {}
-        self.holders: dict[str, Account] = {}
+        self.holders: dict[tuple[str, int], Account] = {}
         self.trades: list[TradePrint] = []
         self.last_price: Price | None = None
         self.volume: Qty = 0
@@ -180,10 +181,25 @@ class MatchCore:
 
     # ------------------------------------------------------------------ lookups
 
-    def _account(self, user_id: str) -> Account:
+    def _account(self, user_id: str, subaccount: int = 0) -> Account:
+        """The user's primary account, or its numbered ``subaccount``.
+
+        Raises:
+            Rejection: 404 ``not_found`` for an unknown user or a subaccount not created.
+        """
         account = self._accounts.get(user_id)
         if account is None:
             raise Rejection(404, "not_found", f"account {user_id} not found")
+        if subaccount:
+            found = account.subaccounts.get(subaccount)
+            if found is None:
+                raise Rejection(
+                    404,
+                    "not_found",
+                    f"subaccount {subaccount} not found (create it with POST "
+                    "/portfolio/subaccounts)",
+                )
+            return found
         return account
 
     def _market(self, ticker: str) -> Market:
@@ -257,6 +273,7 @@ class MatchCore:
                     order.user_id,
                     order.client_order_id,
                     now_ns,
+                    order.subaccount,
                 )
             )
         if order.cancel_order_on_pause:
@@ -296,6 +313,7 @@ class MatchCore:
                     by_user,
                     by_coid,
                     now_ns,
+                    None if by_user is None else order.subaccount,
                 )
             )
         if order.cancel_order_on_pause or entry.group is not None:
@@ -332,7 +350,7 @@ class MatchCore:
                 if not maker.live:
                     level.queue.popleft()
                     level.dead -= 1
-                elif maker.account is taker.account:
+                elif maker.account.owner is taker.account.owner:
                     if self._self_cross(mkt, taker, maker, now_ns):
                         return True
                 else:
@@ -384,6 +402,7 @@ class MatchCore:
                     torder.user_id,
                     torder.client_order_id,
                     now_ns,
+                    torder.subaccount,
                 )
             )
             self._out.append(trade)
@@ -454,13 +473,18 @@ class MatchCore:
             trade_fee,
             after,
             now_ns,
+            order.subaccount,
         )
         account.fills.append(fill)
         if self._record:
             out = self._out
             out.append(FillEvent(fill))
             out.append(OrderUpdate(snapshot(order), now_ns))
-            out.append(PositionUpdate(order.user_id, mkt.ticker, position_of(macct), now_ns))
+            out.append(
+                PositionUpdate(
+                    order.user_id, mkt.ticker, position_of(macct), now_ns, order.subaccount
+                )
+            )
         return fill
 
     def _count_for_group(self, group: Group, qty: Qty, now_ns: int) -> None:

@@ -30,16 +30,27 @@ class Group:
     Attributes:
         group_id: The group's id.
         user_id: The owner.
+        subaccount: The owner's subaccount whose orders the group holds.
         limit: The contracts limit (0.01-contract units).
         triggered: Whether the group is triggered.
         resting: The group's resting orders by order id, in the order they came to rest.
     """
 
-    __slots__ = ("_window", "group_id", "limit", "resting", "triggered", "user_id", "volume")
+    __slots__ = (
+        "_window",
+        "group_id",
+        "limit",
+        "resting",
+        "subaccount",
+        "triggered",
+        "user_id",
+        "volume",
+    )
 
-    def __init__(self, group_id: str, user_id: str, limit: Qty) -> None:
+    def __init__(self, group_id: str, user_id: str, limit: Qty, subaccount: int = 0) -> None:
         self.group_id = group_id
         self.user_id = user_id
+        self.subaccount = subaccount
         self.limit = limit
         self.triggered = False
         self.resting: dict[str, OrderEntry] = {}

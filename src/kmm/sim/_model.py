@@ -39,6 +39,7 @@ __all__ = [
     "Settlement",
     "SimFill",
     "SimOrder",
+    "SubaccountTransfer",
     "TimeInForce",
     "TradePrint",
 ]
@@ -147,6 +148,7 @@ class OrderRequest:
     cancel_order_on_pause: bool = False
     order_group_id: str | None = None
     expiration_s: int | None = None
+    subaccount: int = 0
 
 
 @dataclass(slots=True)
@@ -154,7 +156,8 @@ class SimOrder:
     """The engine's live order record (also what REST and WS serialize).
 
     ``book_side`` BID buys YES (``outcome_side`` yes); ASK sells YES, i.e. buys NO.
-    ``price`` is always the YES price.
+    ``price`` is always the YES price. ``subaccount`` is the user's subaccount that owns the
+    order (0 = primary, 1–63).
     """
 
     order_id: str
@@ -181,6 +184,7 @@ class SimOrder:
     taker_fees: Money
     maker_fees: Money
     last_update_reason: str | None = None
+    subaccount: int = 0
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -199,6 +203,7 @@ class SimFill:
     fee: Money
     post_position: Qty
     ts_ns: int
+    subaccount: int = 0
 
 
 @dataclass(slots=True)
@@ -240,6 +245,18 @@ class Settlement:
 
 
 @dataclass(frozen=True, slots=True)
+class SubaccountTransfer:
+    """One cash transfer between two subaccounts of a user (``amount`` in money units)."""
+
+    transfer_id: str
+    client_transfer_id: str
+    from_subaccount: int
+    to_subaccount: int
+    amount: Money
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class OrderGroup:
     """A snapshot of one order group."""
 
@@ -260,6 +277,7 @@ class BookChange:
     user_id: str | None
     client_order_id: str | None
     ts_ns: int
+    subaccount: int | None = None
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -296,12 +314,13 @@ class OrderUpdate:
 
 @dataclass(slots=True)
 class PositionUpdate:
-    """A snapshot of a position after it changed."""
+    """A snapshot of a position after it changed (in the user's ``subaccount``)."""
 
     user_id: str
     ticker: str
     position: Position
     ts_ns: int
+    subaccount: int = 0
 
 
 @dataclass(frozen=True, slots=True)

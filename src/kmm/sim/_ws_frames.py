@@ -206,12 +206,14 @@ def book_delta(ev: BookChange, use_yes_price: bool, client_order_id: str | None)
     """The ``msg`` of an ``orderbook_delta``.
 
     ``{"market_ticker":"FED-23DEC-T3.00","market_id":"9b0f6b43-…","price_dollars":"0.9600",
-    "delta_fp":"-54.00","side":"yes","ts_ms":1669149841000,"client_order_id":"…"}``
+    "delta_fp":"-54.00","side":"yes","ts_ms":1669149841000,"client_order_id":"…",
+    "subaccount":3}``
 
     Args:
         ev: The engine's level change (NO levels at NO prices).
         use_yes_price: Report a NO level at its YES price (``1 - p``).
-        client_order_id: Set only for the owner of the order that caused the change.
+        client_order_id: Set only for the owner of the order that caused the change; with
+            it, ``subaccount`` names that order's subaccount when it is not the primary.
     """
     price = ev.price
     if use_yes_price and ev.outcome is Outcome.NO:
@@ -226,6 +228,8 @@ def book_delta(ev: BookChange, use_yes_price: bool, client_order_id: str | None)
     }
     if client_order_id is not None:
         msg["client_order_id"] = client_order_id
+        if ev.subaccount:
+            msg["subaccount"] = ev.subaccount
     return _dumps(msg)
 
 
@@ -391,7 +395,10 @@ def fill(f: SimFill) -> bytes:
     "exchange_index":0,"is_taker":false,"side":"yes","action":"sell","purchased_side":"no",
     "outcome_side":"no","book_side":"ask","yes_price_dollars":"0.5200","count_fp":"1.00",
     "fee_cost":"0.0175","ts":1671899397,"ts_ms":1671899397123,"post_position_fp":"-4.00",
-    "client_order_id":"kmm-1"}``
+    "client_order_id":"kmm-1","subaccount":3}``
+
+    ``subaccount`` (optional in Kalshi's schema) is sent for a fill of a numbered subaccount
+    and left out for the primary account's.
     """
     outcome = _OUTCOME_OF[f.book_side]
     msg: dict[str, Any] = {
@@ -414,6 +421,8 @@ def fill(f: SimFill) -> bytes:
     }
     if f.client_order_id is not None:
         msg["client_order_id"] = f.client_order_id
+    if f.subaccount:
+        msg["subaccount"] = f.subaccount
     return _dumps(msg)
 
 
@@ -453,7 +462,7 @@ def user_order(o: SimOrder) -> bytes:
         "created_ts_ms": o.created_ns // _NS_PER_MS,
         "last_update_time": rfc3339(o.updated_ns),
         "last_updated_ts_ms": o.updated_ns // _NS_PER_MS,
-        "subaccount_number": 0,
+        "subaccount_number": o.subaccount,
     }
     if o.order_group_id is not None:
         msg["order_group_id"] = o.order_group_id
@@ -468,25 +477,27 @@ def market_position(ev: PositionUpdate, volume: Qty) -> bytes:
 
     ``{"user_id":"…","market_ticker":"FED-23DEC-T3.00","position_fp":"100.00",
     "position_cost_dollars":"50.0000","realized_pnl_dollars":"10.0000",
-    "fees_paid_dollars":"1.0000","position_fee_cost_dollars":"1.0000","volume_fp":"15.00"}``
+    "fees_paid_dollars":"1.0000","position_fee_cost_dollars":"1.0000","volume_fp":"15.00",
+    "subaccount":3}``
 
     Args:
-        ev: The engine's position snapshot.
-        volume: Contracts this user traded in this market.
+        ev: The engine's position snapshot (``subaccount`` is sent unless it is the primary).
+        volume: Contracts this subaccount traded in this market.
     """
     p = ev.position
-    return _dumps(
-        {
-            "user_id": ev.user_id,
-            "market_ticker": ev.ticker,
-            "position_fp": _count_text(p.position),
-            "position_cost_dollars": format_dollars(p.market_exposure),
-            "realized_pnl_dollars": format_dollars(p.realized_pnl),
-            "fees_paid_dollars": format_dollars(p.fees_paid),
-            "position_fee_cost_dollars": format_dollars(p.fees_paid),
-            "volume_fp": _count_text(volume),
-        },
-    )
+    msg: dict[str, Any] = {
+        "user_id": ev.user_id,
+        "market_ticker": ev.ticker,
+        "position_fp": _count_text(p.position),
+        "position_cost_dollars": format_dollars(p.market_exposure),
+        "realized_pnl_dollars": format_dollars(p.realized_pnl),
+        "fees_paid_dollars": format_dollars(p.fees_paid),
+        "position_fee_cost_dollars": format_dollars(p.fees_paid),
+        "volume_fp": _count_text(volume),
+    }
+    if ev.subaccount:
+        msg["subaccount"] = ev.subaccount
+    return _dumps(msg)
 
 
 def order_group(ev: OrderGroupUpdate) -> bytes:

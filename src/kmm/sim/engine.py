@@ -30,6 +30,16 @@ available balance never goes negative. Fees use ``kmm.fees``' formulas as intege
 coefficients, rounded up per fill to $0.0001, with Kalshi's rounding-fee accumulator at
 direct-member precision.
 
+**Subaccounts** (``getting_started/subaccounts.md``): each user has the primary subaccount 0
+and may create numbered ones, 1–63 in order (``create_subaccount``), each with its own cash,
+positions, orders and fills; ``transfer`` moves cash between two of them. An order belongs
+to the subaccount its request names; cancels, amends and decreases name the subaccount of
+the order (0 if omitted, as Kalshi's ``subaccount`` query defaults) and find only its
+orders. Queries take ``subaccount=None`` for every subaccount where Kalshi's reads default
+to all of them (orders, fills, settlements, order groups) and 0 where they default to the
+primary (positions, balance). Self-trade prevention and ``client_order_id`` uniqueness are
+per user, across its subaccounts.
+
 **Lifecycle.** ``initialized`` → ``active`` (at ``open_ns``, by ``apply_schedule``) ⇄
 ``inactive`` (``set_market_active``; reactivation cancels resting orders, as Kalshi
 documents) → ``closed`` (``close_market`` or ``apply_schedule`` at ``close_ns``: resting
@@ -53,14 +63,14 @@ is ``kmm.sim._core.MatchCore``, which this class extends with the public operati
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from heapq import heappop
+from collections.abc import Callable, Mapping, Sequence
+from heapq import heappop, merge
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeVar
 
 from kmm.errors import WireError
 from kmm.fees import FEE_TYPES
-from kmm.sim._accounts import Account, FeeModel, MarketAccount
+from kmm.sim._accounts import MAX_SUBACCOUNT, Account, FeeModel, MarketAccount
 from kmm.sim._admin import VenueAdmin
 from kmm.sim._book import OrderEntry
 from kmm.sim._core import (
@@ -94,10 +104,20 @@ from kmm.sim._model import (
     Settlement,
     SimFill,
     SimOrder,
+    SubaccountTransfer,
     TimeInForce,
     TradePrint,
 )
-from kmm.types import ONE_DOLLAR, BookSide, Money, Price, Qty, format_count, format_price
+from kmm.types import (
+    ONE_DOLLAR,
+    BookSide,
+    Money,
+    Price,
+    Qty,
+    format_count,
+    format_money,
+    format_price,
+)
 
 __all__ = [
     "BookChange",
@@ -122,11 +142,13 @@ __all__ = [
     "Settlement",
     "SimFill",
     "SimOrder",
+    "SubaccountTransfer",
     "TimeInForce",
     "TradePrint",
 ]
 
 _NS_PER_S: Final = 1_000_000_000
+R = TypeVar("R")
 
 
 def _not_resting(order: SimOrder) -> Rejection:
@@ -222,6 +244,84 @@ class MatchingEngine(VenueAdmin):
             raise ValueError(f"account {user_id}: balance must not be negative, got {balance}")
         self._accounts[user_id] = Account(user_id, balance)
 
+    def create_subaccount(self, user_id: str) -> int:
+        """Opens the user's next numbered subaccount (1, 2, … up to 63) with no cash.
+
+        Returns:
+            The new subaccount's number.
+
+        Raises:
+            Rejection: 404 ``not_found`` for an unknown user; 400 ``invalid_parameters``
+                when the user already has 63 numbered subaccounts.
+        """
+        primary = self._account(user_id)
+        if len(primary.subaccounts) >= MAX_SUBACCOUNT:
+            raise Rejection(
+                400,
+                "invalid_parameters",
+                f"a user has at most {MAX_SUBACCOUNT} numbered subaccounts",
+            )
+        account = Account(user_id, 0, primary)
+        primary.subaccounts[account.subaccount] = account
+        return account.subaccount
+
+    def subaccount_numbers(self, user_id: str) -> list[int]:
+        """The user's subaccounts: 0 and every numbered one created, in order."""
+        return [a.subaccount for a in self._account(user_id).family()]
+
+    def transfer(
+        self,
+        user_id: str,
+        client_transfer_id: str,
+        from_subaccount: int,
+        to_subaccount: int,
+        amount: Money,
+        now_ns: int,
+    ) -> SubaccountTransfer:
+        """Moves ``amount`` of available cash from one of the user's subaccounts to another.
+
+        Raises:
+            Rejection: 409 ``conflict`` for a ``client_transfer_id`` used before (the
+                transfer is not applied twice); 404 ``not_found`` for a subaccount not
+                created; 400 ``invalid_parameters`` for a non-positive amount or the same
+                subaccount twice; 400 ``insufficient_balance`` if the source's available
+                cash is below ``amount``.
+        """
+        primary = self._account(user_id)
+        if client_transfer_id in primary.transfers:
+            raise Rejection(409, "conflict", f"transfer {client_transfer_id} was already applied")
+        source = self._account(user_id, from_subaccount)
+        target = self._account(user_id, to_subaccount)
+        if amount <= 0 or source is target:
+            raise Rejection(
+                400,
+                "invalid_parameters",
+                "a transfer needs a positive amount between two different subaccounts",
+            )
+        if source.available < amount:
+            raise Rejection(
+                400,
+                "insufficient_balance",
+                f"subaccount {from_subaccount} has {format_money(source.available)} "
+                f"available, below the {format_money(amount)} to transfer",
+            )
+        source.cash -= amount
+        target.cash += amount
+        row = SubaccountTransfer(
+            f"00000004-0000-4000-8000-{len(primary.transfers) + 1:012x}",
+            client_transfer_id,
+            from_subaccount,
+            to_subaccount,
+            amount,
+            now_ns,
+        )
+        primary.transfers[client_transfer_id] = row
+        return row
+
+    def transfers_of(self, user_id: str) -> Sequence[SubaccountTransfer]:
+        """The user's transfers between subaccounts, oldest first."""
+        return list(self._account(user_id).transfers.values())
+
     # ------------------------------------------------------------------ order entry
 
     def create_order(self, user_id: str, req: OrderRequest, now_ns: int) -> CreateResult:
@@ -234,8 +334,8 @@ class MatchingEngine(VenueAdmin):
             Rejection: for anything Kalshi would refuse (see the module docstring).
         """
         account = self._accounts.get(user_id)
-        if account is None:
-            account = self._account(user_id)
+        if account is None or req.subaccount:
+            account = self._account(user_id, req.subaccount)
         mkt, count, group = self._admit(account, req, now_ns)
         side = 0 if req.book_side is BookSide.BID else 1
         own = req.price if side == 0 else ONE_DOLLAR - req.price
@@ -267,6 +367,8 @@ class MatchingEngine(VenueAdmin):
             0,
             0,
             0,
+            None,
+            account.subaccount,
         )
         lot = mkt.lots.get(own)
         if lot is None:
@@ -282,17 +384,19 @@ class MatchingEngine(VenueAdmin):
             return CreateResult(order, (), now_ns)
         return CreateResult(order, self._place(mkt, entry, now_ns), now_ns)
 
-    def cancel_order(self, user_id: str, order_id: str, now_ns: int) -> tuple[SimOrder, Qty]:
-        """Cancels a resting order (allowed during a trading pause).
+    def cancel_order(
+        self, user_id: str, order_id: str, now_ns: int, *, subaccount: int = 0
+    ) -> tuple[SimOrder, Qty]:
+        """Cancels a resting order of the user's ``subaccount`` (allowed during a pause).
 
         Returns:
             The order and the quantity cancelled (``reduced_by``).
 
         Raises:
-            Rejection: 404 ``not_found`` for an unknown or no longer resting order,
-                409 ``market_closed`` after the market closed.
+            Rejection: 404 ``not_found`` for an unknown or no longer resting order (or
+                one of another subaccount), 409 ``market_closed`` after the market closed.
         """
-        entry = self._own_entry(user_id, order_id)
+        entry = self._own_entry(user_id, order_id, subaccount)
         mkt = self._cancellable(entry.order.ticker, now_ns)
         if not entry.live:
             raise _not_resting(entry.order)
@@ -310,6 +414,7 @@ class MatchingEngine(VenueAdmin):
         count: Qty,
         now_ns: int,
         updated_client_order_id: str | None = None,
+        subaccount: int = 0,
     ) -> CreateResult:
         """Changes a resting order's price and/or size.
 
@@ -324,7 +429,7 @@ class MatchingEngine(VenueAdmin):
                 ``invalid_order`` (post only cross), ``available_balance_too_low``;
                 404 ``not_found``; 409 ``market_closed`` / ``order_already_exists``.
         """
-        entry = self._own_entry(user_id, order_id)
+        entry = self._own_entry(user_id, order_id, subaccount)
         order = entry.order
         if ticker != order.ticker:
             raise Rejection(
@@ -362,6 +467,7 @@ class MatchingEngine(VenueAdmin):
         reduce_by: Qty | None,
         reduce_to: Qty | None,
         now_ns: int,
+        subaccount: int = 0,
     ) -> SimOrder:
         """Reduces a resting order's remaining size, keeping its queue priority.
 
@@ -376,7 +482,7 @@ class MatchingEngine(VenueAdmin):
             raise Rejection(
                 400, "invalid_order", "exactly one of reduce_by and reduce_to must be given"
             )
-        entry = self._own_entry(user_id, order_id)
+        entry = self._own_entry(user_id, order_id, subaccount)
         order = entry.order
         mkt = self._cancellable(order.ticker, now_ns)
         if not entry.live:
@@ -405,50 +511,65 @@ class MatchingEngine(VenueAdmin):
 
     # ------------------------------------------------------------------ queries
 
-    def get_order(self, user_id: str, order_id: str) -> SimOrder:
-        """The live record of one of the user's orders.
+    def get_order(self, user_id: str, order_id: str, subaccount: int | None = None) -> SimOrder:
+        """The live record of one of the user's orders (of one subaccount, if given).
 
         Raises:
             Rejection: 404 ``not_found`` if the user has no such order.
         """
-        return self._own_entry(user_id, order_id).order
+        return self._own_entry(user_id, order_id, subaccount).order
 
-    def orders_of(self, user_id: str) -> Sequence[SimOrder]:
-        """Every order the user placed, in creation order."""
-        return self._account(user_id).orders
+    def orders_of(self, user_id: str, subaccount: int | None = None) -> Sequence[SimOrder]:
+        """Every order the user placed in ``subaccount`` (``None``: in any), oldest first."""
+        return self._merged(user_id, subaccount, lambda a: a.orders, _created_ns)
 
     def resting_orders(self, ticker: str) -> Sequence[SimOrder]:
         """The market's resting orders: YES bids then NO bids, best price first, then time."""
         return [entry.order for entry in self._market(ticker).book.entries()]
 
-    def fills_of(self, user_id: str) -> Sequence[SimFill]:
-        """Every fill of the user's orders, in time order."""
-        return self._account(user_id).fills
+    def fills_of(self, user_id: str, subaccount: int | None = None) -> Sequence[SimFill]:
+        """Every fill of the user's orders in ``subaccount`` (``None``: in any), in time order."""
+        return self._merged(user_id, subaccount, lambda a: a.fills, _fill_ns)
 
-    def positions_of(self, user_id: str) -> Mapping[str, Position]:
-        """Snapshots of the user's unsettled positions in markets where they traded."""
+    def positions_of(self, user_id: str, subaccount: int = 0) -> Mapping[str, Position]:
+        """Snapshots of the subaccount's unsettled positions in markets where it traded."""
         return {
             ticker: position_of(macct)
-            for ticker, macct in self._account(user_id).markets.items()
+            for ticker, macct in self._account(user_id, subaccount).markets.items()
             if not macct.settled and (macct.position or macct.total_traded)
         }
 
-    def balance(self, user_id: str) -> Money:
-        """The user's available cash (cash not reserved for resting orders)."""
-        return self._account(user_id).available
+    def balance(self, user_id: str, subaccount: int = 0) -> Money:
+        """The subaccount's available cash (cash not reserved for resting orders)."""
+        return self._account(user_id, subaccount).available
 
-    def reserved(self, user_id: str) -> Money:
-        """The cash reserved for the user's resting orders (additive to Contract 1)."""
-        return self._account(user_id).reserved
+    def reserved(self, user_id: str, subaccount: int = 0) -> Money:
+        """The cash reserved for the subaccount's resting orders (additive to Contract 1)."""
+        return self._account(user_id, subaccount).reserved
 
     @property
     def fees_collected(self) -> Money:
         """Every fee charged so far, net of rounding rebates (additive to Contract 1)."""
         return self._fees_collected
 
-    def settlements_of(self, user_id: str) -> Sequence[Settlement]:
-        """The user's settlement rows, in time order."""
-        return self._account(user_id).settlements
+    def settlements_of(self, user_id: str, subaccount: int | None = None) -> Sequence[Settlement]:
+        """The settlement rows of ``subaccount`` (``None``: of every one), in time order."""
+        return self._merged(user_id, subaccount, lambda a: a.settlements, _settled_ns)
+
+    def _merged(
+        self,
+        user_id: str,
+        subaccount: int | None,
+        rows: Callable[[Account], list[R]],
+        key: Callable[[R], int],
+    ) -> Sequence[R]:
+        """One subaccount's ``rows``, or every subaccount's merged in time order."""
+        if subaccount is not None:
+            return rows(self._account(user_id, subaccount))
+        primary = self._account(user_id)
+        if not primary.subaccounts:
+            return rows(primary)
+        return list(merge(*(rows(a) for a in primary.family()), key=key))
 
     def book_levels(self, ticker: str) -> tuple[dict[Price, Qty], dict[Price, Qty]]:
         """The aggregate book: (YES bids by YES price, NO bids by NO price)."""
@@ -467,7 +588,7 @@ class MatchingEngine(VenueAdmin):
         Raises:
             Rejection: 404 ``not_found`` if the order is unknown or not resting.
         """
-        entry = self._own_entry(user_id, order_id)
+        entry = self._own_entry(user_id, order_id, None)
         if not entry.live:
             raise _not_resting(entry.order)
         ahead = 0
@@ -524,9 +645,14 @@ class MatchingEngine(VenueAdmin):
             )
         return mkt
 
-    def _own_entry(self, user_id: str, order_id: str) -> OrderEntry:
+    def _own_entry(self, user_id: str, order_id: str, subaccount: int | None) -> OrderEntry:
+        """The user's order (of ``subaccount`` unless it is ``None``), or a 404."""
         entry = self._entries.get(order_id)
-        if entry is None or entry.order.user_id != user_id:
+        if (
+            entry is None
+            or entry.order.user_id != user_id
+            or (subaccount is not None and entry.order.subaccount != subaccount)
+        ):
             raise Rejection(404, "not_found", f"order {order_id} not found")
         return entry
 
@@ -572,7 +698,7 @@ class MatchingEngine(VenueAdmin):
     def _group_for(self, account: Account, req: OrderRequest) -> Group:
         group_id = req.order_group_id
         assert group_id is not None
-        group = self._own_group(account.user_id, group_id)
+        group = self._own_group(account.user_id, group_id, account.subaccount)
         if group.triggered:
             raise Rejection(
                 400,
@@ -610,7 +736,7 @@ class MatchingEngine(VenueAdmin):
         macct = account.markets.get(ticker)
         if macct is None:
             macct = account.markets[ticker] = MarketAccount(ticker)
-            mkt.holders[account.user_id] = account
+            mkt.holders[account.user_id, account.subaccount] = account
         return macct
 
     def _shrink(
@@ -725,7 +851,7 @@ class MatchingEngine(VenueAdmin):
             if price < floor:
                 break
             for maker in levels[price].live_entries():
-                if maker.account is entry.account:
+                if maker.account.owner is entry.account.owner:
                     return True
                 need -= maker.order.remaining
                 if need <= 0:
@@ -750,6 +876,18 @@ class MatchingEngine(VenueAdmin):
                 f"count {format_count(order.remaining)}",
             )
         return reduce_to
+
+
+def _created_ns(order: SimOrder) -> int:
+    return order.created_ns
+
+
+def _fill_ns(fill: SimFill) -> int:
+    return fill.ts_ns
+
+
+def _settled_ns(row: Settlement) -> int:
+    return row.settled_ns
 
 
 def _check_expiration(req: OrderRequest, now_ns: int) -> None:

@@ -20,6 +20,18 @@ wrapper runs the same pipeline in front of every handler, in Kalshi's order:
    ``{"error": {"code", "message", "details"}}``. After a write the venue publishes the
    engine's events to the websocket hub.
 
+**Subaccounts** (``getting_started/subaccounts.md``): every portfolio route takes Kalshi's
+``subaccount`` (0 = primary, 1–63; anything else is a 400) where its reference page does,
+with that page's default when it is omitted: creates, cancels (query, or per batch item),
+amends, decreases, order-group writes, positions and balance act on the primary account;
+the order, fill, settlement and order-group lists and cancel-all cover every subaccount.
+A subaccount
+that was never created is a 404. ``POST /portfolio/subaccounts`` creates the next one,
+``POST /portfolio/subaccounts/transfer`` moves cash between two (``amount_cents``,
+idempotent on ``client_transfer_id``: a replay is a 409), and
+``GET /portfolio/subaccounts/balances`` / ``GET /portfolio/subaccounts/transfers`` read
+them back.
+
 Request bodies are validated by hand (they are small and off any hot path); a bad field is a
 400 naming it. Money and counts go through :mod:`kmm.types` and never through ``float``.
 """
@@ -42,6 +54,7 @@ from kmm.execution.token_bucket import RateBuckets, TokenBucket
 from kmm.kalshi.auth import ACCESS_KEY, ACCESS_SIGNATURE, ACCESS_TIMESTAMP, verify
 from kmm.kalshi.constants import API_PREFIX, DEFAULT_COST, TIERS, WS_PATH
 from kmm.sim import serialize as ser
+from kmm.sim._accounts import MAX_SUBACCOUNT
 from kmm.sim.engine import (
     EventDef,
     MarketDef,
@@ -76,6 +89,7 @@ WsHandler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 E = TypeVar("E", bound=StrEnum)
 
 _NS_PER_MS: Final = 1_000_000
+_MONEY_PER_CENT: Final = 10_000
 _NS_PER_S: Final = 1_000_000_000
 _DEFAULT_LIMIT: Final = 100
 _MAX_LIMIT: Final = 1000
@@ -180,6 +194,7 @@ def _v1(method: str, path: str) -> Endpoint:
 
 _ORDERS: Final = "/portfolio/events/orders"
 _GROUPS: Final = "/portfolio/order_groups"
+_SUBACCOUNTS: Final = "/portfolio/subaccounts"
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _public("/exchange/status", "exchange_status"),
@@ -203,6 +218,10 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _read("/portfolio/settlements", "settlements"),
     _read(_GROUPS, "order_groups"),
     _read(_GROUPS + "/{order_group_id}", "order_group_one"),
+    Endpoint("POST", _SUBACCOUNTS, "subaccount_create", body=True),
+    Endpoint("POST", _SUBACCOUNTS + "/transfer", "subaccount_transfer", body=True),
+    _read(_SUBACCOUNTS + "/balances", "subaccount_balances"),
+    _read(_SUBACCOUNTS + "/transfers", "subaccount_transfers"),
     _write("POST", _ORDERS, "create_order"),
     _write("DELETE", _ORDERS, "cancel_all"),
     _write("POST", _ORDERS + "/batched", "batch_create", items="orders"),
@@ -360,10 +379,25 @@ class _Fields:
             raise self._fail(str(e)) from None
 
 
-def _check_subaccount(fields: _Fields) -> None:
-    sub = fields.integer("subaccount")
-    if sub not in (None, 0):
-        raise _bad_request(f"subaccount: the sim has only the primary account 0, got {sub}")
+def _subaccount_number(value: int | None, where: str) -> int | None:
+    if value is not None and not 0 <= value <= MAX_SUBACCOUNT:
+        raise _bad_request(f"{where}: must be between 0 and {MAX_SUBACCOUNT}, got {value}")
+    return value
+
+
+def _body_subaccount(fields: _Fields) -> int:
+    """A body's ``subaccount`` (0, the primary, when omitted)."""
+    return _subaccount_number(fields.integer("subaccount"), "subaccount") or 0
+
+
+def _query_subaccount(request: web.Request) -> int | None:
+    """The ``subaccount`` query parameter, or ``None`` when it is omitted."""
+    return _subaccount_number(_query_int(request, "subaccount"), "subaccount")
+
+
+def _query_subaccount_or_primary(request: web.Request) -> int:
+    """The ``subaccount`` query parameter, 0 (the primary) when it is omitted."""
+    return _query_subaccount(request) or 0
 
 
 def order_request(body: Json) -> OrderRequest:
@@ -374,7 +408,7 @@ def order_request(body: Json) -> OrderRequest:
         HttpError: 400 ``invalid_order`` naming the first bad field.
     """
     f = _Fields(body, _invalid_order)
-    _check_subaccount(f)
+    subaccount = _body_subaccount(f)
     ticker = f.text("ticker", required=True)
     assert ticker is not None
     count = f.count("count", required=True)
@@ -392,6 +426,7 @@ def order_request(body: Json) -> OrderRequest:
         cancel_order_on_pause=f.flag("cancel_order_on_pause"),
         order_group_id=f.text("order_group_id") or None,
         expiration_s=f.integer("expiration_time"),
+        subaccount=subaccount,
     )
 
 
@@ -404,6 +439,19 @@ def _contracts_limit(body: Json) -> Qty:
     if whole is not None and fp is not None and whole * 100 != fp:
         raise _bad_request("contracts_limit: contracts_limit and contracts_limit_fp differ")
     return fp if fp is not None else (whole or 0) * 100
+
+
+def _required_int(fields: _Fields, name: str) -> int:
+    value = fields.integer(name)
+    if value is None:
+        raise _bad_request(f"{name}: required")
+    return value
+
+
+def _exchange_index(fields: _Fields) -> None:
+    index = fields.integer("exchange_index")
+    if index not in (None, 0):
+        raise _bad_request(f"exchange_index: the sim has only exchange index 0, got {index}")
 
 
 def _list_field(body: Json, name: str) -> list[Any]:
@@ -853,8 +901,10 @@ class RestApi:
             return position * (bid or 0)
         return -position * (ONE_DOLLAR - ask if ask is not None else 0)
 
-    def _positions(self, user_id: str, settlement: str = "unsettled") -> list[tuple[str, Position]]:
-        """The user's positions in unsettled, settled or all markets, in market order."""
+    def _positions(
+        self, user_id: str, subaccount: int, settlement: str = "unsettled"
+    ) -> list[tuple[str, Position]]:
+        """The subaccount's positions in unsettled, settled or all markets, in market order."""
         if settlement not in ("unsettled", "settled", "all"):
             raise _bad_request(
                 f"settlement_status: must be unsettled, settled or all, got {settlement!r}"
@@ -862,17 +912,17 @@ class RestApi:
         markets = self.venue.engine.markets
         return [
             (ticker, p)
-            for ticker, p in self.venue.engine.positions_of(user_id).items()
+            for ticker, p in self.venue.engine.positions_of(user_id, subaccount).items()
             if settlement == "all"
             or (markets[ticker].status is MarketStatus.FINALIZED) == (settlement == "settled")
         ]
 
     async def balance(self, request: web.Request, call: Call) -> web.Response:
-        """``GET /portfolio/balance``."""
-        _check_subaccount(_Fields(dict(request.query), _bad_request))
+        """``GET /portfolio/balance`` of ``subaccount`` (default 0, the primary)."""
+        sub = _query_subaccount_or_primary(request)
         engine = self.venue.engine
-        value = sum(self._mark(t, p.position) for t, p in self._positions(call.user_id))
-        return _json(ser.balance_json(engine.balance(call.user_id), value, call.now_ns))
+        value = sum(self._mark(t, p.position) for t, p in self._positions(call.user_id, sub))
+        return _json(ser.balance_json(engine.balance(call.user_id, sub), value, call.now_ns))
 
     def _position_filter(self, request: web.Request) -> Callable[[str, Position], bool]:
         ticker = request.query.get("ticker")
@@ -894,16 +944,17 @@ class RestApi:
         return keep
 
     async def positions(self, request: web.Request, call: Call) -> web.Response:
-        """``GET /portfolio/positions``: market positions (unsettled unless
-        ``settlement_status`` says otherwise) and their events."""
+        """``GET /portfolio/positions``: market positions of ``subaccount`` (default 0)
+        (unsettled unless ``settlement_status`` says otherwise) and their events."""
         limit, start = _page_args(request)
         keep = self._position_filter(request)
+        sub = _query_subaccount_or_primary(request)
         settlement = request.query.get("settlement_status") or "unsettled"
-        rows = [(t, p) for t, p in self._positions(call.user_id, settlement) if keep(t, p)]
+        rows = [(t, p) for t, p in self._positions(call.user_id, sub, settlement) if keep(t, p)]
         page, cursor = _page(rows, limit, start)
         markets = self.venue.engine.markets
         traded: dict[str, Qty] = {}
-        for fill in self.venue.engine.fills_of(call.user_id):
+        for fill in self.venue.engine.fills_of(call.user_id, sub):
             event = markets[fill.ticker].event_ticker
             traded[event] = traded.get(event, 0) + fill.count
         by_event = [(markets[t].event_ticker, p) for t, p in rows]
@@ -935,10 +986,11 @@ class RestApi:
         return keep
 
     async def orders_list(self, request: web.Request, call: Call) -> web.Response:
-        """``GET /portfolio/orders`` newest first."""
+        """``GET /portfolio/orders`` newest first (``subaccount`` omitted: every one)."""
         limit, start = _page_args(request)
         keep = self._order_filter(request)
-        orders = [o for o in reversed(self.venue.engine.orders_of(call.user_id)) if keep(o)]
+        sub = _query_subaccount(request)
+        orders = [o for o in reversed(self.venue.engine.orders_of(call.user_id, sub)) if keep(o)]
         page, cursor = _page(orders, limit, start)
         return _json({"orders": [ser.order_json(o) for o in page], "cursor": cursor})
 
@@ -948,14 +1000,16 @@ class RestApi:
         return _json({"order": ser.order_json(order)})
 
     async def fills(self, request: web.Request, call: Call) -> web.Response:
-        """``GET /portfolio/fills`` newest first (``ticker``, ``order_id``, time window)."""
+        """``GET /portfolio/fills`` newest first (``ticker``, ``order_id``, time window,
+        ``subaccount``: omitted, every one)."""
         limit, start = _page_args(request)
+        sub = _query_subaccount(request)
         ticker = request.query.get("ticker")
         order_id = request.query.get("order_id")
         lo, hi = _query_int(request, "min_ts"), _query_int(request, "max_ts")
         fills = [
             f
-            for f in reversed(self.venue.engine.fills_of(call.user_id))
+            for f in reversed(self.venue.engine.fills_of(call.user_id, sub))
             if (not ticker or f.ticker == ticker)
             and (not order_id or f.order_id == order_id)
             and _in_window(f.ts_ns, lo, hi)
@@ -964,14 +1018,15 @@ class RestApi:
         return _json({"fills": [ser.fill_json(f) for f in page], "cursor": cursor})
 
     async def settlements(self, request: web.Request, call: Call) -> web.Response:
-        """``GET /portfolio/settlements`` newest first."""
+        """``GET /portfolio/settlements`` newest first (``subaccount`` omitted: every one)."""
         limit, start = _page_args(request)
+        sub = _query_subaccount(request)
         ticker = request.query.get("ticker")
         event = request.query.get("event_ticker")
         lo, hi = _query_int(request, "min_ts"), _query_int(request, "max_ts")
         rows = [
             s
-            for s in reversed(self.venue.engine.settlements_of(call.user_id))
+            for s in reversed(self.venue.engine.settlements_of(call.user_id, sub))
             if (not ticker or s.ticker == ticker)
             and (not event or s.event_ticker == event)
             and _in_window(s.settled_ns, lo, hi)
@@ -980,13 +1035,15 @@ class RestApi:
         return _json({"settlements": [ser.settlement_json(s) for s in page], "cursor": cursor})
 
     async def order_groups(self, request: web.Request, call: Call) -> web.Response:
-        """``GET /portfolio/order_groups``."""
-        groups = self.venue.engine.order_groups_of(call.user_id)
+        """``GET /portfolio/order_groups`` (``subaccount`` omitted: every one)."""
+        groups = self.venue.engine.order_groups_of(call.user_id, _query_subaccount(request))
         return _json({"order_groups": [ser.order_group_json(g) for g in groups]})
 
     async def order_group_one(self, request: web.Request, call: Call) -> web.Response:
         """``GET /portfolio/order_groups/{order_group_id}``."""
-        group = self.venue.engine.order_group(call.user_id, request.match_info["order_group_id"])
+        group = self.venue.engine.order_group(
+            call.user_id, request.match_info["order_group_id"], _query_subaccount(request)
+        )
         row = ser.order_group_json(group)
         return _json(
             {
@@ -1030,8 +1087,11 @@ class RestApi:
             error = ser.error_body("invalid_order", "invalid order", "order_id: required")
             return ser.batch_cancel_item(str(order_id or ""), None, call.now_ns, error["error"])
         try:
-            done = self.venue.engine.cancel_order(call.user_id, order_id, call.now_ns)
-        except Rejection as e:
+            sub = _body_subaccount(_Fields(item, _bad_request)) if isinstance(item, dict) else 0
+            done = self.venue.engine.cancel_order(
+                call.user_id, order_id, call.now_ns, subaccount=sub
+            )
+        except (HttpError, Rejection) as e:
             error = ser.error_body(e.code, e.message, e.details)["error"]
             return ser.batch_cancel_item(order_id, None, call.now_ns, error)
         return ser.batch_cancel_item(order_id, done, call.now_ns, None)
@@ -1042,29 +1102,33 @@ class RestApi:
         return _json({"orders": [self._cancel_item(item, call) for item in items]})
 
     async def cancel_order(self, request: web.Request, call: Call) -> web.Response:
-        """``DELETE /portfolio/events/orders/{order_id}``."""
+        """``DELETE /portfolio/events/orders/{order_id}`` (``subaccount`` default 0)."""
         order, reduced = self.venue.engine.cancel_order(
-            call.user_id, request.match_info["order_id"], call.now_ns
+            call.user_id,
+            request.match_info["order_id"],
+            call.now_ns,
+            subaccount=_query_subaccount_or_primary(request),
         )
         return _json(ser.cancel_json(order, reduced, call.now_ns))
 
     async def cancel_all(self, request: web.Request, call: Call) -> web.Response:
-        """``DELETE /portfolio/events/orders``: cancel every resting order → 204."""
-        sub = _query_int(request, "subaccount")
-        if sub not in (None, 0):
-            return web.Response(status=204)
+        """``DELETE /portfolio/events/orders``: cancel every resting order of ``subaccount``
+        (omitted: of every subaccount) → 204."""
         engine = self.venue.engine
         resting = [
-            o.order_id for o in engine.orders_of(call.user_id) if o.status is OrderStatus.RESTING
+            o
+            for o in engine.orders_of(call.user_id, _query_subaccount(request))
+            if o.status is OrderStatus.RESTING
         ]
-        for order_id in resting:
+        for o in resting:
             with contextlib.suppress(Rejection):
-                engine.cancel_order(call.user_id, order_id, call.now_ns)
+                engine.cancel_order(call.user_id, o.order_id, call.now_ns, subaccount=o.subaccount)
         return web.Response(status=204)
 
     async def amend_order(self, request: web.Request, call: Call) -> web.Response:
-        """``POST /portfolio/events/orders/{order_id}/amend``."""
+        """``POST /portfolio/events/orders/{order_id}/amend`` (``subaccount`` query, default 0)."""
         order_id = request.match_info["order_id"]
+        sub = _query_subaccount_or_primary(request)
         f = _Fields(call.body, _invalid_order)
         ticker = f.text("ticker", required=True)
         side = f.choice("side", BookSide)
@@ -1075,7 +1139,7 @@ class RestApi:
         claimed = f.text("client_order_id")
         if (
             claimed is not None
-            and engine.get_order(call.user_id, order_id).client_order_id != claimed
+            and engine.get_order(call.user_id, order_id, sub).client_order_id != claimed
         ):
             raise HttpError(
                 400,
@@ -1092,12 +1156,14 @@ class RestApi:
             count=count,
             now_ns=call.now_ns,
             updated_client_order_id=f.text("updated_client_order_id"),
+            subaccount=sub,
         )
         return _json(ser.amend_json(result))
 
     async def decrease_order(self, request: web.Request, call: Call) -> web.Response:
         """``POST /portfolio/events/orders/{order_id}/decrease``: exactly one of
-        ``reduce_by`` / ``reduce_to``."""
+        ``reduce_by`` / ``reduce_to`` (``subaccount`` query, default 0)."""
+        sub = _query_subaccount_or_primary(request)
         f = _Fields(call.body, _invalid_order)
         reduce_by = f.count("reduce_by")
         reduce_to = f.count("reduce_to")
@@ -1109,39 +1175,88 @@ class RestApi:
             reduce_by=reduce_by,
             reduce_to=reduce_to,
             now_ns=call.now_ns,
+            subaccount=sub,
         )
         return _json(ser.decrease_json(order, call.now_ns))
 
     # ------------------------------------------------------------------ order groups
 
     async def group_create(self, request: web.Request, call: Call) -> web.Response:
-        """``POST /portfolio/order_groups/create`` → 201."""
-        _check_subaccount(_Fields(call.body, _bad_request))
+        """``POST /portfolio/order_groups/create`` (``subaccount`` default 0) → 201."""
+        sub = _body_subaccount(_Fields(call.body, _bad_request))
         limit = _contracts_limit(call.body)
-        group_id = self.venue.engine.create_order_group(call.user_id, limit, call.now_ns)
-        return _json({"order_group_id": group_id, "subaccount": 0, "exchange_index": 0}, 201)
+        group_id = self.venue.engine.create_order_group(
+            call.user_id, limit, call.now_ns, subaccount=sub
+        )
+        return _json({"order_group_id": group_id, "subaccount": sub, "exchange_index": 0}, 201)
 
     async def group_reset(self, request: web.Request, call: Call) -> web.Response:
         """``PUT /portfolio/order_groups/{id}/reset``."""
         gid = request.match_info["order_group_id"]
-        self.venue.engine.reset_order_group(call.user_id, gid, call.now_ns)
+        sub = _query_subaccount_or_primary(request)
+        self.venue.engine.reset_order_group(call.user_id, gid, call.now_ns, subaccount=sub)
         return _json({})
 
     async def group_trigger(self, request: web.Request, call: Call) -> web.Response:
         """``PUT /portfolio/order_groups/{id}/trigger``: cancel the group's orders, block it."""
         gid = request.match_info["order_group_id"]
-        self.venue.engine.trigger_order_group(call.user_id, gid, call.now_ns)
+        sub = _query_subaccount_or_primary(request)
+        self.venue.engine.trigger_order_group(call.user_id, gid, call.now_ns, subaccount=sub)
         return _json({})
 
     async def group_limit(self, request: web.Request, call: Call) -> web.Response:
         """``PUT /portfolio/order_groups/{id}/limit``."""
         gid = request.match_info["order_group_id"]
         limit = _contracts_limit(call.body)
-        self.venue.engine.set_order_group_limit(call.user_id, gid, limit, call.now_ns)
+        sub = _query_subaccount_or_primary(request)
+        self.venue.engine.set_order_group_limit(
+            call.user_id, gid, limit, call.now_ns, subaccount=sub
+        )
         return _json({})
 
     async def group_delete(self, request: web.Request, call: Call) -> web.Response:
         """``DELETE /portfolio/order_groups/{id}``: cancel the group's orders, remove it."""
         gid = request.match_info["order_group_id"]
-        self.venue.engine.delete_order_group(call.user_id, gid, call.now_ns)
+        sub = _query_subaccount_or_primary(request)
+        self.venue.engine.delete_order_group(call.user_id, gid, call.now_ns, subaccount=sub)
         return _json({})
+
+    # ------------------------------------------------------------------ subaccounts
+
+    async def subaccount_create(self, request: web.Request, call: Call) -> web.Response:
+        """``POST /portfolio/subaccounts`` → 201 ``{"subaccount_number": N}`` (1, 2, … 63)."""
+        _exchange_index(_Fields(call.body, _bad_request))
+        number = self.venue.engine.create_subaccount(call.user_id)
+        return _json({"subaccount_number": number}, 201)
+
+    async def subaccount_transfer(self, request: web.Request, call: Call) -> web.Response:
+        """``POST /portfolio/subaccounts/transfer``: ``amount_cents`` from ``from_subaccount``
+        to ``to_subaccount``; a ``client_transfer_id`` used before is a 409."""
+        f = _Fields(call.body, _bad_request)
+        transfer_id = f.text("client_transfer_id", required=True)
+        assert transfer_id is not None
+        source = _subaccount_number(_required_int(f, "from_subaccount"), "from_subaccount")
+        target = _subaccount_number(_required_int(f, "to_subaccount"), "to_subaccount")
+        cents = _required_int(f, "amount_cents")
+        _exchange_index(f)
+        assert source is not None and target is not None
+        self.venue.engine.transfer(
+            call.user_id, transfer_id, source, target, cents * _MONEY_PER_CENT, call.now_ns
+        )
+        return _json({})
+
+    async def subaccount_balances(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /portfolio/subaccounts/balances``: every subaccount's available balance."""
+        engine = self.venue.engine
+        rows = [
+            ser.subaccount_balance_json(n, engine.balance(call.user_id, n), call.now_ns)
+            for n in engine.subaccount_numbers(call.user_id)
+        ]
+        return _json({"subaccount_balances": rows})
+
+    async def subaccount_transfers(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /portfolio/subaccounts/transfers``, newest first."""
+        limit, start = _page_args(request)
+        rows = list(reversed(self.venue.engine.transfers_of(call.user_id)))
+        page, cursor = _page(rows, limit, start)
+        return _json({"transfers": [ser.transfer_json(t) for t in page], "cursor": cursor})

@@ -30,6 +30,7 @@ from kmm.sim.engine import (
     Settlement,
     SimFill,
     SimOrder,
+    SubaccountTransfer,
     TradePrint,
 )
 from kmm.types import (
@@ -66,7 +67,9 @@ __all__ = [
     "rfc3339",
     "series_json",
     "settlement_json",
+    "subaccount_balance_json",
     "trade_json",
+    "transfer_json",
 ]
 
 Json = dict[str, Any]
@@ -295,7 +298,7 @@ def order_json(order: SimOrder) -> Json:
         "self_trade_prevention_type": str(order.self_trade_prevention),
         "order_group_id": order.order_group_id,
         "cancel_order_on_pause": order.cancel_order_on_pause,
-        "subaccount_number": 0,
+        "subaccount_number": order.subaccount,
         "exchange_index": 0,
     }
 
@@ -319,7 +322,7 @@ def fill_json(fill: SimFill) -> Json:
         "is_taker": fill.is_taker,
         "created_time": rfc3339(fill.ts_ns),
         "fee_cost": format_dollars(fill.fee),
-        "subaccount_number": 0,
+        "subaccount_number": fill.subaccount,
         "exchange_index": 0,
         "ts": fill.ts_ns // _NS_PER_S,
     }
@@ -373,6 +376,28 @@ def balance_json(balance: Money, portfolio_value: Money, updated_ns: int) -> Jso
         "portfolio_value": portfolio_value // _MONEY_PER_CENT,
         "updated_ts": updated_ns // _NS_PER_S,
         "balance_breakdown": [{"exchange_index": 0, "balance": dollars}],
+    }
+
+
+def subaccount_balance_json(subaccount: int, balance: Money, updated_ns: int) -> Json:
+    """A ``SubaccountBalance`` (``GET /portfolio/subaccounts/balances``): a dollar string."""
+    return {
+        "subaccount_number": subaccount,
+        "exchange_index": 0,
+        "balance": format_dollars(balance),
+        "updated_ts": updated_ns // _NS_PER_S,
+    }
+
+
+def transfer_json(row: SubaccountTransfer) -> Json:
+    """A ``SubaccountTransfer`` (``GET /portfolio/subaccounts/transfers``), in cents."""
+    return {
+        "transfer_id": row.transfer_id,
+        "from_subaccount": row.from_subaccount,
+        "to_subaccount": row.to_subaccount,
+        "amount_cents": row.amount // _MONEY_PER_CENT,
+        "created_ts": row.created_ns // _NS_PER_S,
+        "exchange_index": 0,
     }
 
 

@@ -28,7 +28,8 @@ from aiohttp import web
 
 from kmm.clock import Clock, LiveClock, ManualClock
 from kmm.kalshi.constants import API_PREFIX, WS_PATH
-from kmm.sim.engine import EngineEvent, MatchingEngine
+from kmm.sim._accounts import MAX_SUBACCOUNT
+from kmm.sim.engine import EngineEvent, MatchingEngine, Rejection
 from kmm.sim.faults import FaultPlan, parse_spec
 from kmm.sim.flow import BackgroundFlow, LifecycleDriver
 from kmm.sim.keys import KeyStore
@@ -201,6 +202,33 @@ class SimServer:
         record = self.keys.register_key(user_id)
         self._open_account(user_id, balance)
         return record.key_id, record.private_key_path
+
+    def fund_subaccount(self, subaccount: int, amount: Money, user_id: str | None = None) -> None:
+        """Creates the user's subaccounts up to ``subaccount`` and moves ``amount`` into it.
+
+        An admin hook for tests and the in-process sim of ``kmm run`` (over REST it is
+        ``POST /portfolio/subaccounts`` then ``POST /portfolio/subaccounts/transfer``): the
+        cash comes from the primary account, so the user's total is unchanged.
+
+        Args:
+            subaccount: The numbered subaccount (1–63) to fund.
+            amount: Cash to move from the primary account, in $0.000001.
+            user_id: The account (default: the demo key's).
+
+        Raises:
+            Rejection: if the primary account cannot pay ``amount`` or ``subaccount`` is
+                not 1–63.
+        """
+        engine = self.venue.engine
+        user = user_id or self.user_id
+        if not 1 <= subaccount <= MAX_SUBACCOUNT:
+            raise Rejection(400, "invalid_parameters", f"subaccount {subaccount}: not 1-63")
+        while engine.subaccount_numbers(user)[-1] < subaccount:
+            engine.create_subaccount(user)
+        done = len(engine.transfers_of(user))
+        engine.transfer(
+            user, f"sim-fund-{done + 1}", 0, subaccount, amount, self.venue.clock.now_ns()
+        )
 
     @property
     def hub(self) -> WsHub:

@@ -223,7 +223,7 @@ class WsHub:
         self._sent_tickers: dict[str, frames.TickerState] = {}
         self._dollar_volume: dict[str, Money] = {}
         self._last_trade_size: dict[str, Qty] = {}
-        self._user_volume: dict[tuple[str, str], Qty] = {}
+        self._user_volume: dict[tuple[str, int, str], Qty] = {}
         self._market_ids: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -535,7 +535,7 @@ class WsHub:
 
     def _on_fill(self, ev: FillEvent) -> None:
         fill = ev.fill
-        key = (fill.user_id, fill.ticker)
+        key = (fill.user_id, fill.subaccount, fill.ticker)
         self._user_volume[key] = self._user_volume.get(key, 0) + fill.count
         self._fan_out("fill", fill.ticker, fill.user_id, lambda: frames.fill(fill))
 
@@ -544,7 +544,7 @@ class WsHub:
         self._fan_out("user_orders", order.ticker, order.user_id, lambda: frames.user_order(order))
 
     def _on_position(self, ev: PositionUpdate) -> None:
-        volume = self._user_volume.get((ev.user_id, ev.ticker), 0)
+        volume = self._user_volume.get((ev.user_id, ev.subaccount, ev.ticker), 0)
         self._fan_out(
             "market_positions", ev.ticker, ev.user_id, lambda: frames.market_position(ev, volume)
         )
