@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 Kalshi meters every authenticated request with two independent token buckets, Read and Write
-(KALSHI.md §5.1). A bucket refills continuously at ``refill_per_s`` tokens per second up to
-``capacity``; a request is served only if its whole cost is in the bucket when it *arrives*
-(creates and amends cost 10, cancels 2, a batch is billed per item and must fit whole).
+(https://docs.kalshi.com/getting_started/rate_limits). A bucket refills continuously at
+``refill_per_s`` tokens per second up to ``capacity``; a request is served only if its whole
+cost is in the bucket when it *arrives* (creates and amends cost 10, cancels 2, a batch is
+billed per item and must fit whole).
 :class:`TokenBucket` is our model of one bucket, exact in integers: the level is kept in
 *token-nanoseconds* (one token is ``10**9`` units), so refilling ``dt`` nanoseconds adds
 exactly ``refill_per_s * dt`` units and no fraction of a token is ever rounded away. Time is
@@ -27,9 +28,12 @@ things make the venue's view differ from ours:
   we checked, with no more refill than the venue's (see ``tests/unit/test_token_bucket.py``,
   the property test against the local exchange's limiter). The price: a request's latency is
   refill we do not spend, ``refill_per_s × latency`` tokens, e.g. 0.1 token for 1 ms at 100/s.
-* **Start state.** The venue's bucket is full only if the key was idle for a bucket's worth
-  of time; a bucket starts full here (Kalshi's idle key), so writes sent outside this model
-  before it exists must be charged to it (``tokens=``).
+* **Start state and other writers.** A bucket starts full, as the venue's is for a key that
+  was idle for ``capacity / refill_per_s`` seconds, so it must exist before the first write
+  and every write must pay from it: the engine builds it when it reads the limits and sends
+  its own writes (start-up and reconcile cancels, order groups) through it too. Another
+  client on the same key is invisible to it; its 429s drain the model (below).
+
 :class:`WriteScheduler` decides which queued writes may go out now. Cancels reduce risk, so
 they are admitted first, in FIFO order, while the Write bucket can pay for them; places are
 admitted after them, in FIFO order, and only when no cancel is waiting. A place carries a
