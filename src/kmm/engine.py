@@ -930,7 +930,7 @@ class LiveEngine:
         left: list[str] = []
         per_batch = 20
         if self._write_bucket is not None:
-            per_batch = min(per_batch, self._write_bucket.capacity // CANCEL_COST)
+            per_batch = max(1, min(per_batch, self._write_bucket.capacity // CANCEL_COST))
         for start in range(0, len(ids), per_batch):
             chunk = ids[start : start + per_batch]
             try:
