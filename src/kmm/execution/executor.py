@@ -413,8 +413,8 @@ class Executor:
 
     def _start_create(self, req: WriteRequest) -> None:
         pending = self.rest.create_order(self._order_request(req))
+        self._spawn(self._create(req, pending), req.cost)  # on the wire: its tokens are held
         self._emit("sent", req)
-        self._spawn(self._create(req, pending), req.cost)
 
     async def _create(self, req: WriteRequest, pending: Awaitable[CreateAck]) -> None:
         try:
@@ -440,8 +440,8 @@ class Executor:
         pending = self.rest.amend_order(
             order.order_id, ticker=req.ticker, side=amend.side, price=amend.price, count=req.count
         )
-        self._emit("sent", req, "amend")
         self._spawn(self._amend(req, amend, pending), req.cost)
+        self._emit("sent", req, "amend")
 
     async def _amend(self, req: WriteRequest, amend: Amend, pending: Awaitable[CreateAck]) -> None:
         try:
