@@ -228,7 +228,10 @@ def _cmd_sim(config: KmmConfig, args: argparse.Namespace) -> int:
 
 
 async def _serve(server: SimServer, host: str, port: int) -> int:
-    await server.serve(host, port, _sim_ready)
+    try:
+        await server.serve(host, port, _sim_ready)
+    finally:
+        print(f"kmm sim: sent {server.rate_limit_summary()}", flush=True)
     return EXIT_OK
 
 

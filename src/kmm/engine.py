@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
@@ -48,6 +49,7 @@ from kmm.execution.orders import ClientOrderIds, OrderState, OrderTracker
 from kmm.execution.token_bucket import TokenBucket, WriteScheduler
 from kmm.fees import maker_fee_rate, parse_multiplier
 from kmm.kalshi.auth import Signer
+from kmm.kalshi.constants import CANCEL_COST, DEFAULT_COST
 from kmm.kalshi.lane import OrderLane
 from kmm.kalshi.rest import (
     CLOSED_CODES,
@@ -125,6 +127,9 @@ _START_CANCEL_ROUNDS: Final = 3
 _SHUTDOWN_READ_S: Final = 10.0
 """How long shutdown waits for the fills read back after the final cancels."""
 _CLOSED_EVENTS: Final = frozenset({"determined", "settled", "closed"})
+_PAID_WRITE_POLL_S: Final = 0.01
+"""How often a write outside the executor looks again while tokens are held in flight."""
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -197,6 +202,7 @@ class LiveEngine:
         self.halted: str | None = None
         self._drain_scheduled = False
         self._exec: Executor | None = None
+        self._write_bucket: TokenBucket | None = None
         self._ws: KalshiWs | None = None
         self._rest: KalshiRest | None = None
         self._started_ns = start_ns
@@ -324,6 +330,10 @@ class LiveEngine:
         status = await rest.exchange_status()
         balance = await rest.balance()
         limits = await rest.account_limits()
+        # Built before the first write: the start-up cancels and the order group pay from it
+        self._write_bucket = TokenBucket(
+            limits.write_capacity, limits.write_refill_per_s, self.clock.now_ns()
+        )
         markets = await self._select_markets()
         if not markets:
             raise KmmError("no open market matches the markets section of the config")
@@ -482,7 +492,7 @@ class LiveEngine:
         limit = self.config.risk.order_group_limit
         if limit is None:
             return None
-        group_id = await self.rest.create_order_group(limit)
+        group_id = await self._paid_write(DEFAULT_COST, lambda: self.rest.create_order_group(limit))
         self._say(
             f"  order group {group_id}: venue cancels all if {format_count(limit)} "
             "contracts match within 15 s"
@@ -492,8 +502,9 @@ class LiveEngine:
 
     def _build_executor(self, limits: AccountLimits, group_id: str | None = None) -> None:
         execution = self.config.execution
-        now = self.clock.now_ns()
-        bucket = TokenBucket(limits.write_capacity, limits.write_refill_per_s, now)
+        bucket = self._write_bucket or TokenBucket(
+            limits.write_capacity, limits.write_refill_per_s, self.clock.now_ns()
+        )
         settings = ExecSettings(
             diff=diff_params(execution),
             freshness_ns=execution.target_freshness_ns,
@@ -1146,10 +1157,15 @@ class LiveEngine:
     async def _cancel_venue_orders(self, orders: Sequence[VenueOrder]) -> list[str]:
         ids = [o.order_id for o in orders]
         left: list[str] = []
-        for start in range(0, len(ids), 20):
-            chunk = ids[start : start + 20]
+        per_batch = 20
+        if self._write_bucket is not None:
+            per_batch = max(1, min(per_batch, self._write_bucket.capacity // CANCEL_COST))
+        for start in range(0, len(ids), per_batch):
+            chunk = ids[start : start + per_batch]
             try:
-                items = await self.rest.batch_cancel(chunk)
+                items = await self._paid_write(
+                    CANCEL_COST * len(chunk), functools.partial(self.rest.batch_cancel, chunk)
+                )
             except VenueError as e:
                 self._say(f"batch cancel failed: {e}")
                 left += chunk
@@ -1165,12 +1181,28 @@ class LiveEngine:
     async def _shutdown(self) -> None:
         if self._group_id is not None and self._rest is not None:
             with contextlib.suppress(VenueError):
-                await self._rest.delete_order_group(self._group_id)
+                rest, group_id = self._rest, self._group_id
+                await self._paid_write(DEFAULT_COST, lambda: rest.delete_order_group(group_id))
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         if self._exec is not None:
             self.report.orders_sent = self._exec.counters.sent
+
+    async def _paid_write(self, cost: int, write: Callable[[], Awaitable[T]]) -> T:
+        """A write sent outside the executor, paid from the same Write bucket model: waits
+        until ``cost`` tokens are free, holds them while the write is in flight, and books
+        them when it ends (the venue must never see writes our bucket does not know of)."""
+        bucket = self._write_bucket
+        if bucket is None:
+            return await write()
+        while not bucket.try_take(cost, self.clock.now_ns()):
+            wait = bucket.wait_ns(cost, self.clock.now_ns())
+            await asyncio.sleep(_PAID_WRITE_POLL_S if wait is None else wait / 1e9)
+        try:
+            return await write()
+        finally:
+            bucket.settle(cost, self.clock.now_ns())
 
     def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -69,6 +69,7 @@ async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str
             yield server.rest_url, server.ws_url, signer
         finally:
             await server.stop()
+            print(f"kmm: local exchange sent {server.rate_limit_summary()}", file=out)
         return
     yield venue.rest_base(), venue.ws_base(), _signer(config)
 

@@ -39,8 +39,12 @@ def test_kmm_sim_prints_its_url_and_key_serves_kalshi_rest_and_stops_on_sigterm(
         assert len(markets) == 3
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        out, _ = process.communicate(timeout=30)
     assert process.returncode == 0
+    # the count of 429s it sent, last (the unsigned market read is not metered)
+    assert out.strip().splitlines()[-1] == (
+        "kmm sim: sent 0 429s (write bucket 0, read bucket 0, injected 0) of 0 metered requests"
+    )
 
 
 @pytest.mark.parametrize(

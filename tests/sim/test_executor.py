@@ -189,3 +189,20 @@ async def test_a_burst_of_429s_never_stops_a_cancel(rig: Rig) -> None:
 
     assert await rig.resting() == []
     assert rig.executor.counters.rate_limited >= 1
+
+
+async def test_every_write_books_its_tokens_when_answered_and_holds_none_after(rig: Rig) -> None:
+    bid, ask = _far_prices(rig)
+    bucket = rig.executor.scheduler.bucket
+
+    rig.executor.submit({rig.ticker: _quote(rig, bid, ask)})
+    held = bucket.in_flight  # the two creates are on the wire, unanswered
+    await rig.settle()
+    rig.executor.submit({rig.ticker: _quote(rig, bid - 200, ask)})
+    await rig.settle()
+    rig.executor.submit({rig.ticker: _quote(rig, None, None)})
+    await rig.settle()
+
+    assert held == 2 * 10
+    assert bucket.in_flight == 0
+    assert await rig.resting() == []

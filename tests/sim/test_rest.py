@@ -1038,6 +1038,8 @@ async def test_the_write_bucket_answers_429_when_empty_and_refills(
     assert answers[-1][1] == {"error": "too many requests"}
     assert read_status == 200
     assert after_status == 201
+    assert sim.rest.limiter.stats.refused_write == 1
+    assert sim.rate_limit_summary().startswith("1 429s (write bucket 1, read bucket 0, injected 0)")
 
 
 @BASIC
@@ -1102,7 +1104,8 @@ async def test_rate_limits_are_per_account(
     sim: SimServer, client: SignedClient, http: aiohttp.ClientSession
 ) -> None:
     other = await new_user(sim, http, "other")
-    sim.rest.buckets(sim.user_id).read.drain(sim.venue.clock.monotonic_ns())
+    now = sim.venue.clock.monotonic_ns()
+    sim.rest.limiter.bucket(sim.user_id, "read", now).empty(now)
 
     mine, theirs = await client.get("/portfolio/balance"), await other.get("/portfolio/balance")
 

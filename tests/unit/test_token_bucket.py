@@ -15,7 +15,9 @@ from kmm.execution.token_bucket import (
     amend_cost,
     cancel_cost,
     create_cost,
+    split_by_cost,
 )
+from kmm.sim._limits import BucketLimits, VenueBucket
 
 SECOND = 1_000_000_000
 T0 = 1_000 * SECOND
@@ -311,6 +313,124 @@ def test_the_scheduler_never_overspends_reorders_or_sends_late(
     assert sent["cancel"] == submitted["cancel"][: len(sent["cancel"])]
     order = {name: i for i, name in enumerate(submitted["place"])}
     assert [order[n] for n in sent["place"]] == sorted(order[n] for n in sent["place"])
+
+
+# ----------------------------------------------------------------- against the venue's limiter
+#
+# The local exchange's limiter (kmm.sim._limits) is written from Kalshi's documentation, not from
+# this module. Whatever our bucket admits, the venue must serve, under any schedule: requests
+# arrive some time after we send them (delays vary, so arrival order may differ from send
+# order) and are answered some time after they arrive.
+
+
+def test_a_reservation_is_booked_when_its_answer_arrives() -> None:
+    bucket = TokenBucket(capacity=100, refill_per_s=100, now_ns=T0)
+    assert bucket.try_take(100, T0)
+    assert (bucket.available(T0 + SECOND), bucket.in_flight) == (0, 100)
+
+    bucket.settle(100, T0 + SECOND)  # the venue may have charged it just before answering
+
+    assert bucket.available(T0 + SECOND) == 0
+    assert bucket.available(T0 + SECOND + SECOND // 10) == 10
+
+
+def test_a_late_burst_then_a_prompt_request_is_never_refused() -> None:
+    # Ten creates sent at T0 reach the venue 5 ms late and are answered at once; at 100/s the
+    # eleventh is affordable 100 ms after the burst *arrived*, not 100 ms after it was sent
+    bucket = TokenBucket(capacity=100, refill_per_s=100, now_ns=T0)
+    venue = VenueBucket(BucketLimits(100, 100), T0)
+    late = T0 + 5_000_000
+    assert all(bucket.try_take(10, T0) for _ in range(10))
+    assert all(venue.allow(10, late) for _ in range(10))
+    for _ in range(10):
+        bucket.settle(10, late)
+
+    assert not bucket.try_take(10, T0 + SECOND // 10)
+    assert bucket.wait_ns(10, T0 + SECOND // 10) == 5_000_000
+    assert not venue.allow(10, T0 + SECOND // 10)  # what sending it then would have drawn
+    assert bucket.try_take(10, late + SECOND // 10)
+    assert venue.allow(10, late + SECOND // 10)
+
+
+def test_a_release_returns_the_reservation_of_a_request_never_sent() -> None:
+    bucket = TokenBucket(capacity=100, refill_per_s=100, now_ns=T0)
+    assert bucket.try_take(30, T0)
+
+    bucket.release(30)
+
+    assert (bucket.available(T0), bucket.in_flight) == (100, 0)
+
+
+def test_settling_more_than_is_in_flight_is_a_bug_named() -> None:
+    bucket = TokenBucket(capacity=100, refill_per_s=100, now_ns=T0)
+    assert bucket.try_take(10, T0)
+
+    with pytest.raises(ValueError, match="cannot settle 12 tokens"):
+        bucket.settle(12, T0)
+
+
+def test_only_an_answer_can_free_what_is_held_in_flight() -> None:
+    bucket = TokenBucket(capacity=100, refill_per_s=100, now_ns=T0)
+    scheduler: WriteScheduler[Req] = WriteScheduler(bucket)
+    assert bucket.try_take(95, T0)
+    scheduler.submit_cancel(Req("cancel", 10))
+
+    assert bucket.wait_ns(10, T0 + 10 * SECOND) is None
+    assert scheduler.next_wake_ns(T0 + 10 * SECOND) is None
+    bucket.settle(95, T0 + 10 * SECOND)
+    assert scheduler.next_wake_ns(T0 + 10 * SECOND) == T0 + 10 * SECOND + SECOND // 20
+
+
+def test_batches_are_split_to_fit_the_capacity() -> None:
+    batches = split_by_cost(list(range(120)), cancel_cost(), 100)
+
+    assert [len(b) for b in batches] == [50, 50, 20]
+    assert [i for b in batches for i in b] == list(range(120))
+    assert [len(b) for b in split_by_cost(list(range(16)), create_cost(), 100)] == [10, 6]
+    with pytest.raises(ValueError, match="cannot fit"):
+        split_by_cost([1], 200, 100)
+
+
+_SCHEDULE = st.lists(
+    st.tuples(
+        st.integers(0, 60_000_000),  # ns until the client next tries to send
+        st.sampled_from([2, 10, 20, 50, 100]),  # cost: cancel, create, batches
+        st.integers(0, 40_000_000),  # send → arrival
+        st.integers(0, 20_000_000),  # arrival → answer
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limits=st.sampled_from([(100, 100), (200, 400), (1000, 2000), (7, 20)]),
+    venue_head_start=st.integers(0, 3 * SECOND),
+    schedule=_SCHEDULE,
+)
+def test_the_venue_serves_everything_our_bucket_admits(
+    limits: tuple[int, int], venue_head_start: int, schedule: list[tuple[int, int, int, int]]
+) -> None:
+    rate, capacity = limits
+    bucket = TokenBucket(capacity=capacity, refill_per_s=rate, now_ns=T0)
+    answers: list[tuple[int, int]] = []  # (answer time, cost), answered in time order
+    arrivals: list[tuple[int, int, int]] = []  # (arrival time, send order, cost)
+    now = T0
+    for gap, cost, to_arrival, to_answer in schedule:
+        now += gap
+        answers.sort()
+        while answers and answers[0][0] <= now:
+            at, paid = answers.pop(0)
+            bucket.settle(paid, at)
+        if cost <= capacity and bucket.try_take(cost, now):
+            arrivals.append((now + to_arrival, len(arrivals), cost))
+            answers.append((now + to_arrival + to_answer, cost))
+    venue = VenueBucket(BucketLimits(rate, capacity), T0 - venue_head_start)
+
+    refused = [a for a in sorted(arrivals) if not venue.allow(a[2], a[0])]
+
+    assert refused == []
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -14,10 +14,14 @@ it) and a set of *dirty* markets whose orders must be compared with their target
 2. Admit what the Write bucket can pay for: cancels first, always; places only while no cancel
    waits and only before their deadline (a place that waited past its quote's freshness is
    dropped, and its order is marked rejected: it was never sent).
-3. Start the admitted requests in the same call (several cancels go as one batch cancel):
-   each write is handed to :meth:`~kmm.kalshi.rest.KalshiRest.write`, which on the order
-   lane has it on the wire before returning; a task per request only awaits the answer.
-   Then sleep until a new target, a reply, or the scheduler's next wake-up.
+3. Start the admitted requests in the same call (several cancels go as one batch cancel, cut
+   into batches the bucket's capacity can pay for): each write is handed to
+   :meth:`~kmm.kalshi.rest.KalshiRest.write`, which on the order lane has it on the wire
+   before returning; a task per request only awaits the answer. The bucket holds each
+   request's tokens as *in flight* until its task ends, when they are settled at that time
+   (the venue charged them at the latest then); tokens of an admitted request that was not
+   started are released. Then sleep until a new target, a reply, or the scheduler's next
+   wake-up.
 
 Replies update the tracker and mark their market dirty, so a rejected place is retried from
 the newest target. Writes are never retried blindly: a timeout, 5xx or disconnect makes the
@@ -48,6 +52,7 @@ from kmm.execution.token_bucket import (
     amend_cost,
     cancel_cost,
     create_cost,
+    split_by_cost,
 )
 from kmm.kalshi.rest import BatchItem, CreateAck, KalshiRest, OrderRequest, VenueOrder
 from kmm.types import BookSide, OrderIntent, Price, Qty, Quote
@@ -186,6 +191,7 @@ class Executor:
         self._deferred: set[str] = set()
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._started_cost = 0
         self._backoff = Backoff()
         self._places_paused_until = 0
         self._holds = RefusalCooldown()
@@ -356,11 +362,13 @@ class Executor:
         admitted = self.scheduler.admit(now)
         for req in admitted.dropped:
             self._drop(req, now)
+        self._started_cost = 0
         cancels = [r for r in admitted.send if r.kind == "cancel"]
         if cancels:
             # Always the batch endpoint: the same 2 tokens per order, and a fixed path whose
             # signature is prepared ahead (an order id in the path cannot be)
-            self._start_batch_cancel(cancels)
+            for batch in split_by_cost(cancels, cancel_cost(), self.scheduler.bucket.capacity):
+                self._start_batch_cancel(batch)
         for req in admitted.send:
             try:
                 if req.kind == "create":
@@ -369,14 +377,21 @@ class Executor:
                     self._start_amend(req)
             except Exception as e:  # a bug building one request must not stop the others
                 log.error("executor could not start %s %s: %r", req.kind, req.client_order_id, e)
+        unsent = sum(r.cost for r in admitted.send) - self._started_cost
+        if unsent:
+            self.scheduler.bucket.release(unsent)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], cost: int = 0) -> None:
+        """Runs one request's task; ``cost`` is the Write tokens it holds until it ends."""
         task = asyncio.ensure_future(coro)
         self._inflight.add(task)
         self.counters.sent += 1
-        task.add_done_callback(self._done)
+        self._started_cost += cost
+        task.add_done_callback(self._done if not cost else lambda t: self._done(t, cost))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], cost: int = 0) -> None:
+        if cost:
+            self.scheduler.bucket.settle(cost, self.clock.now_ns())
         self._inflight.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("executor request failed: %r", task.exception())
@@ -430,8 +445,8 @@ class Executor:
 
     def _start_create(self, req: WriteRequest) -> None:
         pending = self.rest.create_order(self._order_request(req))
+        self._spawn(self._create(req, pending), req.cost)  # on the wire: its tokens are held
         self._emit("sent", req)
-        self._spawn(self._create(req, pending))
 
     async def _create(self, req: WriteRequest, pending: Awaitable[CreateAck]) -> None:
         try:
@@ -459,8 +474,8 @@ class Executor:
         pending = self.rest.amend_order(
             order.order_id, ticker=req.ticker, side=amend.side, price=amend.price, count=req.count
         )
+        self._spawn(self._amend(req, amend, pending), req.cost)
         self._emit("sent", req, "amend")
-        self._spawn(self._amend(req, amend, pending))
 
     async def _amend(self, req: WriteRequest, amend: Amend, pending: Awaitable[CreateAck]) -> None:
         try:
@@ -485,7 +500,8 @@ class Executor:
                 ids.append(order.order_id)
                 by_id[order.order_id] = req
         if ids:
-            self._spawn(self._batch_cancel(ids, by_id, self.rest.batch_cancel(ids)))
+            pending = self.rest.batch_cancel(ids)
+            self._spawn(self._batch_cancel(ids, by_id, pending), cancel_cost(len(ids)))
 
     async def _batch_cancel(
         self,

@@ -3,12 +3,36 @@
 Theory of operation
 -------------------
 Kalshi meters every authenticated request with two independent token buckets, Read and Write
-(KALSHI.md §5.1). A bucket refills continuously at ``refill_per_s`` tokens per second up to
-``capacity``; a request is served only if its whole cost is in the bucket when it arrives
-(creates and amends cost 10, cancels 2, a batch is billed per item). :class:`TokenBucket`
-models one bucket exactly: the level is kept in *token-nanoseconds* (one token is
-``10**9`` units), so refilling ``dt`` nanoseconds adds exactly ``refill_per_s * dt`` units and
-no fraction of a token is ever rounded away. Time is always passed in.
+(https://docs.kalshi.com/getting_started/rate_limits). A bucket refills continuously at
+``refill_per_s`` tokens per second up to ``capacity``; a request is served only if its whole
+cost is in the bucket when it *arrives* (creates and amends cost 10, cancels 2, a batch is
+billed per item and must fit whole).
+:class:`TokenBucket` is our model of one bucket, exact in integers: the level is kept in
+*token-nanoseconds* (one token is ``10**9`` units), so refilling ``dt`` nanoseconds adds
+exactly ``refill_per_s * dt`` units and no fraction of a token is ever rounded away. Time is
+always passed in.
+
+The model must never let through a request the venue refuses, under every schedule. Two
+things make the venue's view differ from ours:
+
+* **Arrival, not send.** The venue charges a request when it arrives, some unknown time after
+  we sent it; a constant delay changes nothing, but *varying* delays do: a burst that arrives
+  late followed by a request that arrives promptly gives the venue less refill between them
+  than we saw. So a request is charged in two steps: :meth:`TokenBucket.try_take` reserves its
+  cost when it is sent (it counts as spent from that moment on), and
+  :meth:`TokenBucket.settle` books it when its answer comes back (or it fails). Until then its
+  cost stays reserved *and* the refill it would have earned since its arrival is not credited:
+  the model charges every request at the latest moment it can have arrived (its answer, or
+  now while it is in flight) and the new one at the earliest (now). Whatever the delays and
+  the order of arrival, every window of arrivals the venue checks is then covered by a window
+  we checked, with no more refill than the venue's (see ``tests/unit/test_token_bucket.py``,
+  the property test against the local exchange's limiter). The price: a request's latency is
+  refill we do not spend, ``refill_per_s × latency`` tokens, e.g. 0.1 token for 1 ms at 100/s.
+* **Start state and other writers.** A bucket starts full, as the venue's is for a key that
+  was idle for ``capacity / refill_per_s`` seconds, so it must exist before the first write
+  and every write must pay from it: the engine builds it when it reads the limits and sends
+  its own writes (start-up and reconcile cancels, order groups) through it too. Another
+  client on the same key is invisible to it; its 429s drain the model (below).
 
 :class:`WriteScheduler` decides which queued writes may go out now. Cancels reduce risk, so
 they are admitted first, in FIFO order, while the Write bucket can pay for them; places are
@@ -18,15 +42,18 @@ dropped, never sent late. The async shell calls :meth:`WriteScheduler.admit` whe
 submits something or wakes at :meth:`WriteScheduler.next_wake_ns`.
 
 A 429 means the venue's bucket is empty even if ours is not (another client on the same key,
-clock drift). The shell then calls :meth:`TokenBucket.drain` so our model agrees with the
-venue, and waits :meth:`Backoff.next_delay_s` before retrying.
+a start after a busy run). The shell then calls :meth:`TokenBucket.drain` so our model agrees
+with the venue, and waits :meth:`Backoff.next_delay_s` before retrying.
+
+A batch larger than the bucket could ever pay for is always refused by the venue;
+:func:`split_by_cost` cuts a list of batch items into batches that each fit.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
@@ -47,6 +74,7 @@ __all__ = [
     "amend_cost",
     "cancel_cost",
     "create_cost",
+    "split_by_cost",
 ]
 
 _UNITS_PER_TOKEN: Final = 1_000_000_000
@@ -76,7 +104,10 @@ def amend_cost() -> int:
 
 
 class TokenBucket:
-    """One of Kalshi's token buckets, exact in integers.
+    """Our model of one of Kalshi's token buckets, exact in integers and never more generous.
+
+    A request's cost is reserved when it is sent (:meth:`try_take`) and booked when its
+    answer arrives (:meth:`settle`); see the module docstring for why.
 
     Args:
         capacity: The most tokens the bucket holds.
@@ -89,7 +120,15 @@ class TokenBucket:
             outside ``[0, capacity]``.
     """
 
-    __slots__ = ("_cap_units", "_last_ns", "_level", "_rate", "capacity", "refill_per_s")
+    __slots__ = (
+        "_cap_units",
+        "_inflight",
+        "_last_ns",
+        "_level",
+        "_rate",
+        "capacity",
+        "refill_per_s",
+    )
 
     def __init__(
         self, capacity: int, refill_per_s: int, now_ns: int, *, tokens: int | None = None
@@ -107,6 +146,9 @@ class TokenBucket:
         self._rate = refill_per_s
         self._cap_units = capacity * _UNITS_PER_TOKEN
         self._level = start * _UNITS_PER_TOKEN
+        """Booked level: every request answered so far charged when its answer came."""
+        self._inflight = 0
+        """Units reserved by requests sent and not answered yet."""
         self._last_ns = now_ns
 
     def _refill(self, now_ns: int) -> int:
@@ -121,14 +163,23 @@ class TokenBucket:
         return level
 
     def available(self, now_ns: int) -> int:
-        """Whole tokens in the bucket at ``now_ns``."""
-        return self._refill(now_ns) // _UNITS_PER_TOKEN
+        """Whole tokens free at ``now_ns``: the booked level less what is in flight."""
+        return max(0, (self._refill(now_ns) - self._inflight) // _UNITS_PER_TOKEN)
+
+    @property
+    def in_flight(self) -> int:
+        """Tokens reserved by requests sent and not yet settled."""
+        return self._inflight // _UNITS_PER_TOKEN
 
     def try_take(self, cost: int, now_ns: int) -> bool:
-        """Takes ``cost`` tokens if the bucket holds them now.
+        """Reserves ``cost`` tokens for a request sent now, if the bucket has them free.
+
+        Every ``True`` must be followed by one :meth:`settle` (the answer came, or the
+        request failed) or :meth:`release` (it was never sent) of the same cost.
 
         Returns:
-            True if the tokens were taken (send the request), False if not (nothing changes).
+            True if the tokens were reserved (send the request), False if not (nothing
+            changes).
 
         Raises:
             ValueError: if ``cost`` is negative or more than the bucket can ever hold.
@@ -142,26 +193,59 @@ class TokenBucket:
             self._level = level
             self._last_ns = now_ns
         need = cost * _UNITS_PER_TOKEN
-        if 0 <= need <= level:
-            self._level = level - need
+        if 0 <= need <= level - self._inflight:
+            self._inflight += need
             return True
         self.check_cost(cost)
         return False
 
-    def wait_ns(self, cost: int, now_ns: int) -> int:
-        """Nanoseconds until ``cost`` tokens are available; 0 if they are available now.
+    def settle(self, cost: int, now_ns: int) -> None:
+        """Books a reserved request at ``now_ns``, when its answer arrived (or it failed).
+
+        The venue charged it at the latest then, so the model charges it then: the refill
+        between its send and now is not credited for it. The free level does not change.
+
+        Raises:
+            ValueError: if more than is in flight would be settled.
+        """
+        need = self._unreserve(cost)
+        self._level = self._refill(now_ns) - need
+
+    def release(self, cost: int) -> None:
+        """Returns a reservation whose request was never sent.
+
+        Raises:
+            ValueError: if more than is in flight would be released.
+        """
+        self._unreserve(cost)
+
+    def _unreserve(self, cost: int) -> int:
+        need = cost * _UNITS_PER_TOKEN
+        if not 0 <= need <= self._inflight:
+            raise ValueError(
+                f"cannot settle {cost} tokens: {self._inflight / _UNITS_PER_TOKEN:.3f} in flight"
+            )
+        self._inflight -= need
+        return need
+
+    def wait_ns(self, cost: int, now_ns: int) -> int | None:
+        """Nanoseconds until ``cost`` tokens are free if nothing settles; 0 if they are free
+        now; ``None`` if only an answer to a request in flight can free them.
 
         Raises:
             ValueError: if ``cost`` is negative or more than the bucket can ever hold.
         """
         self.check_cost(cost)
-        missing = cost * _UNITS_PER_TOKEN - self._refill(now_ns)
+        need = cost * _UNITS_PER_TOKEN + self._inflight
+        if need > self._cap_units:
+            return None
+        missing = need - self._refill(now_ns)
         if missing <= 0:
             return 0
         return -(-missing // self._rate)
 
     def drain(self, now_ns: int) -> None:
-        """Empties the bucket, as the venue's 429 says it is."""
+        """Empties the bucket, as the venue's 429 says it is (reservations stay)."""
         self._refill(now_ns)
         self._level = 0
 
@@ -182,8 +266,27 @@ class TokenBucket:
     def __repr__(self) -> str:
         return (
             f"TokenBucket(capacity={self.capacity}, refill_per_s={self.refill_per_s}, "
-            f"level={self._level / _UNITS_PER_TOKEN:.3f})"
+            f"level={self._level / _UNITS_PER_TOKEN:.3f}, "
+            f"in_flight={self._inflight / _UNITS_PER_TOKEN:.3f})"
         )
+
+
+def split_by_cost(items: Sequence[T], unit_cost: int, capacity: int) -> list[list[T]]:
+    """Cuts batch items into consecutive batches that each cost at most ``capacity``.
+
+    Args:
+        items: The items, in order.
+        unit_cost: What each item costs (a batch is billed per item).
+        capacity: The bucket's capacity: a dearer batch is always refused.
+
+    Raises:
+        ValueError: if a single item costs more than ``capacity`` or ``unit_cost`` is not
+            positive.
+    """
+    if unit_cost <= 0 or unit_cost > capacity:
+        raise ValueError(f"an item costing {unit_cost} tokens cannot fit capacity {capacity}")
+    per_batch = capacity // unit_cost
+    return [list(items[i : i + per_batch]) for i in range(0, len(items), per_batch)]
 
 
 @dataclass(slots=True)
@@ -238,6 +341,7 @@ class Costed(Protocol):
 
 
 R = TypeVar("R", bound=Costed)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -349,16 +453,18 @@ class WriteScheduler(Generic[R]):
 
     def next_wake_ns(self, now_ns: int) -> int | None:
         """When :meth:`admit` could next do something: a request becomes affordable or a
-        place's deadline passes. ``None`` when nothing is queued; ``now_ns`` when now.
+        place's deadline passes. ``None`` when nothing is queued or only an answer to a
+        request in flight can free the tokens (wake on the answer); ``now_ns`` when now.
         """
         if self._cancels:
-            wake = now_ns + self._bucket.wait_ns(self._cancels[0].cost, now_ns)
+            wait = self._bucket.wait_ns(self._cancels[0].cost, now_ns)
         elif self._places:
-            wake = now_ns + self._bucket.wait_ns(self._places[0][0].cost, now_ns)
+            wait = self._bucket.wait_ns(self._places[0][0].cost, now_ns)
         else:
             return None
+        wake = None if wait is None else now_ns + wait
         for _, deadline_ns in self._places:
-            if deadline_ns < wake:
+            if wake is None or deadline_ns < wake:
                 wake = max(deadline_ns + 1, now_ns)
         return wake
 

@@ -1,6 +1,7 @@
 """Kalshi venue facts as data: hosts, paths, channels, token costs, tiers, error codes.
 
-Sources: ``shared/KALSHI.md`` and the official pages in ``shared/kalshi-docs/``.
+Sources: Kalshi's documentation, https://docs.kalshi.com (rate limits:
+``/getting_started/rate_limits``; non-default costs: ``GET /account/endpoint_costs``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ ACCOUNT_LIMITS: Final = "/account/limits"
 EXCHANGE_STATUS: Final = "/exchange/status"
 MARKETS: Final = "/markets"
 
-# Token costs (GET /account/endpoint_costs; KALSHI.md §5.1)
+# Token costs (GET /account/endpoint_costs): batches are billed per item (a batch create of n
+# orders costs n * CREATE_COST, a batch cancel n * CANCEL_COST) and must fit whole
 DEFAULT_COST: Final = 10
 CREATE_COST: Final = 10
 AMEND_COST: Final = 10

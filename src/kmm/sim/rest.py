@@ -10,8 +10,10 @@ wrapper runs the same pipeline in front of every handler, in Kalshi's order:
 2. authenticate (KALSHI.md §3): required on portfolio and account routes, optional on public
    market data (a public request that carries the headers is checked and metered);
 3. read and parse the JSON body, if the route takes one (malformed → 400 ``bad_request``);
-4. an injected 429 burst, then the user's Read or Write :class:`TokenBucket` at the route's
-   cost (batches pay per item, all or nothing) → 429 ``{"error": "too many requests"}``;
+4. an injected 429 burst, then the user's Read or Write bucket of the venue's own
+   :class:`~kmm.sim._limits.RateLimiter` (written from Kalshi's documentation, not the bot's
+   model) at the route's cost, at the request's arrival (batches pay per item, all or
+   nothing) → 429 ``{"error": "too many requests"}``;
 5. for order writes, an injected write fault: ``5xx`` answers 500, ``timeout`` holds the
    request past any client timeout and drops the connection, each either after applying
    the write (``accepted``) or without touching the engine;
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -50,11 +53,11 @@ import orjson
 from aiohttp import web
 
 from kmm.errors import FixedPointError, KmmError
-from kmm.execution.token_bucket import RateBuckets, TokenBucket
 from kmm.kalshi.auth import ACCESS_KEY, ACCESS_SIGNATURE, ACCESS_TIMESTAMP, verify
-from kmm.kalshi.constants import API_PREFIX, DEFAULT_COST, TIERS, WS_PATH
+from kmm.kalshi.constants import API_PREFIX, WS_PATH
 from kmm.sim import serialize as ser
 from kmm.sim._accounts import MAX_SUBACCOUNT
+from kmm.sim._limits import DEFAULT_COST, TIER_LIMITS, BucketKind, RateLimiter
 from kmm.sim.engine import (
     EventDef,
     MarketDef,
@@ -470,7 +473,7 @@ class RestApi:
     Args:
         venue: The engine, faults, clock and publisher.
         keys: The registered API keys.
-        tier: The usage tier every account is metered at (``kmm.kalshi.constants.TIERS``).
+        tier: The usage tier every account is metered at (``kmm.sim._limits.TIER_LIMITS``).
         signature_max_age_ms: How far a ``KALSHI-ACCESS-TIMESTAMP`` may be from the clock.
         write_timeout_hold_s: How long a ``timeout`` write fault holds the request.
         ws_handler: Serves the websocket after its handshake is authenticated.
@@ -486,15 +489,17 @@ class RestApi:
         write_timeout_hold_s: float,
         ws_handler: WsHandler | None = None,
     ) -> None:
-        if tier.lower() not in TIERS:
-            raise ValueError(f"tier: unknown usage tier {tier!r}; known: {', '.join(TIERS)}")
+        if tier.lower() not in TIER_LIMITS:
+            known = ", ".join(TIER_LIMITS)
+            raise ValueError(f"tier: unknown usage tier {tier!r}; known: {known}")
         self.venue = venue
         self.keys = keys
         self.tier = tier.lower()
         self.signature_max_age_ms = signature_max_age_ms
         self.write_timeout_hold_s = write_timeout_hold_s
         self._ws_handler = ws_handler
-        self._buckets: dict[str, RateBuckets] = {}
+        self.limiter = RateLimiter(TIER_LIMITS[self.tier])
+        """The venue's Read and Write buckets of every account, and its count of 429s."""
         self._closing = asyncio.Event()
 
     # ------------------------------------------------------------------ plumbing
@@ -525,14 +530,6 @@ class RestApi:
     def release_held(self) -> None:
         """Ends every request held by a ``timeout`` fault (call before shutting down)."""
         self._closing.set()
-
-    def buckets(self, user_id: str) -> RateBuckets:
-        """The Read and Write buckets of ``user_id`` (created full on first use)."""
-        found = self._buckets.get(user_id)
-        if found is None:
-            found = RateBuckets.from_tier(self.tier, self.venue.clock.monotonic_ns())
-            self._buckets[user_id] = found
-        return found
 
     def _wrap(self, ep: Endpoint, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -621,12 +618,8 @@ class RestApi:
         cost = ep.cost
         if ep.items is not None:
             cost *= len(_list_field(body, ep.items))
-        buckets = self.buckets(user_id)
-        bucket: TokenBucket = buckets.write if ep.bucket == "write" else buckets.read
-        try:
-            return bucket.try_take(cost, self.venue.clock.monotonic_ns())
-        except ValueError:
-            return False  # a batch larger than the bucket can ever hold
+        kind: BucketKind = "write" if ep.bucket == "write" else "read"
+        return self.limiter.allow(user_id, kind, cost, self.venue.clock.monotonic_ns())
 
     async def _fail_write(self, fault: WriteFault, request: web.Request) -> web.StreamResponse:
         if fault.kind == "5xx":
@@ -699,15 +692,12 @@ class RestApi:
 
     async def account_limits(self, request: web.Request, call: Call) -> web.Response:
         """``GET /account/limits``: the tier's buckets."""
-        budget = TIERS[self.tier]
+        limits = self.limiter.tier
         return _json(
             {
                 "usage_tier": self.tier,
-                "read": {"refill_rate": budget.read_per_s, "bucket_capacity": budget.read_capacity},
-                "write": {
-                    "refill_rate": budget.write_per_s,
-                    "bucket_capacity": budget.write_capacity,
-                },
+                "read": dataclasses.asdict(limits.read),
+                "write": dataclasses.asdict(limits.write),
                 "grants": [
                     {"exchange_instance": "event_contract", "level": self.tier, "source": "manual"}
                 ],

@@ -270,8 +270,20 @@ class SimServer:
         log.info("sim: serving %s (key %s)", self.url, self.key_id)
         return self.url
 
+    def rate_limit_summary(self) -> str:
+        """One line: the 429s the venue sent so far (its buckets' and injected ones)."""
+        stats = self.rest.limiter.stats
+        injected = self.venue.faults.stats.rate_limited
+        return (
+            f"{stats.refused + injected} 429s (write bucket {stats.refused_write}, read bucket "
+            f"{stats.refused_read}, injected {injected}) of "
+            f"{stats.served_write + stats.served_read + stats.refused + injected} "
+            f"metered requests"
+        )
+
     async def stop(self) -> None:
         """Stops the background task, closes every websocket and shuts the server down."""
+        log.info("sim: %s", self.rate_limit_summary())
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
