@@ -473,15 +473,23 @@ class LiveEngine:
     # ----------------------------------------------------------------- the receive path
 
     def on_frame(self, frame: bytes | str, recv_ns: int) -> Event | None:
-        """Handles one websocket frame inline (the hot path, then the account events)."""
+        """Handles one websocket frame inline (the hot path, then the account events).
+
+        A frame the pipeline refuses (malformed or out of range) is skipped: the pipeline
+        counts it by kind (``pipeline.stats.rejected``), the first of each kind is logged
+        as a warning, and whatever the refusal pulled or queued for a resnapshot is acted on.
+        """
         recorder = self.recorder
         if recorder is not None and recorder.capturing:
             recorder.capture(recv_ns, frame)
         try:
             event = self.pipeline.on_frame(frame, recv_ns)
         except WireError as e:
-            log.warning("malformed frame skipped: %s", e)
-            return None
+            if self.pipeline.stats.rejected[e.kind] <= 1:
+                log.warning(
+                    "venue frame refused and skipped (%s; later ones only counted): %s", e.kind, e
+                )
+            event = None
         if self.pipeline.needs_resync:
             self.ws.resync(self.pipeline.take_resync())
         if event is None:
@@ -491,7 +499,14 @@ class LiveEngine:
             return None
         handler = self._handlers.get(type(event))
         if handler is not None:
-            handler(self, event)
+            try:
+                handler(self, event)
+            except WireError as e:  # it contradicts what we track (an order's exchange id)
+                rejected = self.pipeline.stats.rejected
+                rejected[e.kind] += 1
+                if rejected[e.kind] == 1:
+                    log.warning("venue event refused (%s; later ones only counted): %s", e.kind, e)
+                return None
         return event
 
     def _on_fill(self, fill: Fill) -> None:
@@ -559,6 +574,13 @@ class LiveEngine:
             self.pipeline.pull(event.ticker)
         elif event.event_type == "activated":
             self._say(f"{event.ticker}: activated again")
+        if event.price_ranges is not None:  # price_level_structure_updated (or created)
+            # The pipeline took the bands (it refuses bad ones before we get here); the
+            # executor reads this same dict, so both now snap to the same grid
+            grid = self.pipeline.markets[event.ticker].spec.grid
+            if self.grids.get(event.ticker) is not grid:
+                self.grids[event.ticker] = grid
+                self._say(f"{event.ticker}: price grid now {event.price_level_structure or grid}")
 
     def _settle(self, event: MarketLifecycle) -> None:
         """Books the settlement of a market we hold, once, and writes its close row."""

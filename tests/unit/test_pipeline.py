@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from kmm.book.grid import PriceGrid
+from kmm.errors import WireError
 from kmm.kalshi.wire import Fill as WireFill
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
 from kmm.sim.synthetic import SyntheticFeed
@@ -207,14 +208,38 @@ def test_a_delta_that_would_make_a_level_negative_distrusts_the_subscription() -
     assert pipeline.take_resync() == [1]
 
 
-def test_a_crossed_book_is_not_quoted() -> None:
+def test_a_crossed_snapshot_is_refused_counted_and_its_subscription_resnapshotted() -> None:
     pipeline, mailbox = _pipeline()
-    crossed = _snapshot(TICKER, 1, 1, [["0.5000", "10.00"]], [["0.5500", "10.00"]])
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+    crossed = _snapshot(TICKER, 1, 2, [["0.5000", "10.00"]], [["0.5500", "10.00"]])
 
-    pipeline.on_frame(crossed, NOW)
+    with pytest.raises(WireError, match="crossed"):
+        pipeline.on_frame(crossed, NOW)
 
-    assert pipeline.markets[TICKER].book.is_crossed()
+    book = pipeline.markets[TICKER].book
+    assert not book.trusted
+    assert not book.is_crossed()
     assert mailbox.take()[TICKER] == empty_quote(TICKER)
+    assert pipeline.stats.rejected == {"orderbook_snapshot.crossed": 1}
+    assert pipeline.take_resync() == [1]
+
+
+def test_a_delta_that_would_cross_the_book_distrusts_the_subscription() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+
+    # YES asks start at 47¢ (NO bid 53¢): a YES bid at 47¢ would have matched
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4700", "5.00"), NOW + 1)
+
+    book = pipeline.markets[TICKER].book
+    assert not book.trusted
+    assert book.best_bid == 4500
+    assert book.invariant_violations() == []
+    assert mailbox.take()[TICKER] == empty_quote(TICKER)
+    assert pipeline.stats.integrity_errors == 1
+    assert pipeline.take_resync() == [1]
 
 
 def test_with_yes_price_convention_no_side_prices_are_read_as_yes_asks() -> None:
