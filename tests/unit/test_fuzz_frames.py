@@ -23,15 +23,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import logging
 import random
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kmm.book.grid import PriceGrid
@@ -43,7 +45,15 @@ from kmm.kalshi.auth import Signer
 from kmm.kalshi.rest import AccountLimits, KalshiRest
 from kmm.kalshi.wire import WireDecoder
 from kmm.pipeline import MarketSpec
-from kmm.types import ONE_CENT, ONE_DOLLAR, BookSide, OrderIntent, format_count, format_price
+from kmm.types import (
+    ONE_CENT,
+    ONE_DOLLAR,
+    BookSide,
+    OrderIntent,
+    Quote,
+    format_count,
+    format_price,
+)
 
 DATA = Path(__file__).parent.parent / "data" / "ws"
 SAMPLES: dict[str, dict[str, Any]] = {
@@ -444,33 +454,41 @@ def _decode_everywhere(decoders: list[WireDecoder], frame: bytes, failures: Fail
             failures.add("decoder", frame, traceback.format_exc())
 
 
-@pytest.mark.asyncio
-async def test_mutated_frames_never_escape_the_receive_path_nor_break_a_book() -> None:
-    rng = random.Random(SEED)
-    clock = ManualClock(START_NS)
-    failures = Failures()
-    decoders = [WireDecoder(use_yes_price=False), WireDecoder(use_yes_price=True)]
+@pytest_asyncio.fixture
+async def engine() -> AsyncIterator[LiveEngine]:
     async with aiohttp.ClientSession() as session:
-        engine = _engine(clock, session)
-        _track_orders(engine, clock.now_ns())
-        feed = Feed(rng, engine)
-        for _ in range(FRAMES):
-            frame = hostile(rng, feed.frame())
-            clock.advance(ns=1_000_000)
-            _decode_everywhere(decoders, frame, failures)
-            try:
-                engine.on_frame(frame, clock.now_ns())
-            except Exception:  # what the test is looking for
-                failures.add("LiveEngine.on_frame", frame, traceback.format_exc())
-            for problem in broken_invariants(engine):
-                failures.add("invariant", frame, problem)
-            if rng.random() < 0.002:
-                _track_orders(engine, clock.now_ns())  # fills and cancels retire orders
+        engine = _engine(ManualClock(START_NS), session)
+        yield engine
         await asyncio.sleep(0)  # let the resync and drain callbacks the frames scheduled run
         await engine.ws.close()
 
+
+@pytest.mark.asyncio
+async def test_mutated_frames_never_escape_the_receive_path_nor_break_a_book(
+    engine: LiveEngine,
+) -> None:
+    rng = random.Random(SEED)
+    clock = engine.clock
+    assert isinstance(clock, ManualClock)
+    failures = Failures()
+    decoders = [WireDecoder(use_yes_price=False), WireDecoder(use_yes_price=True)]
+    _track_orders(engine, clock.now_ns())
+    feed = Feed(rng, engine)
+
+    for _ in range(FRAMES):
+        frame = hostile(rng, feed.frame())
+        clock.advance(ns=1_000_000)
+        _decode_everywhere(decoders, frame, failures)
+        try:
+            engine.on_frame(frame, clock.now_ns())
+        except Exception:  # what the test is looking for
+            failures.add("LiveEngine.on_frame", frame, traceback.format_exc())
+        for problem in broken_invariants(engine):
+            failures.add("invariant", frame, problem)
+        if rng.random() < 0.002:
+            _track_orders(engine, clock.now_ns())  # fills and cancels retire orders
+
     assert not failures.seen, failures.report()
-    print(engine.pipeline.stats, engine.report.fills, len(engine.pipeline.stats.rejected))
     # The mutations reached the value checks and the valid frames reached the strategy
     stats = engine.pipeline.stats
     assert stats.decisions > 1_000 and stats.snapshots > 1_000
@@ -488,3 +506,124 @@ async def test_mutated_frames_never_escape_the_receive_path_nor_break_a_book() -
         "user_order.yes_price_dollars",
         "frame.json",
     } <= set(stats.rejected)
+
+
+# --------------------------------------------------------------------------- explicit cases
+
+
+def _sample(name: str, **msg: Any) -> bytes:
+    frame = copy.deepcopy(SAMPLES[name])
+    frame["msg"].update(msg)
+    return orjson.dumps(frame)
+
+
+def _book(engine: LiveEngine, ticker: str = MARKETS[0]) -> None:
+    """A trusted book 45¢ @ 55¢ for ``ticker``, quoted."""
+    engine.on_frame(
+        _sample(
+            "orderbook_snapshot.yes_price",
+            market_ticker=ticker,
+            yes_dollars_fp=[["0.4500", "10.00"]],
+            no_dollars_fp=[["0.5500", "10.00"]],
+        ),
+        START_NS,
+    )
+    assert engine.pipeline.markets[ticker].book.trusted
+
+
+@pytest.mark.asyncio
+async def test_a_refused_frame_is_logged_once_per_kind_and_counted_every_time(
+    engine: LiveEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kmm.engine")
+    frames = [
+        _sample("fill", yes_price_dollars="1.0000"),
+        _sample("fill", yes_price_dollars="0"),
+        _sample("fill", yes_price_dollars="1.5"),
+        _sample("fill", count_fp="-1.00"),
+        b'{"type":"fill"',
+    ]
+
+    for frame in frames:
+        assert engine.on_frame(frame, START_NS) is None
+
+    assert engine.pipeline.stats.rejected == {
+        "fill.yes_price_dollars": 3,
+        "fill.count_fp": 1,
+        "frame.json": 1,
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert "fill.yes_price_dollars" in warnings[0] and "1.0000" in warnings[0]
+    assert engine.fills == []
+
+
+@pytest.mark.asyncio
+async def test_a_valid_band_update_replaces_the_grid_the_executor_reads(
+    engine: LiveEngine,
+) -> None:
+    ticker = MARKETS[2]
+    _book(engine, ticker)
+
+    engine.on_frame(_sample("market_lifecycle_v2.price_level_structure_updated"), START_NS)
+
+    grid = engine.pipeline.markets[ticker].spec.grid
+    assert grid == PriceGrid.from_ranges([(0, ONE_DOLLAR, 10)])
+    assert engine.executor.grids[ticker] is grid
+    assert engine.grids[ticker] is grid
+
+
+@pytest.mark.asyncio
+async def test_a_bad_band_update_keeps_the_grid_and_pulls_the_markets_quotes(
+    engine: LiveEngine,
+) -> None:
+    ticker = MARKETS[2]
+    _book(engine, ticker)
+    old = engine.grids[ticker]
+    bad = [{"start": "0.0000", "end": "1.0000", "step": "0.0000"}]
+
+    engine.on_frame(
+        _sample("market_lifecycle_v2.price_level_structure_updated", price_ranges=bad), START_NS
+    )
+
+    assert engine.grids[ticker] is old
+    assert engine.pipeline.markets[ticker].spec.grid is old
+    assert engine.executor.desired[ticker] == Quote(ticker, None, 0, None, 0)
+    assert engine.pipeline.stats.rejected == {"market_lifecycle_v2.price_ranges": 1}
+
+
+@pytest.mark.asyncio
+async def test_a_scalar_settlement_without_a_value_is_refused_and_books_nothing(
+    engine: LiveEngine,
+) -> None:
+    ticker = MARKETS[2]  # the lifecycle samples' market
+    engine.on_frame(_sample("fill", market_ticker=ticker), START_NS)
+    held = engine.portfolio.net_qty(ticker)
+
+    engine.on_frame(
+        _sample("market_lifecycle_v2.determined", result="scalar", settlement_value=None),
+        START_NS,
+    )
+
+    assert engine.pipeline.stats.rejected == {"market_lifecycle_v2.settlement_value": 1}
+    assert held != 0
+    assert engine.portfolio.net_qty(ticker) == held
+
+
+@pytest.mark.asyncio
+async def test_an_order_update_that_contradicts_a_tracked_order_is_counted_not_raised(
+    engine: LiveEngine,
+) -> None:
+    _track_orders(engine, START_NS)
+    order = next(iter(engine.tracker.live(MARKETS[0])))
+
+    event = engine.on_frame(
+        _sample(
+            "user_order", ticker=MARKETS[0], client_order_id=order.client_order_id, order_id="x"
+        ),
+        START_NS,
+    )
+
+    assert event is None
+    assert engine.pipeline.stats.rejected == {"order.order_id": 1}
+    assert engine.tracker.get(order.client_order_id) is order
