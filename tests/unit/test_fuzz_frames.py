@@ -44,6 +44,7 @@ from kmm.errors import WireError
 from kmm.kalshi.auth import Signer
 from kmm.kalshi.rest import AccountLimits, KalshiRest
 from kmm.kalshi.wire import WireDecoder
+from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import MarketSpec
 from kmm.types import (
     ONE_CENT,
@@ -627,3 +628,21 @@ async def test_an_order_update_that_contradicts_a_tracked_order_is_counted_not_r
     assert event is None
     assert engine.pipeline.stats.rejected == {"order.order_id": 1}
     assert engine.tracker.get(order.client_order_id) is order
+
+
+@pytest.mark.asyncio
+async def test_the_websocket_client_logs_each_kind_of_refused_frame_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kmm.kalshi.ws")
+    decoder = WireDecoder(use_yes_price=True)
+    url = "ws://127.0.0.1:9/trade-api/ws/v2"
+    ws = KalshiWs(url, Signer("fuzz-key", KEY), lambda frame, _ns: decoder.decode(frame))
+    frames = [_sample("trade", count_fp="-1.00"), _sample("trade", count_fp="0"), b"{"]
+
+    for frame in frames:
+        ws._dispatch(frame)  # what the connection calls with each complete frame
+
+    assert ws.stats.bad_frames == 3
+    assert ws.stats.rejected == {"trade.count_fp": 2, "frame.json": 1}
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
