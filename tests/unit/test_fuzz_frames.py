@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import json
 import logging
 import random
 import traceback
@@ -118,6 +119,7 @@ class Feed:
         self.seq = dict.fromkeys(SIDS, 0)
         self.sid_of = {ticker: SIDS[i % len(SIDS)] for i, ticker in enumerate(MARKETS)}
         self.trade_ids = itertools.count(1)
+        self.ours: list[tuple[str, str]] = []  # (client order id, exchange order id)
 
     def frame(self) -> dict[str, Any]:
         rng = self.rng
@@ -195,13 +197,10 @@ class Feed:
         return frame
 
     def order_ids(self) -> tuple[str, str] | None:
-        """A tracked order's client and exchange ids, if the engine tracks any."""
-        orders = [o for t in MARKETS for o in self.engine.tracker.live(t) if o.order_id]
-        if not orders or self.rng.random() < 0.3:
+        """The ids of one of our orders (live, or ended a while ago), or None for a stranger's."""
+        if not self.ours or self.rng.random() < 0.3:
             return None
-        order = self.rng.choice(orders)
-        assert order.order_id is not None
-        return order.client_order_id, order.order_id
+        return self.rng.choice(self.ours)
 
 
 def _tweak_fill(feed: Feed, msg: dict[str, Any]) -> None:
@@ -360,18 +359,26 @@ def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
 KNOWN_TYPES = sorted({sample["type"] for sample in SAMPLES.values()})
 
 
+def _dumps(obj: Any) -> bytes:
+    """JSON text of ``obj``; integers beyond 64 bits (orjson refuses them) through ``json``."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj).encode()
+
+
 def hostile(rng: random.Random, frame: dict[str, Any]) -> bytes:
     """The frame, usually with one thing wrong with it."""
     roll = rng.random()
     if roll < 0.1:
-        return orjson.dumps(frame)
+        return _dumps(frame)
     if roll < 0.78:
         for _ in range(1 if rng.random() < 0.85 else 2):
             mutate_field(rng, frame)
-        return orjson.dumps(frame)
+        return _dumps(frame)
     if roll < 0.88:
-        return orjson.dumps(mutate_envelope(rng, frame))
-    return mutate_bytes(rng, orjson.dumps(frame))
+        return _dumps(mutate_envelope(rng, frame))
+    return mutate_bytes(rng, _dumps(frame))
 
 
 # --------------------------------------------------------------------------- the engine
@@ -403,12 +410,20 @@ def _engine(clock: ManualClock, session: aiohttp.ClientSession) -> LiveEngine:
     return engine
 
 
-def _track_orders(engine: LiveEngine, now: int) -> None:
-    """Resting orders of ours on both sides of every market, for fills and updates to hit."""
-    for n, ticker in enumerate(MARKETS):
+def _track_orders(engine: LiveEngine, now: int) -> list[tuple[str, str]]:
+    """Resting orders of ours on both sides of every market, for fills and updates to hit.
+
+    Returns:
+        Their client and exchange order ids.
+    """
+    ids = []
+    for ticker in MARKETS:
         for side, price in ((BookSide.BID, 4000), (BookSide.ASK, 6000)):
             order = engine.tracker.new(OrderIntent(ticker, side, price, 1_000), now)
-            engine.tracker.on_ack(order.client_order_id, f"oid-{n}-{side}", now)
+            order_id = f"oid-{order.client_order_id}"
+            engine.tracker.on_ack(order.client_order_id, order_id, now)
+            ids.append((order.client_order_id, order_id))
+    return ids
 
 
 def broken_invariants(engine: LiveEngine) -> list[str]:
@@ -473,8 +488,8 @@ async def test_mutated_frames_never_escape_the_receive_path_nor_break_a_book(
     assert isinstance(clock, ManualClock)
     failures = Failures()
     decoders = [WireDecoder(use_yes_price=False), WireDecoder(use_yes_price=True)]
-    _track_orders(engine, clock.now_ns())
     feed = Feed(rng, engine)
+    feed.ours += _track_orders(engine, clock.now_ns())
 
     for _ in range(FRAMES):
         frame = hostile(rng, feed.frame())
@@ -487,7 +502,7 @@ async def test_mutated_frames_never_escape_the_receive_path_nor_break_a_book(
         for problem in broken_invariants(engine):
             failures.add("invariant", frame, problem)
         if rng.random() < 0.002:
-            _track_orders(engine, clock.now_ns())  # fills and cancels retire orders
+            feed.ours += _track_orders(engine, clock.now_ns())  # fills and cancels end orders
 
     assert not failures.seen, failures.report()
     # The mutations reached the value checks and the valid frames reached the strategy
