@@ -340,7 +340,9 @@ def parse_levels(pairs: Iterable[Sequence[str]], field: str) -> list[Level]:
             absurdly large, or a price appears twice (``msg_type`` is None; the decoder
             fills it in).
     """
-    if type(pairs) is not list or not all(type(pair) is list and len(pair) == 2 for pair in pairs):
+    if not isinstance(pairs, list | tuple) or not all(
+        isinstance(pair, list | tuple) and len(pair) == 2 for pair in pairs
+    ):
         raise WireError(None, f"{field}: expected a list of [price, count] pairs", field=field)
     try:
         levels = [(_price(p, field), _count(q, field)) for p, q in pairs]
@@ -364,7 +366,7 @@ def parse_price_ranges(ranges: Iterable[Mapping[str, str]]) -> tuple[PriceRange,
     Raises:
         WireError: naming the band and key that is missing or malformed.
     """
-    if type(ranges) is not list:
+    if not isinstance(ranges, list | tuple):
         raise WireError(None, "price_ranges: expected a list of bands", field="price_ranges")
     bands: list[PriceRange] = []
     for i, band in enumerate(ranges):
@@ -689,7 +691,7 @@ class WireDecoder:
 
     def _count_unknown(self, msg_type: object) -> None:
         if type(msg_type) is not str:
-            raise WireError(None, f"type: expected a string, got {msg_type!r}")
+            raise WireError(None, f"type: expected a string, got {msg_type!r}", field="type")
         self.unknown_counts[msg_type] = self.unknown_counts.get(msg_type, 0) + 1
 
     def decode_into(
