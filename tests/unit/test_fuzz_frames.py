@@ -69,7 +69,7 @@ SEED = 20_261_203
 START_NS = 1_790_000_000_000_000_000
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
-# Valid price structures (KALSHI.md §8.1) a band update may switch to
+# Valid price structures a band update may switch to (Kalshi: price_level_structure)
 BANDS = {
     "linear_cent": [("0.0000", "1.0000", "0.0100")],
     "deci_cent": [("0.0000", "1.0000", "0.0010")],
