@@ -565,15 +565,23 @@ class LiveEngine:
     # ----------------------------------------------------------------- the receive path
 
     def on_frame(self, frame: bytes | str, recv_ns: int) -> Event | None:
-        """Handles one websocket frame inline (the hot path, then the account events)."""
+        """Handles one websocket frame inline (the hot path, then the account events).
+
+        A frame the pipeline refuses (malformed or out of range) is skipped: the pipeline
+        counts it by kind (``pipeline.stats.rejected``), the first of each kind is logged
+        as a warning, and whatever the refusal pulled or queued for a resnapshot is acted on.
+        """
         recorder = self.recorder
         if recorder is not None and recorder.capturing:
             recorder.capture(recv_ns, frame)
         try:
             event = self.pipeline.on_frame(frame, recv_ns)
         except WireError as e:
-            log.warning("malformed frame skipped: %s", e)
-            return None
+            if self.pipeline.stats.rejected[e.kind] <= 1:
+                log.warning(
+                    "venue frame refused and skipped (%s; later ones only counted): %s", e.kind, e
+                )
+            event = None
         if self.pipeline.needs_resync:
             self.ws.resync(self.pipeline.take_resync())
         if event is None:
@@ -583,7 +591,14 @@ class LiveEngine:
             return None
         handler = self._handlers.get(type(event))
         if handler is not None:
-            handler(self, event)
+            try:
+                handler(self, event)
+            except WireError as e:  # it contradicts what we track (an order's exchange id)
+                rejected = self.pipeline.stats.rejected
+                rejected[e.kind] += 1
+                if rejected[e.kind] == 1:
+                    log.warning("venue event refused (%s; later ones only counted): %s", e.kind, e)
+                return None
         return event
 
     def _on_fill(self, fill: Fill) -> None:
@@ -599,7 +614,11 @@ class LiveEngine:
         """Books one fill of the account, from wherever it was learnt, once by trade id:
         order tracker, portfolio, the run's fills and the ledger. True if it was new."""
         now = self.clock.now_ns()
-        self.tracker.on_fill(fill, now)
+        try:
+            self.tracker.on_fill(fill, now)
+        except WireError as e:  # it contradicts the order we track: the fill still counts
+            log.warning("%s: fill %s booked; its order is left to reconciliation: %s",
+                        fill.ticker, fill.trade_id, e)  # fmt: skip
         if not self.portfolio.on_fill(fill):
             return False
         self.fills.append(fill)
@@ -694,6 +713,13 @@ class LiveEngine:
             self._block(ticker, "market deactivated (paused) by the venue")
         elif kind == "activated":
             self._reactivate(ticker)
+        if event.price_ranges is not None:  # price_level_structure_updated (or created)
+            # The pipeline took the bands (it refuses bad ones before we get here); the
+            # executor reads this same dict, so both now snap to the same grid
+            grid = self.pipeline.markets[ticker].spec.grid
+            if self.grids.get(ticker) is not grid:
+                self.grids[ticker] = grid
+                self._say(f"{ticker}: price grid now {event.price_level_structure or grid}")
 
     def _block(self, ticker: str, reason: str) -> None:
         """The venue stopped the market: pull its quotes, saying why, until it says otherwise."""

@@ -71,12 +71,24 @@ class WireError(KmmError, ValueError):
     Attributes:
         msg_type: The message type, when known.
         reason: What was wrong, naming the field.
+        field: The field (or check, such as ``crossed``) that was wrong, when known.
     """
 
-    def __init__(self, msg_type: str | None, reason: str) -> None:
+    def __init__(self, msg_type: str | None, reason: str, *, field: str | None = None) -> None:
         self.msg_type = msg_type
         self.reason = reason
+        self.field = field
         super().__init__(f"{msg_type or 'frame'}: {reason}")
+
+    @property
+    def kind(self) -> str:
+        """What was refused, for counting: ``"<type>.<field>"``, e.g. ``"fill.count_fp"``.
+
+        A band or level index is left out (``price_ranges[2].step`` counts as
+        ``price_ranges``); ``"frame"`` stands for an unknown type, ``"shape"`` for a field.
+        """
+        field = (self.field or "shape").partition("[")[0]
+        return f"{self.msg_type or 'frame'}.{field}"
 
 
 class BookIntegrityError(KmmError):

@@ -21,19 +21,31 @@ Everything that is not order-book traffic (fills, order updates, positions, life
 command replies) is returned to the caller; trades also feed the κ estimator and lifecycle
 messages update a market's close time and price grid.
 
+A frame the decoder refuses (malformed, or a value out of range) is counted by kind in
+``stats.rejected`` and the :class:`~kmm.errors.WireError` goes on to the caller, which logs
+the first of each kind and carries on. A refused order-book frame may have carried a change,
+so its subscription is treated like a gap: its ``seq`` is taken as consumed, its markets are
+pulled and a resnapshot is queued. A price band update that the grid refuses (a step of 0,
+overlapping bands, a gap, not reaching $0 or $1) keeps the market's old grid, pulls its
+quotes until its next snapshot, and is refused the same way (kind
+``market_lifecycle_v2.price_ranges``).
+
 The module is pure: no I/O, no clock reads (``now_ns`` is passed in).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Final, Literal
+
+import orjson
 
 from kmm.book.grid import PriceGrid
 from kmm.book.orderbook import OrderBook
 from kmm.book.sequence import SeqStatus, SequenceTracker
-from kmm.errors import BookIntegrityError
+from kmm.errors import BookIntegrityError, WireError
 from kmm.kalshi.wire import (
     BookDelta,
     BookSnapshot,
@@ -54,6 +66,8 @@ FairValue = Literal["mid", "microprice"]
 _YES = Outcome.YES
 _OK = SeqStatus.OK
 _GAP = SeqStatus.GAP
+_BOOK_TYPES: Final = frozenset({"orderbook_delta", "orderbook_snapshot"})
+_LIFECYCLE: Final = "market_lifecycle_v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +106,11 @@ class MarketState:
 
 @dataclass(slots=True)
 class PipelineStats:
-    """Counters for the summary line and the ops log."""
+    """Counters for the summary line and the ops log.
+
+    ``rejected`` counts refused frames by :attr:`~kmm.errors.WireError.kind`
+    (``"fill.yes_price_dollars"``, ``"frame.json"``, ...).
+    """
 
     frames: int = 0
     snapshots: int = 0
@@ -101,6 +119,7 @@ class PipelineStats:
     gaps: int = 0
     integrity_errors: int = 0
     unknown_market: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 class QuoteMailbox:
@@ -195,26 +214,44 @@ class Pipeline:
             the pipeline consumed, and for unknown message types.
 
         Raises:
-            WireError: for a malformed frame (the caller logs it and carries on).
+            WireError: for a malformed or out-of-range frame, already counted in
+                ``stats.rejected`` (the caller logs it and carries on).
         """
         self.stats.frames += 1
         self._now_ns = now_ns
-        event = self._decode_into(frame, self._on_delta)
-        if event is None:
-            return None
-        if type(event) is BookSnapshot:
-            self._on_snapshot(event, now_ns)
-            return None
-        if type(event) is BookDelta:  # from decode(); decode_into hands deltas over
-            self._on_delta(
-                event.sid, event.seq, event.ticker, event.side is _YES, event.price, event.delta
-            )
-            return None
-        if type(event) is Trade:
-            self._on_trade(event)
-        elif type(event) is MarketLifecycle:
-            self._on_lifecycle(event)
-        return event
+        try:
+            event = self._decode_into(frame, self._on_delta)
+            if event is None:
+                return None
+            if type(event) is BookSnapshot:
+                self._on_snapshot(event, now_ns)
+                return None
+            if type(event) is BookDelta:  # from decode(); decode_into hands deltas over
+                self._on_delta(
+                    event.sid, event.seq, event.ticker, event.side is _YES, event.price, event.delta
+                )
+                return None
+            if type(event) is Trade:
+                self._on_trade(event)
+            elif type(event) is MarketLifecycle:
+                self._on_lifecycle(event)
+            return event
+        except WireError as e:
+            self._refused(e, frame)
+            raise
+
+    def _refused(self, error: WireError, frame: bytes | str) -> None:
+        """Counts a refused frame; a refused book frame is handled like a gap on its sid."""
+        self.stats.rejected[error.kind] += 1
+        if error.msg_type not in _BOOK_TYPES:
+            return
+        sid, seq = _sid_and_seq(frame)
+        if sid is None:
+            return
+        last = self.tracker.last(sid)
+        if seq is not None and (last is None or seq > last):
+            self.tracker.reset(sid, seq)
+        self._distrust(sid)
 
     @property
     def needs_resync(self) -> bool:
@@ -319,11 +356,28 @@ class Pipeline:
         if market is None:
             return
         spec = market.spec
+        regrid = event.price_ranges is not None and event.price_ranges != spec.grid.ranges
+        if regrid:
+            spec = replace(spec, grid=self._new_grid(event))
         if event.close_ts is not None:
             spec = replace(spec, close_ns=event.close_ts * 1_000_000_000)
-        if event.price_ranges is not None:
-            spec = replace(spec, grid=PriceGrid.from_ranges(event.price_ranges))
         market.spec = spec
+        if regrid and market.book.trusted:
+            self.decide(event.ticker, self._now_ns)  # the quote snaps onto the new grid
+
+    def _new_grid(self, event: MarketLifecycle) -> PriceGrid:
+        """The grid of a band update; a band the grid refuses pulls the market, keeps its
+        grid and refuses the frame."""
+        assert event.price_ranges is not None
+        try:
+            return PriceGrid.from_ranges(event.price_ranges, whole=True)
+        except ValueError as e:
+            self.pull(event.ticker)
+            raise WireError(
+                _LIFECYCLE,
+                f"{event.ticker}: price_ranges refused, the old grid stays: {e}",
+                field="price_ranges",
+            ) from e
 
     def pull(self, ticker: str) -> None:
         """Marks one market untrusted and posts an empty quote (closed, deactivated ...).
@@ -377,3 +431,15 @@ class Pipeline:
         if spec.close_ns is None:
             return self.params.horizon_s
         return max(0.0, (spec.close_ns - now_ns) / 1e9)
+
+
+def _sid_and_seq(frame: bytes | str) -> tuple[int | None, int | None]:
+    """The top-level integer ``sid`` and ``seq`` of a refused frame, where it has them."""
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None, None
+    if type(obj) is not dict:
+        return None, None
+    sid, seq = obj.get("sid"), obj.get("seq")
+    return (sid if type(sid) is int else None), (seq if type(seq) is int else None)

@@ -277,3 +277,38 @@ def test_grids_from_the_same_ranges_are_equal_and_hash_alike() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert a != GRIDS["deci_cent"]
+
+
+# Band updates from the stream must tile the whole dollar
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_kalshi_structure_tiles_the_dollar(name: str) -> None:
+    grid = PriceGrid.from_ranges(STRUCTURES[name], whole=True)
+
+    assert grid == GRIDS[name]
+
+
+def test_a_gap_between_bands_is_refused_only_where_the_bands_must_tile_the_dollar() -> None:
+    gapped = [(0, 4000, 100), (5000, ONE_DOLLAR, 100)]
+
+    assert not PriceGrid.from_ranges(gapped).is_valid(4500)
+    with pytest.raises(ValueError, match="gap"):
+        PriceGrid.from_ranges(gapped, whole=True)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "words"),
+    [
+        ([(0, 4000, 100), (5000, ONE_DOLLAR, 100)], "band 1 .*leaves a gap after 4000"),
+        ([(100, ONE_DOLLAR, 100)], "band 0 .*does not start at 0"),
+        ([(0, 9000, 100)], "end at 9000, short of 10000"),
+        ([(0, ONE_DOLLAR, 0)], "step must be positive"),
+        ([(0, 6000, 100), (5000, ONE_DOLLAR, 100)], "overlaps"),
+    ],
+)
+def test_a_whole_grid_refuses_gaps_short_bands_and_every_malformed_band(
+    ranges: list[Band], words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        PriceGrid.from_ranges(ranges, whole=True)

@@ -285,13 +285,50 @@ def test_depth_refuses_fewer_than_one_level() -> None:
         make_book().depth(0)
 
 
-def test_a_book_is_crossed_when_the_best_bid_reaches_the_yes_ask() -> None:
+def test_a_delta_whose_new_best_bid_would_reach_the_yes_ask_is_refused_and_changes_nothing() -> (
+    None
+):
     book = make_book()
+    before = (top(book), dict(book.yes_levels), dict(book.no_levels))
+
+    with pytest.raises(BookIntegrityError, match="would cross"):
+        book.apply_delta(True, 4400, 100)
+    with pytest.raises(BookIntegrityError, match="would cross"):
+        book.apply_delta(False, 7800, 100)
+
+    assert (top(book), dict(book.yes_levels), dict(book.no_levels)) == before
     assert not book.is_crossed()
+    assert book.invariant_violations() == []
 
-    book.apply_delta(True, 4400, 100)
 
-    assert book.is_crossed()
+def test_a_crossed_snapshot_is_refused_and_leaves_the_book_as_it_was() -> None:
+    book = make_book()
+    before = (top(book), dict(book.yes_levels), dict(book.no_levels))
+
+    with pytest.raises(BookIntegrityError, match="crossed"):
+        book.apply_snapshot([(5000, 100)], [(5000, 100)])
+
+    assert (top(book), dict(book.yes_levels), dict(book.no_levels)) == before
+
+
+def test_a_new_best_bid_just_inside_the_yes_ask_is_accepted() -> None:
+    book = make_book()
+
+    assert book.apply_delta(True, 4399, 100)
+
+    assert book.best_bid == 4399
+    assert book.best_ask == 4400
+    assert book.invariant_violations() == []
+
+
+def test_the_invariant_check_names_what_is_broken() -> None:
+    book = make_book()
+    book._yes[100] = 0  # corrupted on purpose: a zero level, unmarked, while best is 2200
+
+    problems = book.invariant_violations()
+
+    assert any("yes level 100 x 0" in p for p in problems)
+    assert any("yes occupancy" in p for p in problems)
 
 
 def test_an_empty_side_never_makes_a_crossed_book() -> None:
@@ -383,12 +420,30 @@ DELTAS = st.lists(
 SNAPSHOT_SIDE = st.dictionaries(PRICES, st.integers(min_value=0, max_value=5000), max_size=8)
 
 
+def uncrossed_book(yes: dict[Price, Qty], no: dict[Price, Qty]) -> OrderBook:
+    """A book of these levels, without the NO levels that would cross the best YES bid."""
+    best_yes = max((p for p, q in yes.items() if q > 0), default=0)
+    kept = [
+        (p, q) for p, q in no.items() if not (q > 0 and best_yes and p + best_yes >= ONE_DOLLAR)
+    ]
+    return make_book(yes=list(yes.items()), no=kept)
+
+
 def apply_valid(book: OrderBook, deltas: list[tuple[bool, Price, Qty]]) -> list[bool]:
-    """Applies each delta, clamped so no level goes negative; returns the change flags."""
+    """Applies each delta, clamped so no level goes negative; returns the change flags.
+
+    A delta that would cross the book (which the venue never sends) is refused by the book
+    and counts as no change.
+    """
     changes = []
     for is_yes, price, delta in deltas:
         levels = book.yes_levels if is_yes else book.no_levels
-        changes.append(book.apply_delta(is_yes, price, max(delta, -levels.get(price, 0))))
+        try:
+            changes.append(book.apply_delta(is_yes, price, max(delta, -levels.get(price, 0))))
+        except BookIntegrityError as e:
+            assert "would cross" in e.reason
+            changes.append(False)
+        assert book.invariant_violations() == []
     return changes
 
 
@@ -409,7 +464,7 @@ def brute_top(book: OrderBook) -> tuple[Price | None, Qty, Price | None, Qty]:
 def test_the_cached_top_always_equals_a_brute_force_search(
     yes: dict[Price, Qty], no: dict[Price, Qty], deltas: list[tuple[bool, Price, Qty]]
 ) -> None:
-    book = make_book(yes=list(yes.items()), no=list(no.items()))
+    book = uncrossed_book(yes, no)
 
     for is_yes, price, delta in deltas:
         apply_valid(book, [(is_yes, price, delta)])
@@ -421,7 +476,7 @@ def test_the_cached_top_always_equals_a_brute_force_search(
 def test_no_level_is_ever_stored_at_zero_or_below(
     yes: dict[Price, Qty], no: dict[Price, Qty], deltas: list[tuple[bool, Price, Qty]]
 ) -> None:
-    book = make_book(yes=list(yes.items()), no=list(no.items()))
+    book = uncrossed_book(yes, no)
 
     apply_valid(book, deltas)
 
@@ -434,7 +489,7 @@ def test_no_level_is_ever_stored_at_zero_or_below(
 def test_the_change_flag_is_true_exactly_when_the_top_of_book_moved(
     yes: dict[Price, Qty], no: dict[Price, Qty], deltas: list[tuple[bool, Price, Qty]]
 ) -> None:
-    book = make_book(yes=list(yes.items()), no=list(no.items()))
+    book = uncrossed_book(yes, no)
 
     for delta in deltas:
         before = top(book)
@@ -447,7 +502,7 @@ def test_the_change_flag_is_true_exactly_when_the_top_of_book_moved(
 def test_a_snapshot_then_deltas_equals_the_final_state_applied_as_a_snapshot(
     yes: dict[Price, Qty], no: dict[Price, Qty], deltas: list[tuple[bool, Price, Qty]]
 ) -> None:
-    book = make_book(yes=list(yes.items()), no=list(no.items()))
+    book = uncrossed_book(yes, no)
     apply_valid(book, deltas)
 
     fresh = make_book(yes=list(book.yes_levels.items()), no=list(book.no_levels.items()))
@@ -466,7 +521,7 @@ def test_depth_equals_the_levels_sorted_best_first(
     deltas: list[tuple[bool, Price, Qty]],
     levels: int,
 ) -> None:
-    book = make_book(yes=list(yes.items()), no=list(no.items()))
+    book = uncrossed_book(yes, no)
     apply_valid(book, deltas)
 
     bids, asks = book.depth(levels)
@@ -481,7 +536,7 @@ def test_depth_equals_the_levels_sorted_best_first(
 def test_a_delta_taking_a_level_below_zero_always_raises_and_changes_nothing(
     yes: dict[Price, Qty], is_yes: bool, price: Price, excess: int
 ) -> None:
-    book = make_book(yes=list(yes.items()), no=list(yes.items()))
+    book = uncrossed_book(yes, yes)
     levels = book.yes_levels if is_yes else book.no_levels
     before = (top(book), dict(book.yes_levels), dict(book.no_levels))
 

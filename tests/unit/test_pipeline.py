@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from kmm.book.grid import PriceGrid
+from kmm.errors import WireError
 from kmm.kalshi.wire import Fill as WireFill
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
 from kmm.sim.synthetic import SyntheticFeed
@@ -207,14 +208,38 @@ def test_a_delta_that_would_make_a_level_negative_distrusts_the_subscription() -
     assert pipeline.take_resync() == [1]
 
 
-def test_a_crossed_book_is_not_quoted() -> None:
+def test_a_crossed_snapshot_is_refused_counted_and_its_subscription_resnapshotted() -> None:
     pipeline, mailbox = _pipeline()
-    crossed = _snapshot(TICKER, 1, 1, [["0.5000", "10.00"]], [["0.5500", "10.00"]])
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+    crossed = _snapshot(TICKER, 1, 2, [["0.5000", "10.00"]], [["0.5500", "10.00"]])
 
-    pipeline.on_frame(crossed, NOW)
+    with pytest.raises(WireError, match="crossed"):
+        pipeline.on_frame(crossed, NOW)
 
-    assert pipeline.markets[TICKER].book.is_crossed()
+    book = pipeline.markets[TICKER].book
+    assert not book.trusted
+    assert not book.is_crossed()
     assert mailbox.take()[TICKER] == empty_quote(TICKER)
+    assert pipeline.stats.rejected == {"orderbook_snapshot.crossed": 1}
+    assert pipeline.take_resync() == [1]
+
+
+def test_a_delta_that_would_cross_the_book_distrusts_the_subscription() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+
+    # YES asks start at 47¢ (NO bid 53¢): a YES bid at 47¢ would have matched
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4700", "5.00"), NOW + 1)
+
+    book = pipeline.markets[TICKER].book
+    assert not book.trusted
+    assert book.best_bid == 4500
+    assert book.invariant_violations() == []
+    assert mailbox.take()[TICKER] == empty_quote(TICKER)
+    assert pipeline.stats.integrity_errors == 1
+    assert pipeline.take_resync() == [1]
 
 
 def test_with_yes_price_convention_no_side_prices_are_read_as_yes_asks() -> None:
@@ -332,3 +357,98 @@ def test_pulling_all_markets_posts_empty_quotes_and_a_snapshot_brings_the_quote_
     assert mailbox.take()[TICKER] == empty_quote(TICKER)
     pipeline.on_frame(_book(seq=2), NOW)
     assert mailbox.take()[TICKER] == quote
+
+
+# Refused frames
+
+
+def _bands(*bands: tuple[str, str, str]) -> bytes:
+    return _frame(
+        "market_lifecycle_v2",
+        13,
+        1,
+        market_ticker=TICKER,
+        event_type="price_level_structure_updated",
+        price_level_structure="deci_cent",
+        price_ranges=[{"start": a, "end": b, "step": c} for a, b, c in bands],
+    )
+
+
+@pytest.mark.parametrize(
+    "bands",
+    [
+        [("0.0000", "1.0000", "0.0000")],  # step 0
+        [("0.0000", "0.6000", "0.0010"), ("0.5000", "1.0000", "0.0100")],  # overlapping
+        [("0.0000", "0.4000", "0.0010"), ("0.5000", "1.0000", "0.0100")],  # a gap
+        [("0.0000", "1.5000", "0.0100")],  # beyond $1
+        [("0.1000", "1.0000", "0.0100")],  # does not cover the book's low end
+        [("0.0000", "0.9000", "0.0100")],  # nor its high end
+        [],  # nothing at all
+    ],
+)
+def test_a_bad_price_band_keeps_the_old_grid_pulls_the_market_and_is_counted(
+    bands: list[tuple[str, str, str]],
+) -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+    old = pipeline.markets[TICKER].spec.grid
+
+    with pytest.raises(WireError, match="price_ranges refused"):
+        pipeline.on_frame(_bands(*bands), NOW + 1)
+
+    market = pipeline.markets[TICKER]
+    assert market.spec.grid is old
+    assert not market.book.trusted
+    assert mailbox.take() == {TICKER: empty_quote(TICKER)}
+    assert pipeline.stats.rejected == {"market_lifecycle_v2.price_ranges": 1}
+    assert pipeline.markets[OTHER].spec.grid is old  # other markets untouched
+
+
+def test_a_valid_price_band_replaces_the_grid_and_requotes_onto_it() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    mailbox.take()
+
+    pipeline.on_frame(_bands(("0.0000", "1.0000", "0.0010")), NOW + 1)
+
+    grid = pipeline.markets[TICKER].spec.grid
+    assert grid == PriceGrid.from_ranges([(0, 10_000, 10)])
+    quote = mailbox.take()[TICKER]
+    assert _two_sided(quote)
+    assert quote.bid_price is not None and grid.is_valid(quote.bid_price)
+    assert pipeline.stats.rejected == {}
+
+
+def test_a_malformed_delta_is_counted_and_its_subscription_resnapshotted_once() -> None:
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(TICKER, sid=1, seq=1), NOW)
+    pipeline.on_frame(_book(OTHER, sid=1, seq=2), NOW)
+    mailbox.take()
+
+    with pytest.raises(WireError):
+        pipeline.on_frame(_delta(TICKER, 1, 3, "yes", "1.5000", "10.00"), NOW + 1)
+    pipeline.on_frame(_delta(TICKER, 1, 4, "yes", "0.4000", "10.00"), NOW + 2)
+
+    assert pipeline.stats.rejected == {"orderbook_delta.price_dollars": 1}
+    assert mailbox.take() == {TICKER: empty_quote(TICKER), OTHER: empty_quote(OTHER)}
+    assert pipeline.take_resync() == [1]
+    assert pipeline.stats.gaps == 0  # the refused frame used up its seq: no gap after it
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        (b"{not json", "frame.json"),
+        (_frame("fill", 3, 1, market_ticker=TICKER), "fill.trade_id"),
+        (_frame("trade", 3, 1, market_ticker=5), "trade.trade_id"),
+    ],
+)
+def test_every_refused_frame_is_counted_by_kind(frame: bytes, kind: str) -> None:
+    pipeline, _ = _pipeline()
+
+    for _ in range(3):
+        with pytest.raises(WireError):
+            pipeline.on_frame(frame, NOW)
+
+    assert pipeline.stats.rejected == {kind: 3}

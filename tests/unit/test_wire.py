@@ -168,15 +168,17 @@ def test_a_text_frame_decodes_like_a_binary_one() -> None:
     assert event == decoder.decode(sample("orderbook_delta"))
 
 
-level_lists = st.lists(
-    st.tuples(st.integers(1, ONE_DOLLAR - 1), st.integers(1, 10**9)),
-    max_size=30,
-    unique_by=lambda level: level[0],
-).map(sorted)
+def level_lists(highest: int) -> st.SearchStrategy[list[tuple[int, int]]]:
+    return st.lists(
+        st.tuples(st.integers(1, highest), st.integers(1, 10**9)),
+        max_size=30,
+        unique_by=lambda level: level[0],
+    ).map(sorted)
 
 
+# A YES bid and a NO bid adding up to $1 or more would have matched: books never cross
 @settings(max_examples=150)
-@given(yes=level_lists, no=level_lists)
+@given(yes=level_lists(ONE_DOLLAR // 2 - 1), no=level_lists(ONE_DOLLAR // 2))
 def test_levels_round_trip_through_kalshi_strings_under_both_conventions(
     yes: list[tuple[int, int]], no: list[tuple[int, int]]
 ) -> None:
@@ -699,6 +701,163 @@ def test_malformed_messages_of_every_type_name_type_and_field(
     assert error.msg_type == obj["type"]
     assert words in error.reason
     assert str(error).startswith(f"{obj['type']}: ")
+
+
+# --------------------------------------------------------------------------- out of range
+
+
+def test_a_refusal_names_its_kind_as_type_and_field() -> None:
+    error = wire_error(with_msg("fill", count_fp="-1.00"))
+
+    assert (error.msg_type, error.field, error.kind) == ("fill", "count_fp", "fill.count_fp")
+
+
+@pytest.mark.parametrize("price", ["0", "0.0000", "1.0000", "1.5", "-0.5000"])
+@pytest.mark.parametrize("name", ["fill", "trade", "user_order"])
+def test_a_fill_trade_or_order_price_outside_the_open_dollar_is_refused(
+    name: str, price: str
+) -> None:
+    error = wire_error(with_msg(name, yes_price_dollars=price))
+
+    assert error.kind == f"{name}.yes_price_dollars"
+    assert "outside (0, 1)" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "count"),
+    [
+        ("fill", "count_fp", "-1.00"),
+        ("fill", "count_fp", "0.00"),
+        ("trade", "count_fp", "-136.00"),
+        ("trade", "count_fp", "0"),
+        ("user_order", "fill_count_fp", "-2.00"),
+        ("user_order", "remaining_count_fp", "-0.01"),
+        ("user_order", "initial_count_fp", "-10.00"),
+        ("ticker", "volume_fp", "-1.00"),
+        ("ticker", "yes_bid_size_fp", "-300.00"),
+    ],
+)
+def test_a_negative_or_empty_count_where_only_a_size_makes_sense_is_refused(
+    name: str, field: str, count: str
+) -> None:
+    error = wire_error(with_msg(name, **{field: count}))
+
+    assert error.kind == f"{name}.{field}"
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [
+        ("fill", "count_fp", "1" + "0" * 20),
+        ("orderbook_delta", "delta_fp", "-" + "9" * 18),
+        ("market_position", "position_fp", "9" * 25),
+        ("market_position", "realized_pnl_dollars", "9" * 25),
+        ("fill", "fee_cost", "-0.017500"),
+        ("fill", "ts_ms", -1),
+        ("ticker", "ts_ms", 10**16),
+        ("market_lifecycle_v2.close_date_updated", "close_ts", -1694718000),
+        ("market_lifecycle_v2.determined", "settlement_value", "1.5000"),
+        ("market_lifecycle_v2.determined", "settlement_value", "-0.0100"),
+    ],
+)
+def test_absurd_sizes_amounts_times_and_values_are_refused(
+    name: str, field: str, value: object
+) -> None:
+    error = wire_error(with_msg(name, **{field: value}))
+
+    assert error.kind == f"{sample_obj(name)['type']}.{field}"
+    assert "outside" in error.reason
+
+
+def test_a_ticker_price_may_be_zero_or_one_dollar_for_an_empty_side_but_not_beyond() -> None:
+    event = decode(with_msg("ticker", yes_bid_dollars="0.0000", yes_ask_dollars="1.0000"))
+    error = wire_error(with_msg("ticker", yes_ask_dollars="1.0100"))
+
+    assert isinstance(event, Ticker)
+    assert (event.yes_bid, event.yes_ask) == (0, ONE_DOLLAR)
+    assert error.kind == "ticker.yes_ask_dollars"
+
+
+@pytest.mark.parametrize("ticker", [7, ["FED-23DEC-T3.00"], {"a": 1}, None, True])
+def test_a_delta_whose_ticker_is_not_a_string_is_refused_on_both_paths(ticker: object) -> None:
+    obj = sample_obj("orderbook_delta")
+    obj["msg"]["market_ticker"] = ticker
+    frame = orjson.dumps(obj)
+    handed: list[object] = []
+
+    with pytest.raises(WireError) as hot:
+        WireDecoder(False).decode_into(frame, lambda *args: handed.append(args))
+    cold = wire_error(obj)
+
+    assert handed == []
+    assert hot.value.kind == cold.kind == "orderbook_delta.market_ticker"
+
+
+@pytest.mark.parametrize("name", ["fill", "trade", "ticker", "market_position"])
+def test_a_market_ticker_that_is_not_a_string_is_refused(name: str) -> None:
+    error = wire_error(with_msg(name, market_ticker=["HIGHNY-22DEC23-B53.5"]))
+
+    assert error.kind == f"{name}.market_ticker"
+
+
+def test_a_scalar_result_needs_a_settlement_value() -> None:
+    determined = "market_lifecycle_v2.determined"
+    error = wire_error(with_msg(determined, result="scalar", settlement_value=None))
+    event = decode(with_msg(determined, result="scalar", settlement_value="0.3700"))
+
+    assert error.kind == "market_lifecycle_v2.settlement_value"
+    assert "scalar" in error.reason
+    assert isinstance(event, MarketLifecycle)
+    assert (event.result, event.settlement_value) == ("scalar", 3700)
+
+
+@pytest.mark.parametrize("use_yes_price", [False, True])
+def test_a_crossed_snapshot_is_refused_under_both_conventions(use_yes_price: bool) -> None:
+    # A NO bid of 50¢ is a YES ask of 50¢ (its YES price is 50¢ too): a YES bid at 50¢ or
+    # more would have matched it
+    def snapshot(yes_bid: str) -> dict[str, Any]:
+        no = [["0.5000", "10.00"]]
+        return with_msg("orderbook_snapshot", yes_dollars_fp=[[yes_bid, "1.00"]], no_dollars_fp=no)
+
+    error = wire_error(snapshot("0.5000"), use_yes_price)
+    inside = decode(snapshot("0.4999"), use_yes_price)
+
+    assert error.kind == "orderbook_snapshot.crossed"
+    assert isinstance(inside, BookSnapshot)
+    assert (inside.yes, inside.no) == ([(4999, 100)], [(5000, 1000)])
+
+
+@pytest.mark.parametrize(
+    ("levels", "words"),
+    [
+        ([["0.2200", "-1.00"]], "outside"),
+        ([["0.2200", "1.00"], ["0.2200", "2.00"]], "twice"),
+        ({"0.2200": "1.00"}, "pairs"),
+        ([{"0.2200": "1.00"}], "pairs"),
+        ([["0.2200", "1.00", "x"]], "pairs"),
+        ("0.2200", "pairs"),
+    ],
+)
+def test_a_snapshot_level_with_a_negative_size_a_repeated_price_or_no_pair_shape_is_refused(
+    levels: object, words: str
+) -> None:
+    error = wire_error(with_msg("orderbook_snapshot", yes_dollars_fp=levels))
+
+    assert error.kind == "orderbook_snapshot.yes_dollars_fp"
+    assert words in error.reason
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        (b'{"type":"fill","msg":', "frame.json"),
+        (b"[1]", "frame.type"),
+        (b'{"type":"fill","msg":[1]}', "fill.msg"),
+        (b'{"type":"fill","msg":{}}', "fill.trade_id"),
+    ],
+)
+def test_envelope_refusals_have_kinds_too(frame: bytes, kind: str) -> None:
+    assert wire_error(frame).kind == kind
 
 
 def test_a_ticker_without_ts_ms_falls_back_to_seconds() -> None:

@@ -73,18 +73,28 @@ class PriceGrid:
         self.max_price: Price = self._lasts[-1]
 
     @classmethod
-    def from_ranges(cls, ranges: Sequence[tuple[Price, Price, Price]]) -> PriceGrid:
+    def from_ranges(
+        cls, ranges: Sequence[tuple[Price, Price, Price]], *, whole: bool = False
+    ) -> PriceGrid:
         """Builds a grid from ``(start, end, step)`` bands in Price units.
 
         Args:
             ranges: The market's ``price_ranges``, converted with ``parse_price``, sorted
                 by price. Neighbouring bands may share a boundary but not overlap.
+            whole: Also require the bands to tile ``[0, $1]``: the first starts at $0, each
+                starts where the one before ends, the last ends at $1. Every structure
+                Kalshi defines does; a band update from the stream that leaves a gap or
+                stops short of either end is refused with this.
 
         Raises:
             ValueError: naming the band, if ``step <= 0``, ``start >= end``, a band leaves
-                ``[0, $1]``, the bands overlap or are out of order, or nothing is valid.
+                ``[0, $1]``, the bands overlap or are out of order, or nothing is valid;
+                with ``whole``, also if the bands leave a gap or do not reach $0 and $1.
         """
-        return cls(ranges)
+        grid = cls(ranges)
+        if whole:
+            _check_whole(grid.ranges)
+        return grid
 
     @classmethod
     def linear_cent(cls) -> PriceGrid:
@@ -212,6 +222,19 @@ def _validate(ranges: tuple[tuple[Price, Price, Price], ...]) -> None:
         if start < previous_end:
             raise ValueError(f"{band}: overlaps or precedes the band before it")
         previous_end = end
+
+
+def _check_whole(ranges: tuple[tuple[Price, Price, Price], ...]) -> None:
+    """Refuses validated bands that do not tile ``[0, $1]``, naming the band."""
+    previous_end = 0
+    for index, (start, end, step) in enumerate(ranges):
+        if start != previous_end:
+            band = f"band {index} (start={start}, end={end}, step={step})"
+            where = "does not start at 0" if index == 0 else f"leaves a gap after {previous_end}"
+            raise ValueError(f"{band}: {where}")
+        previous_end = end
+    if previous_end != ONE_DOLLAR:
+        raise ValueError(f"price ranges end at {previous_end}, short of {ONE_DOLLAR}")
 
 
 def _runs_of(ranges: tuple[tuple[Price, Price, Price], ...]) -> list[_Run]:

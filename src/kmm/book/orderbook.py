@@ -19,7 +19,11 @@ list of prices it adds almost nothing to the creation or removal of a level belo
 Sizes are kept exactly as the venue sends them: a delta that would take a level below zero
 raises :class:`~kmm.errors.BookIntegrityError` (the owner marks the book untrusted and asks
 for a new snapshot), and a level that reaches zero is deleted, so no level is ever stored at
-zero or below.
+zero or below. A book of bids only cannot cross (a YES bid at p and a NO bid at q with
+p + q ≥ $1 would have matched), so a snapshot or a new best level that would cross it raises
+the same error and leaves the book as it was: the check costs one addition, and only when a
+delta creates a new best level. :meth:`OrderBook.invariant_violations` checks every
+invariant at once, for tests and diagnostics.
 
 :class:`OfiAccumulator` folds successive top-of-book states into Cont, Kukanov and Stoikov's
 order-flow imbalance.
@@ -107,11 +111,18 @@ class OrderBook:
             no: The NO bids as ``(price, size)`` pairs in NO-leg prices, in any order.
 
         Raises:
-            BookIntegrityError: if a size is negative, a price is outside ``(0, $1)``, or a
-                price appears twice on one side. The book is left unchanged.
+            BookIntegrityError: if a size is negative, a price is outside ``(0, $1)``, a
+                price appears twice on one side, or the best YES and NO bids add up to $1
+                or more (crossed). The book is left unchanged.
         """
         new_yes = self._checked_levels("yes", yes)
         new_no = self._checked_levels("no", no)
+        if new_yes and new_no and max(new_yes) + max(new_no) >= ONE_DOLLAR:
+            raise BookIntegrityError(
+                self.ticker,
+                f"snapshot crossed: best yes {max(new_yes)} + best no {max(new_no)} "
+                f">= {ONE_DOLLAR}",
+            )
         _replace_levels(self._yes, self._yes_occ, new_yes)
         _replace_levels(self._no, self._no_occ, new_no)
         self._yes, self._no = new_yes, new_no
@@ -140,8 +151,9 @@ class OrderBook:
             at either.
 
         Raises:
-            BookIntegrityError: if the level would go negative, or the delta is for an
-                absent level whose price is outside ``(0, $1)``. The book is left unchanged.
+            BookIntegrityError: if the level would go negative, the delta is for an absent
+                level whose price is outside ``(0, $1)``, or it creates a best level that
+                crosses the other side. The book is left unchanged.
         """
         if is_yes:
             levels = self._yes
@@ -180,10 +192,19 @@ class OrderBook:
         else:
             levels, occupancy, best = self._no, self._no_occ, self._best_no
         if size:
+            if price < best:
+                levels[price] = size
+                occupancy[price] = 1
+                return False
+            other = self._best_no if is_yes else self._best_yes
+            if other and price + other >= ONE_DOLLAR:
+                raise BookIntegrityError(
+                    self.ticker,
+                    f"a new best {'yes' if is_yes else 'no'} bid at {price} would cross the "
+                    f"best {'no' if is_yes else 'yes'} bid at {other}",
+                )
             levels[price] = size
             occupancy[price] = 1
-            if price < best:
-                return False
             self._set_top(is_yes, price, size)
             return True
         if not old:
@@ -227,6 +248,35 @@ class OrderBook:
             if size:
                 levels[price] = size
         return levels
+
+    def invariant_violations(self) -> list[str]:
+        """Every broken invariant of the book, described; empty when the book is sound.
+
+        The invariants: each level has a price in ``(0, $1)`` and a positive size; each
+        side's occupancy bitmap marks exactly its levels; each side's best-price pointer is
+        its highest level (0 when empty) and :attr:`best_bid`, :attr:`best_ask` and their
+        sizes follow from it; the book is not crossed. It walks the whole book: for tests
+        and diagnostics, not the hot path.
+        """
+        problems: list[str] = []
+        sides = (("yes", self._yes, self._yes_occ, self._best_yes),
+                 ("no", self._no, self._no_occ, self._best_no))  # fmt: skip
+        for name, levels, occupancy, best in sides:
+            problems += _side_violations(name, levels, occupancy, best)
+        yes_qty = self._yes.get(self._best_yes, 0)
+        no_qty = self._no.get(self._best_no, 0)
+        published = (self.best_bid, self.best_bid_qty, self.best_ask, self.best_ask_qty)
+        expected = (
+            self._best_yes or None,
+            yes_qty,
+            ONE_DOLLAR - self._best_no if self._best_no else None,
+            no_qty,
+        )
+        if published != expected:
+            problems.append(f"top of book {published} should be {expected}")
+        if self.is_crossed():
+            problems.append(f"crossed: best yes {self._best_yes} + best no {self._best_no}")
+        return problems
 
     def mid(self) -> float | None:
         """The mid price in Price units (may end in .5), or ``None`` if a side is empty."""
@@ -312,6 +362,25 @@ def _walk_down(
         out.append((price, levels[price]))
         price = occupancy.rfind(1, 0, price)
     return out
+
+
+def _side_violations(
+    name: str, levels: dict[Price, Qty], occupancy: bytearray, best: Price
+) -> list[str]:
+    """The broken invariants of one side (see :meth:`OrderBook.invariant_violations`)."""
+    problems = [
+        f"{name} level {price} x {size}: price outside (0, $1) or size not positive"
+        for price, size in levels.items()
+        if not 0 < price < ONE_DOLLAR or size <= 0
+    ]
+    in_range = [price for price in levels if 0 < price < ONE_DOLLAR]
+    if occupancy.count(1) != len(levels) or not all(occupancy[p] == 1 for p in in_range):
+        marked = [price for price, flag in enumerate(occupancy) if flag]
+        problems.append(f"{name} occupancy marks {marked} but the levels are {sorted(levels)}")
+    highest = max(levels, default=0)
+    if best != highest:
+        problems.append(f"{name} best {best} is not the highest level {highest}")
+    return problems
 
 
 def _replace_levels(old: dict[Price, Qty], occupancy: bytearray, new: dict[Price, Qty]) -> None:

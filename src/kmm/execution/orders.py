@@ -665,6 +665,7 @@ class OrderTracker:
                 "order",
                 f"{order.client_order_id}: exchange id {order_id!r} does not match "
                 f"{order.order_id!r}",
+                field="order_id",
             )
 
     def _fill_event(self, order: TrackedOrder, now_ns: int) -> None:

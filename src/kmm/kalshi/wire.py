@@ -21,6 +21,19 @@ every count with :func:`~kmm.types.parse_count` and every fee, cost or P&L with
   (``subaccount`` / ``subaccount_number`` in the payload; absent means the primary, 0, as
   Kalshi sends it only for subaccounts) is counted in :attr:`WireDecoder.foreign_counts` and
   answered with ``None``. A full-account key's connection carries every subaccount's.
+* **Out-of-range values** are malformed too: a fill, trade, order or book price outside
+  (0, $1) (a ticker's prices and a settlement value may be $0 or $1), a count that is
+  negative (a delta or a position may be negative, a fill or trade count must be positive),
+  a fee below zero, a count, amount or timestamp beyond :data:`MAX_QTY`, :data:`MAX_MONEY`
+  or :data:`MAX_TS_MS`, a price twice on one side of a snapshot, a crossed snapshot (best
+  YES bid + best NO bid ≥ $1, which a bids-only book cannot hold), a scalar result without
+  a settlement value. Bands are parsed here but judged by the price grid, which needs the
+  market (the pipeline keeps the old grid and pulls the market's quotes).
+* **Kinds.** Every :class:`~kmm.errors.WireError` carries the ``field`` that was wrong, so
+  ``WireError.kind`` (``"fill.yes_price_dollars"``, ``"orderbook_snapshot.crossed"``,
+  ``"frame.json"``) lets the receive loop count refusals by kind and log each kind once.
+  Nothing but ``WireError`` leaves :meth:`WireDecoder.decode` and
+  :meth:`WireDecoder.decode_into` (bar what ``on_delta`` itself raises).
 * **Book prices.** Events always carry YES bids in YES prices and NO bids in NO prices, which
   is Kalshi's default convention. A decoder built with ``use_yes_price=True`` (the
   subscription asked for YES-leg prices on both sides) converts NO levels and deltas back
@@ -64,6 +77,9 @@ from kmm.types import (
 )
 
 __all__ = [
+    "MAX_MONEY",
+    "MAX_QTY",
+    "MAX_TS_MS",
     "BookDelta",
     "BookSnapshot",
     "DeltaSink",
@@ -98,6 +114,15 @@ _ASK: Final = BookSide.ASK
 
 _BOOK_SIDES: Final[dict[str, BookSide]] = {"bid": _BID, "ask": _ASK}
 _OUTCOME_SIDES: Final[dict[str, BookSide]] = {"yes": _BID, "no": _ASK}
+MAX_QTY: Final = 10**15
+"""The largest count accepted, in 0.01 contract (10^13 contracts): beyond it, not a size."""
+MAX_MONEY: Final = 10**21
+"""The largest amount accepted either way, in $0.000001 ($10^15)."""
+MAX_TS_MS: Final = 10**14
+"""The latest timestamp accepted, in Unix milliseconds (about the year 5100)."""
+_MAX_TS_S: Final = MAX_TS_MS // 1000
+_SCALAR: Final = "scalar"
+
 _LEGACY_SIDES: Final[dict[tuple[str, str], BookSide]] = {
     ("buy", "yes"): _BID,
     ("sell", "no"): _BID,
@@ -315,18 +340,21 @@ def parse_levels(pairs: Iterable[Sequence[str]], field: str) -> list[Level]:
         The levels as integer pairs.
 
     Raises:
-        WireError: if a level is not a pair of exact decimal strings, or a price is not
-            strictly between $0 and $1 (``msg_type`` is None; the decoder fills it in).
+        WireError: if ``pairs`` is not a list of ``[price, count]`` lists of exact decimal
+            strings, a price is not strictly between $0 and $1, a count is negative or
+            absurdly large, or a price appears twice (``msg_type`` is None; the decoder
+            fills it in).
     """
+    if not isinstance(pairs, list | tuple) or not all(
+        isinstance(pair, list | tuple) and len(pair) == 2 for pair in pairs
+    ):
+        raise WireError(None, f"{field}: expected a list of [price, count] pairs", field=field)
     try:
-        levels = [(parse_price(p, field), parse_count(q, field)) for p, q in pairs]
+        levels = [(_price(p, field), _count(q, field)) for p, q in pairs]
     except FixedPointError as e:
-        raise WireError(None, str(e)) from e
-    except (TypeError, ValueError) as e:
-        raise WireError(None, f"{field}: expected a list of [price, count] pairs") from e
-    for price, _ in levels:
-        if not 0 < price < ONE_DOLLAR:
-            raise WireError(None, f"{field}: price {price} is outside (0, {ONE_DOLLAR})")
+        raise WireError(None, str(e), field=field) from e
+    if len({price for price, _ in levels}) != len(levels):
+        raise WireError(None, f"{field}: a price appears twice", field=field)
     return levels
 
 
@@ -343,6 +371,8 @@ def parse_price_ranges(ranges: Iterable[Mapping[str, str]]) -> tuple[PriceRange,
     Raises:
         WireError: naming the band and key that is missing or malformed.
     """
+    if not isinstance(ranges, list | tuple):
+        raise WireError(None, "price_ranges: expected a list of bands", field="price_ranges")
     bands: list[PriceRange] = []
     for i, band in enumerate(ranges):
         field = f"price_ranges[{i}]"
@@ -355,11 +385,13 @@ def parse_price_ranges(ranges: Iterable[Mapping[str, str]]) -> tuple[PriceRange,
                 ),
             )
         except KeyError as e:
-            raise WireError(None, f"{field}: missing field {e.args[0]!r}") from e
+            raise WireError(None, f"{field}: missing field {e.args[0]!r}", field=field) from e
         except FixedPointError as e:
-            raise WireError(None, str(e)) from e
+            raise WireError(None, str(e), field=field) from e
         except TypeError as e:
-            raise WireError(None, f"{field}: expected an object with start, end, step") from e
+            raise WireError(
+                None, f"{field}: expected an object with start, end, step", field=field
+            ) from e
     return tuple(bands)
 
 
@@ -368,8 +400,48 @@ def parse_price_ranges(ranges: Iterable[Mapping[str, str]]) -> tuple[PriceRange,
 
 def _int(value: Any, field: str) -> int:
     if type(value) is not int:
-        raise WireError(None, f"{field}: expected an integer, got {value!r}")
+        raise WireError(None, f"{field}: expected an integer, got {value!r}", field=field)
     return value
+
+
+def _in_range(value: int, low: int, high: int, field: str, text: object) -> int:
+    """``value`` if ``low <= value <= high``, else a WireError naming the field."""
+    if not low <= value <= high:
+        raise WireError(None, f"{field}: {text!r} is outside [{low}, {high}]", field=field)
+    return value
+
+
+def _price(text: Any, field: str) -> Price:
+    """A price strictly between $0 and $1: an order's, a fill's, a trade's, a level's."""
+    price = parse_price(text, field)
+    if not 0 < price < ONE_DOLLAR:
+        raise WireError(None, f"{field}: {text!r} is outside (0, 1)", field=field)
+    return price
+
+
+def _price_or_bound(text: Any, field: str) -> Price:
+    """A price on ``[0, 1]``: a ticker's (0 or 1 for an empty side) or a settlement value."""
+    return _in_range(parse_price(text, field), 0, ONE_DOLLAR, field, text)
+
+
+def _count(text: Any, field: str, low: Qty = 0) -> Qty:
+    """A count on ``[low, MAX_QTY]`` (sizes, volumes: never negative)."""
+    return _in_range(parse_count(text, field), low, MAX_QTY, field, text)
+
+
+def _signed_count(text: Any, field: str) -> Qty:
+    """A signed count of at most ``MAX_QTY`` either way (deltas, positions)."""
+    return _in_range(parse_count(text, field), -MAX_QTY, MAX_QTY, field, text)
+
+
+def _money(text: Any, field: str, low: Money = -MAX_MONEY) -> Money:
+    """An amount on ``[low, MAX_MONEY]``."""
+    return _in_range(parse_money(text, field), low, MAX_MONEY, field, text)
+
+
+def _timestamp(value: Any, field: str, high: int) -> int:
+    """A non-negative integer time of at most ``high``."""
+    return _in_range(_int(value, field), 0, high, field, value)
 
 
 def _opt_int(value: Any, field: str) -> int | None:
@@ -378,7 +450,7 @@ def _opt_int(value: Any, field: str) -> int | None:
 
 def _str(value: Any, field: str) -> str:
     if type(value) is not str:
-        raise WireError(None, f"{field}: expected a string, got {value!r}")
+        raise WireError(None, f"{field}: expected a string, got {value!r}", field=field)
     return value
 
 
@@ -388,7 +460,7 @@ def _opt_str(value: Any, field: str) -> str | None:
 
 def _bool(value: Any, field: str) -> bool:
     if type(value) is not bool:
-        raise WireError(None, f"{field}: expected true or false, got {value!r}")
+        raise WireError(None, f"{field}: expected true or false, got {value!r}", field=field)
     return value
 
 
@@ -396,10 +468,10 @@ def _ts_ms(m: Payload) -> int:
     """``ts_ms``, or the deprecated ``ts`` in seconds when ``ts_ms`` is absent."""
     ts_ms = m.get("ts_ms")
     if ts_ms is None and type(m.get("ts")) is int:
-        return int(m["ts"]) * 1000
+        return _timestamp(m["ts"], "ts", MAX_TS_MS // 1000) * 1000
     if ts_ms is None:
         raise KeyError("ts_ms")
-    return _int(ts_ms, "ts_ms")
+    return _timestamp(ts_ms, "ts_ms", MAX_TS_MS)
 
 
 def _side_of(table: Mapping[str, BookSide], m: Payload, field: str) -> BookSide | None:
@@ -409,7 +481,7 @@ def _side_of(table: Mapping[str, BookSide], m: Payload, field: str) -> BookSide 
         return None
     side = table.get(value) if type(value) is str else None
     if side is None:
-        raise WireError(None, f"{field}: unexpected value {value!r}")
+        raise WireError(None, f"{field}: unexpected value {value!r}", field=field)
     return side
 
 
@@ -421,6 +493,7 @@ def _canonical_side(m: Payload, book_key: str, outcome_key: str) -> BookSide | N
         raise WireError(
             None,
             f"{book_key} {m[book_key]!r} contradicts {outcome_key} {m[outcome_key]!r}",
+            field=book_key,
         )
     return book if book is not None else outcome
 
@@ -432,7 +505,7 @@ def _action_side(m: Payload) -> BookSide | None:
         return None
     side = _LEGACY_SIDES.get((action, leg)) if type(action) is type(leg) is str else None
     if side is None:
-        raise WireError(None, f"action/side: unexpected pair {action!r}/{leg!r}")
+        raise WireError(None, f"action/side: unexpected pair {action!r}/{leg!r}", field="action")
     return side
 
 
@@ -443,7 +516,11 @@ def _fill_side(m: Payload) -> BookSide:
         or _action_side(m)
     )
     if side is None:
-        raise WireError(None, "missing field 'book_side' (and every deprecated direction field)")
+        raise WireError(
+            None,
+            "missing field 'book_side' (and every deprecated direction field)",
+            field="book_side",
+        )
     return side
 
 
@@ -457,7 +534,11 @@ def _order_side(m: Payload) -> BookSide:
     if side is None and type(m.get("is_yes")) is bool:
         side = _BID if m["is_yes"] else _ASK
     if side is None:
-        raise WireError(None, "missing field 'book_side' (and every deprecated direction field)")
+        raise WireError(
+            None,
+            "missing field 'book_side' (and every deprecated direction field)",
+            field="book_side",
+        )
     return side
 
 
@@ -466,7 +547,9 @@ def _trade_side(m: Payload) -> BookSide:
         _OUTCOME_SIDES, m, "taker_side"
     )
     if side is None:
-        raise WireError(None, "missing field 'taker_book_side' (and 'taker_side')")
+        raise WireError(
+            None, "missing field 'taker_book_side' (and 'taker_side')", field="taker_book_side"
+        )
     return side
 
 
@@ -480,24 +563,52 @@ def _yes_to_no_levels(levels: list[Level]) -> list[Level]:
     return converted
 
 
+def _check_uncrossed(yes: list[Level], no: list[Level]) -> None:
+    """Refuses a snapshot whose best YES bid reaches its best YES ask (1 − best NO bid).
+
+    A Kalshi book holds only bids, and a YES bid at p and a NO bid at q with p + q ≥ $1
+    would have matched: such a book cannot exist at the venue.
+    """
+    if yes and no:
+        best_yes = max(price for price, _ in yes)
+        best_no = max(price for price, _ in no)
+        if best_yes + best_no >= ONE_DOLLAR:
+            raise WireError(
+                None,
+                f"crossed book: best YES bid {best_yes} + best NO bid {best_no} >= {ONE_DOLLAR}",
+                field="crossed",
+            )
+
+
+def _delta_envelope_error(sid: object, seq: object, ticker: object) -> WireError:
+    if type(ticker) is not str:
+        return WireError(
+            None, f"market_ticker: expected a string, got {ticker!r}", field="market_ticker"
+        )
+    field = "sid" if type(sid) is not int else "seq"
+    return WireError(None, f"sid/seq: expected integers, got {sid!r}/{seq!r}", field=field)
+
+
 def _envelope_error(e: Exception) -> WireError:
     if isinstance(e, orjson.JSONDecodeError):
-        return WireError(None, f"not valid JSON ({e})")
+        return WireError(None, f"not valid JSON ({e})", field="json")
     if isinstance(e, KeyError):
-        return WireError(None, "missing field 'type'")
-    return WireError(None, "expected a JSON object with a string 'type'")
+        return WireError(None, "missing field 'type'", field="type")
+    return WireError(None, "expected a JSON object with a string 'type'", field="type")
 
 
 def _as_wire_error(msg_type: str, obj: Payload, e: Exception) -> WireError:
     """Translates what a handler raised into a WireError naming the type and the field."""
     if isinstance(e, WireError):
-        return WireError(msg_type, e.reason)
+        return WireError(msg_type, e.reason, field=e.field)
     if isinstance(e, FixedPointError):
-        return WireError(msg_type, str(e))
+        return WireError(msg_type, str(e), field=e.field)
     if isinstance(e, KeyError):
-        return WireError(msg_type, f"missing field {e.args[0]!r}")
-    if not isinstance(obj.get("msg"), dict | list):
-        return WireError(msg_type, f"msg: expected an object, got {obj.get('msg')!r}")
+        key = e.args[0] if e.args and type(e.args[0]) is str else None
+        return WireError(msg_type, f"missing field {e.args[0]!r}", field=key)
+    msg = obj.get("msg")
+    if type(msg) is not dict and not (msg_type == "ok" and type(msg) is list):
+        return WireError(msg_type, f"msg: expected an object, got {msg!r}", field="msg")
     return WireError(msg_type, f"unexpected shape ({type(e).__name__}: {e})")
 
 
@@ -609,7 +720,7 @@ class WireDecoder:
 
     def _count_unknown(self, msg_type: object) -> None:
         if type(msg_type) is not str:
-            raise WireError(None, f"type: expected a string, got {msg_type!r}")
+            raise WireError(None, f"type: expected a string, got {msg_type!r}", field="type")
         self.unknown_counts[msg_type] = self.unknown_counts.get(msg_type, 0) + 1
 
     def decode_into(
@@ -643,8 +754,8 @@ class WireDecoder:
             sid = obj["sid"]
             seq = obj["seq"]
             ticker = m["market_ticker"]
-            if type(sid) is not int or type(seq) is not int:
-                raise WireError(None, f"sid/seq: expected integers, got {sid!r}/{seq!r}")
+            if type(sid) is not int or type(seq) is not int or type(ticker) is not str:
+                raise _delta_envelope_error(sid, seq, ticker)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise _as_wire_error(msg_type, obj, e) from e
         on_delta(sid, seq, ticker, is_yes, price, delta)
@@ -661,7 +772,7 @@ class WireDecoder:
             is_yes = False
             price = self._no_prices.get(text)
         else:
-            raise WireError(None, f"side: expected 'yes' or 'no', got {side!r}")
+            raise WireError(None, f"side: expected 'yes' or 'no', got {side!r}", field="side")
         if price is None:
             price = self._learn_price(text, _YES if is_yes else _NO)
         delta = self._counts.get(m["delta_fp"])
@@ -678,27 +789,27 @@ class WireDecoder:
         is_yes, price, delta = self._delta_values(m)
         sid = obj["sid"]
         seq = obj["seq"]
-        if type(sid) is not int or type(seq) is not int:
-            raise WireError(None, f"sid/seq: expected integers, got {sid!r}/{seq!r}")
+        ticker = m["market_ticker"]
+        if type(sid) is not int or type(seq) is not int or type(ticker) is not str:
+            raise _delta_envelope_error(sid, seq, ticker)
+        ts_ms = m.get("ts_ms")
         return _new_tuple(
             BookDelta,
             (
                 sid,
                 seq,
-                m["market_ticker"],
+                ticker,
                 _YES if is_yes else _NO,
                 price,
                 delta,
-                m.get("client_order_id"),
-                m.get("ts_ms"),
+                _opt_str(m.get("client_order_id"), "client_order_id"),
+                None if ts_ms is None else _timestamp(ts_ms, "ts_ms", MAX_TS_MS),
             ),
         )
 
     def _learn_price(self, text: str, side: Outcome) -> Price:
         """Parses and range-checks a delta price missing from the cache, then caches it."""
-        price = parse_price(text, "price_dollars")
-        if not 0 < price < ONE_DOLLAR:
-            raise WireError(None, f"price_dollars: {text!r} is outside (0, 1)")
+        price = _price(text, "price_dollars")
         cache = self._yes_prices if side is _YES else self._no_prices
         if side is _NO and self.use_yes_price:
             price = ONE_DOLLAR - price
@@ -709,7 +820,7 @@ class WireDecoder:
 
     def _learn_count(self, text: str) -> Qty:
         """Parses a delta size missing from the cache, then caches it."""
-        delta = parse_count(text, "delta_fp")
+        delta = _signed_count(text, "delta_fp")
         if len(self._counts) >= _CACHE_LIMIT:
             self._counts.clear()
         self._counts[text] = delta
@@ -727,6 +838,7 @@ class WireDecoder:
         no = parse_levels(no_pairs, "no_dollars_fp") if no_pairs is not None else []
         if self.use_yes_price:
             no = _yes_to_no_levels(no)
+        _check_uncrossed(yes, no)
         return BookSnapshot(
             _int(obj["sid"], "sid"),
             _int(obj["seq"], "seq"),
@@ -746,14 +858,14 @@ class WireDecoder:
             Ticker,
             (
                 _str(m["market_ticker"], "market_ticker"),
-                parse_price(m["price_dollars"], "price_dollars"),
-                parse_price(m["yes_bid_dollars"], "yes_bid_dollars"),
-                parse_price(m["yes_ask_dollars"], "yes_ask_dollars"),
-                parse_count(m["yes_bid_size_fp"], "yes_bid_size_fp"),
-                parse_count(m["yes_ask_size_fp"], "yes_ask_size_fp"),
-                parse_count(m["last_trade_size_fp"], "last_trade_size_fp"),
-                parse_count(m["volume_fp"], "volume_fp"),
-                parse_count(m["open_interest_fp"], "open_interest_fp"),
+                _price_or_bound(m["price_dollars"], "price_dollars"),
+                _price_or_bound(m["yes_bid_dollars"], "yes_bid_dollars"),
+                _price_or_bound(m["yes_ask_dollars"], "yes_ask_dollars"),
+                _count(m["yes_bid_size_fp"], "yes_bid_size_fp"),
+                _count(m["yes_ask_size_fp"], "yes_ask_size_fp"),
+                _count(m["last_trade_size_fp"], "last_trade_size_fp"),
+                _count(m["volume_fp"], "volume_fp"),
+                _count(m["open_interest_fp"], "open_interest_fp"),
                 _ts_ms(m),
             ),
         )
@@ -770,8 +882,8 @@ class WireDecoder:
             (
                 _str(m["trade_id"], "trade_id"),
                 _str(m["market_ticker"], "market_ticker"),
-                parse_price(m["yes_price_dollars"], "yes_price_dollars"),
-                parse_count(m["count_fp"], "count_fp"),
+                _price(m["yes_price_dollars"], "yes_price_dollars"),
+                _count(m["count_fp"], "count_fp", low=1),
                 _trade_side(m),
                 m.get("is_block_trade") is True,
                 _ts_ms(m),
@@ -795,13 +907,13 @@ class WireDecoder:
             order_id=_str(m["order_id"], "order_id"),
             ticker=_str(m["market_ticker"], "market_ticker"),
             side=_fill_side(m),
-            price=parse_price(m["yes_price_dollars"], "yes_price_dollars"),
-            qty=parse_count(m["count_fp"], "count_fp"),
-            fee=parse_money(fee, "fee_cost") if fee is not None else 0,
+            price=_price(m["yes_price_dollars"], "yes_price_dollars"),
+            qty=_count(m["count_fp"], "count_fp", low=1),
+            fee=_money(fee, "fee_cost", low=0) if fee is not None else 0,
             is_taker=_bool(m["is_taker"], "is_taker"),
             ts_ms=_ts_ms(m),
             client_order_id=_opt_str(m.get("client_order_id"), "client_order_id"),
-            post_position=parse_count(post, "post_position_fp") if post is not None else None,
+            post_position=_signed_count(post, "post_position_fp") if post is not None else None,
         )
 
     def _user_order(self, obj: Payload) -> UserOrder | None:
@@ -821,11 +933,13 @@ class WireDecoder:
             ticker=_str(m["ticker"], "ticker"),
             status=_str(m["status"], "status"),
             side=_order_side(m),
-            price=parse_price(m["yes_price_dollars"], "yes_price_dollars"),
-            fill_count=parse_count(m["fill_count_fp"], "fill_count_fp"),
-            remaining_count=parse_count(m["remaining_count_fp"], "remaining_count_fp"),
-            initial_count=parse_count(m["initial_count_fp"], "initial_count_fp"),
-            ts_ms=_int(ts if ts is not None else m["created_ts_ms"], "last_updated_ts_ms"),
+            price=_price(m["yes_price_dollars"], "yes_price_dollars"),
+            fill_count=_count(m["fill_count_fp"], "fill_count_fp"),
+            remaining_count=_count(m["remaining_count_fp"], "remaining_count_fp"),
+            initial_count=_count(m["initial_count_fp"], "initial_count_fp"),
+            ts_ms=_timestamp(
+                ts if ts is not None else m["created_ts_ms"], "last_updated_ts_ms", MAX_TS_MS
+            ),
         )
 
     def _market_position(self, obj: Payload) -> MarketPosition | None:
@@ -838,10 +952,10 @@ class WireDecoder:
             return None
         return MarketPosition(
             ticker=_str(m["market_ticker"], "market_ticker"),
-            position=parse_count(m["position_fp"], "position_fp"),
-            position_cost=parse_money(m["position_cost_dollars"], "position_cost_dollars"),
-            realized_pnl=parse_money(m["realized_pnl_dollars"], "realized_pnl_dollars"),
-            fees_paid=parse_money(m["fees_paid_dollars"], "fees_paid_dollars"),
+            position=_signed_count(m["position_fp"], "position_fp"),
+            position_cost=_money(m["position_cost_dollars"], "position_cost_dollars"),
+            realized_pnl=_money(m["realized_pnl_dollars"], "realized_pnl_dollars"),
+            fees_paid=_money(m["fees_paid_dollars"], "fees_paid_dollars"),
         )
 
     def _market_lifecycle(self, obj: Payload) -> MarketLifecycle:
@@ -853,17 +967,23 @@ class WireDecoder:
         ranges = m.get("price_ranges")
         settlement = m.get("settlement_value")
         deactivated = m.get("is_deactivated")
+        close_ts = m.get("close_ts")
+        result = _opt_str(m.get("result"), "result")
+        if result == _SCALAR and settlement is None:
+            raise WireError(
+                None, "a scalar result needs a settlement_value", field="settlement_value"
+            )
         return MarketLifecycle(
             ticker=_str(m["market_ticker"], "market_ticker"),
             event_type=_str(m["event_type"], "event_type"),
-            close_ts=_opt_int(m.get("close_ts"), "close_ts"),
-            result=_opt_str(m.get("result"), "result"),
+            close_ts=None if close_ts is None else _timestamp(close_ts, "close_ts", _MAX_TS_S),
+            result=result,
             is_deactivated=(
                 _bool(deactivated, "is_deactivated") if deactivated is not None else None
             ),
             price_ranges=parse_price_ranges(ranges) if ranges is not None else None,
             settlement_value=(
-                parse_price(settlement, "settlement_value") if settlement is not None else None
+                _price_or_bound(settlement, "settlement_value") if settlement is not None else None
             ),
             price_level_structure=_opt_str(m.get("price_level_structure"), "price_level_structure"),
         )
@@ -888,7 +1008,10 @@ class WireDecoder:
         if type(m) is list:
             subscriptions = tuple((_str(s["channel"], "channel"), _int(s["sid"], "sid")) for s in m)
         elif m is not None and m.get("market_tickers") is not None:
-            tickers = tuple(_str(t, "market_tickers") for t in m["market_tickers"])
+            listed = m["market_tickers"]
+            if type(listed) is not list:
+                raise WireError(None, "market_tickers: expected a list", field="market_tickers")
+            tickers = tuple(_str(t, "market_tickers") for t in listed)
         return Ok(
             _opt_int(obj.get("id"), "id"),
             _opt_int(obj.get("sid"), "sid"),

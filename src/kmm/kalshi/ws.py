@@ -12,7 +12,8 @@ message and the end of the connection. ``on_frame`` returns the decoded event, a
 :meth:`kmm.pipeline.Pipeline.on_frame` does; the client looks only at command replies
 (``subscribed``, ``unsubscribed``, ``ok``, ``error``) to learn each channel's ``sid`` and to
 act on errors. A :class:`~kmm.errors.WireError` from ``on_frame`` is counted and logged and
-the frame skipped; any other exception ends :meth:`~KalshiWs.run`.
+the frame skipped (the first of each kind logged, later ones only counted); any other
+exception ends :meth:`~KalshiWs.run`.
 
 **Subscriptions.** The client remembers what was asked for, per channel (the union of the
 markets of every ``subscribe`` and ``add_markets``), so that it can ask again after a
@@ -51,6 +52,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
@@ -123,6 +125,8 @@ class WsStats:
     Attributes:
         frames: Frames handed to ``on_frame``.
         bad_frames: Frames ``on_frame`` refused as malformed (skipped).
+        rejected: The same, by :attr:`~kmm.errors.WireError.kind`; the first of each kind
+            is logged as a warning, later ones are only counted.
         pings: Pings received from the venue.
         commands: Commands sent.
         connects: Connections opened (the first one and every reconnect).
@@ -136,6 +140,7 @@ class WsStats:
 
     frames: int = 0
     bad_frames: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
     pings: int = 0
     commands: int = 0
     connects: int = 0
@@ -631,7 +636,15 @@ class KalshiWs:
             event = self._on_frame(frame, recv_ns)
         except WireError as e:
             stats.bad_frames += 1
-            log.warning("ws: skipped a malformed frame (%s): %.200r", e, frame)
+            stats.rejected[e.kind] += 1
+            if stats.rejected[e.kind] == 1:
+                log.warning(
+                    "ws: skipped a malformed frame (%s; later ones of this kind only counted): "
+                    "%s: %.200r",
+                    e.kind,
+                    e,
+                    frame,
+                )
             return
         if event is not None:
             reply = self._replies.get(type(event))
