@@ -394,7 +394,7 @@ def _check_url(value: str | None, schemes: tuple[str, ...], suffix: str) -> str 
         port = parts.port
     except ValueError:
         port = PORT_MAX + 1
-    if not parts.hostname or port is not None and not 1 <= port <= PORT_MAX:
+    if not parts.hostname or (port is not None and not 1 <= port <= PORT_MAX):
         raise PydanticCustomError(
             "kmm_url", "must name a host and a port from 1 to {top}", {"top": PORT_MAX}
         )

@@ -722,7 +722,7 @@ def test_a_bad_duration_is_refused_naming_it(text: str) -> None:
 def test_ports_from_0_to_65535_are_accepted_and_others_refused() -> None:
     assert (parse_port("0"), parse_port("8080"), parse_port("65535")) == (0, 8080, 65535)
     for text in ("65536", "-1", "99999", "http"):
-        with pytest.raises(ValueError, match="port|65535"):
+        with pytest.raises(ValueError, match=r"port|65535"):
             parse_port(text)
 
 
