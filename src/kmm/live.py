@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -80,10 +81,17 @@ async def check_reachable(urls: tuple[str, ...], timeout_s: float) -> None:
         except TimeoutError:
             raise VenueUnreachable(url, f"no answer within {timeout_s:g} s") from None
         except OSError as e:
-            raise VenueUnreachable(url, e.strerror or str(e)) from None
+            raise VenueUnreachable(url, _os_reason(e)) from None
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+def _os_reason(error: OSError) -> str:
+    """``Connection refused``, ``Name or service not known``: the same on every event loop."""
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        return error.strerror or str(error)
+    return os.strerror(error.errno)
 
 
 SIGNATURE_REUSE_MS = 2_000
