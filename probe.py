@@ -1,4 +1,4 @@
-"""Connectivity check for kmm: ``python probe.py --env sim|demo|prod [--config FILE] [--live]``.
+"""Connectivity check for kmm: ``python probe.py [--env sim|demo|prod] [--config FILE] [--live]``.
 
 Theory of operation
 -------------------
@@ -25,12 +25,16 @@ If the venue refuses the key, the remaining checks are skipped. The order checks
 not a failure. An order that was placed is always cancelled, even when a check in between
 failed.
 
-With ``--env sim`` and no credentials configured, the probe starts the local exchange
-in-process (a free loopback port, a temporary state directory) and probes that.
+``--env`` defaults to the config's ``venue.env`` (``sim`` unless ``config.yaml`` says
+otherwise), and ``--config`` to ``./config.yaml`` if it exists, as for ``kmm``. With ``sim``,
+no credentials and no ``venue.rest_url``/``ws_url``, the probe starts the local exchange
+in-process (a free loopback port, a temporary state directory) and probes that, so a bare
+``python probe.py`` needs no key and no network.
 
-Exit status: 0 when every check that ran passed, 1 when one failed, 2 for a configuration or
-key problem (a missing or unreadable key, or a key the venue refuses), with one line on stderr
-naming it.
+Exit status: 0 when every check that ran passed, 1 when one failed, 2 for a bad command line,
+configuration or key (a missing or unreadable key, or a key the venue refuses), 4 when the
+venue cannot be reached at all (nothing listens, the host does not resolve), with one line on
+stderr naming it.
 """
 
 from __future__ import annotations
@@ -54,12 +58,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from kmm.book.grid import PriceGrid
+from kmm.cli import EXIT_UNREACHABLE, EXIT_USAGE, UsageParser, default_config_path
 from kmm.config import KmmConfig, load_config, mask_key_id
 from kmm.errors import AuthError, ConfigError
 from kmm.kalshi.auth import Signer, load_private_key
 from kmm.kalshi.rest import KalshiRest, MarketInfo, OrderRequest
 from kmm.kalshi.wire import BookSnapshot, ErrorMsg, Ok, Subscribed, Unsubscribed, WireDecoder
 from kmm.kalshi.ws import BOOK_CHANNEL, KalshiWs
+from kmm.live import VenueUnreachable, check_reachable
 from kmm.sim.server import SimOptions, SimServer
 from kmm.types import ONE_CENT, QTY_SCALE, BookSide, format_money
 
@@ -327,7 +333,7 @@ def _exit_status(checks: Sequence[Check]) -> int:
     refused = next((c.error for c in checks if isinstance(c.error, AuthError)), None)
     if refused is not None:
         sys.stderr.write(f"probe: the venue refused the key: {refused}\n")
-        return 2
+        return EXIT_USAGE
     return 1 if any(c.ok is False for c in checks) else 0
 
 
@@ -354,7 +360,9 @@ def _target(config: KmmConfig, live: bool, environ: Mapping[str, str]) -> Target
     """The venue and key the configuration names; ConfigError if the key cannot be used."""
     venue, auth = config.venue, config.auth
     if auth.key_id is None:
-        raise ConfigError(["auth.key_id: required to probe with your own credentials"])
+        raise ConfigError(
+            [f"auth.key_id: required to probe {venue.env} at {venue.rest_base()} with a key"]
+        )
     if auth.private_key_path is not None:
         key = load_private_key(auth.private_key_path.expanduser())
     else:
@@ -385,19 +393,28 @@ def _title(target: Target) -> str:
 
 
 async def _main(config: KmmConfig, live: bool, environ: Mapping[str, str]) -> int:
-    if config.venue.env == "sim" and not config.auth.complete:
+    venue = config.venue
+    if venue.env == "sim" and not config.auth.complete and not venue.custom_urls:
         title, checks = await _probe_local_exchange()
     else:
         target = _target(config, live, environ)
+        await check_reachable((target.rest_url, target.ws_url), venue.request_timeout_s)
         title, checks = _title(target), await probe(target)
     sys.stdout.write(render(checks, title) + "\n")
     return _exit_status(checks)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="probe.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--env", choices=("sim", "demo", "prod"), required=True)
-    parser.add_argument("--config", type=Path, help="kmm YAML configuration (auth, venue)")
+    parser = UsageParser(prog="probe.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--env", choices=("sim", "demo", "prod"), default=None, help="venue.env (default: sim)"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="kmm YAML configuration (default: ./config.yaml if it exists)",
+    )
     parser.add_argument(
         "--live", action="store_true", help="allow the 1¢ test order on prod (venue.live)"
     )
@@ -405,19 +422,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the probe; returns the exit status (0 pass, 1 a check failed, 2 config or key).
+    """Runs the probe and returns the exit status.
 
     Args:
         argv: The arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        0 when every check passed, 1 when one failed, 2 for a command line, config or key
+        problem, 4 when the venue cannot be reached.
     """
-    args = _parser().parse_args(argv)
-    environ = {**os.environ, "KMM__VENUE__ENV": args.env}
     try:
-        config = load_config(args.config, environ)
+        args = _parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    environ = dict(os.environ)
+    if args.env is not None:
+        environ["KMM__VENUE__ENV"] = args.env
+    try:
+        config = load_config(default_config_path(args.config), environ)
         return asyncio.run(_main(config, args.live, environ))
     except ConfigError as e:
         sys.stderr.write(f"probe: {e}\n")
-        return 2
+        return EXIT_USAGE
+    except VenueUnreachable as e:
+        sys.stderr.write(f"probe: {e}\n")
+        return EXIT_UNREACHABLE
 
 
 def _dollars(amount: int) -> str:

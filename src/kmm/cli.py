@@ -1,9 +1,24 @@
 """kmm's command line: ``main(argv) -> int`` and the ``kmm`` console script.
 
 Subcommands are small functions that load the configuration, build what they need through
-:mod:`kmm.app`, and return the process exit status. A bad command line or configuration exits
-with status 2 and one line per problem on stderr, naming the field. uvloop is installed here,
-and only here: library code never chooses the event loop.
+:mod:`kmm.app`, and return the process exit status. ``run`` is the default subcommand, so
+``kmm --env demo`` is ``kmm run --env demo``; ``--config FILE`` goes before or after the
+subcommand. Every problem the user can fix is one line on stderr naming it, never a traceback.
+uvloop is installed here, and only here: library code never chooses the event loop.
+
+Exit status (the same for every subcommand):
+
+== ==========================================================================================
+0  success (``kmm run``: a clean stop by signal or ``--duration``)
+1  ``kmm report``: the run's files are malformed; any other failure named on stderr
+2  a bad command line or config, a missing or unreadable key file, a key the venue refuses,
+   unknown, lower-case or closed tickers in ``--markets``/``markets.tickers``, no market to
+   quote, a port that cannot be listened on, or a path kmm cannot write (``record.runs_dir``,
+   ``record.ledger_path``, ``sim.state_dir``)
+3  ``kmm run`` could not confirm at shutdown that all its orders were cancelled (each listed)
+4  the venue cannot be reached (connection refused, DNS, timeout, 5xx) at ``venue.rest_url``
+   or ``venue.ws_url``
+== ==========================================================================================
 """
 
 from __future__ import annotations
@@ -15,24 +30,64 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeAlias
 
-from kmm.config import KmmConfig, load_config, masked_dump
+from kmm.config import (
+    KmmConfig,
+    load_config,
+    masked_dump,
+    parse_duration,
+    parse_port,
+    parse_tickers,
+)
 from kmm.demo import DemoOptions, run_demo
-from kmm.errors import ConfigError
+from kmm.errors import AuthError, ConfigError, KmmError, VenueError
 from kmm.kalshi.constants import TIERS
-from kmm.live import run_capture, run_live
+from kmm.live import EXIT_LEFT_RESTING, VenueUnreachable, run_capture, run_live
 from kmm.report import latest_run_dir, run_report
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
 from kmm.sim.universe import SCENARIOS
 
-__all__ = ["main", "main_entry"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_LEFT_RESTING",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "UsageParser",
+    "default_config_path",
+    "main",
+    "main_entry",
+]
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 4
 DEFAULT_CONFIG = Path("config.yaml")
+DEFAULT_COMMAND = "run"
+
+
+class UsageParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2.
+
+    ``kmm run: argument --duration: not a duration like 90, 30s, 10m or 1h: 'soon' (see kmm
+    run --help)`` instead of argparse's usage block.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Prints ``prog: message`` on one line and exits with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        return version("kmm")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree that is not installed
+        return "unknown"
 
 
 def _positive_int(text: str) -> int:
@@ -42,33 +97,57 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+def _duration(text: str) -> float:
+    """``90``, ``1.5``, ``30s``, ``10m`` or ``1h`` in seconds (see ``parse_duration``)."""
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kmm", description="A market maker for Kalshi.")
+def _port(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+_DURATION_HELP = "how long to run: 90 (seconds), 30s, 10m or 1h (default: until Ctrl-C)"
+_Commands: TypeAlias = "argparse._SubParsersAction[UsageParser]"
+
+
+def _add_config(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         "--config",
         type=Path,
-        default=None,
+        default=default,
         help="YAML config file (default: ./config.yaml if it exists, else built-in defaults)",
     )
+
+
+def _command(commands: _Commands, name: str, help_text: str) -> UsageParser:
+    """A subcommand's parser; it takes ``--config`` too (kept from before it when absent)."""
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    _add_config(parser, argparse.SUPPRESS)
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = UsageParser(prog="kmm", description="A market maker for Kalshi.")
+    _add_config(parser, None)
+    parser.add_argument("--version", action="version", version=f"kmm {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(commands)
-    demo = commands.add_parser(
-        "demo", help="run the pure pipeline on a generated feed with paper execution"
+    demo = _command(
+        commands, "demo", "run the pure pipeline on a generated feed with paper execution"
     )
     demo.add_argument("--markets", type=_positive_int, default=8, help="generated markets")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated feed")
     demo.add_argument("--rate", type=_positive_int, default=200, help="frames per second")
-    demo.add_argument("--duration", type=_positive_float, default=None, help="seconds to run")
-    commands.add_parser("config", help="validate the config and print it (secrets masked)")
-    report = commands.add_parser(
-        "report", help="P&L, fills, markouts and plots of a run directory (needs [analysis])"
+    demo.add_argument("--duration", type=_duration, default=None, help=_DURATION_HELP)
+    _command(commands, "config", "validate the config and print it (secrets masked)")
+    report = _command(
+        commands, "report", "P&L, fills, markouts and plots of a run directory (needs [analysis])"
     )
     report.add_argument(
         "run_dir", nargs="?", type=Path, default=None, help="a run directory (default: newest)"
@@ -78,52 +157,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = commands.add_parser(
-        "run", help="run the market maker (default; with env sim it starts the local exchange)"
+def _add_venue_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    parser.add_argument(
+        "--markets", default=None, help="comma-separated tickers, upper case (markets.tickers)"
     )
-    run.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    parser.add_argument("--duration", type=_duration, default=None, help=_DURATION_HELP)
+
+
+def _add_run_parser(commands: _Commands) -> None:
+    run = _command(
+        commands, "run", "run the market maker (default; with env sim it starts the local exchange)"
+    )
+    _add_venue_arguments(run)
     run.add_argument("--live", action="store_true", help="allow trading on prod")
-    run.add_argument("--duration", type=_positive_float, default=None, help="seconds to run")
-    run.add_argument(
-        "--markets", default=None, help="comma-separated tickers to quote (markets.tickers)"
-    )
     run.add_argument(
         "--capture", action="store_true", help="also record every websocket frame (record.capture)"
     )
 
 
-def _duration(text: str) -> float:
-    """``90``, ``30s``, ``10m`` or ``1h`` as seconds."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    scale = units.get(text[-1:], 1.0)
-    number = text[:-1] if text[-1:] in units else text
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration like 30s or 10m: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _add_capture_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    capture = commands.add_parser(
-        "capture", help="record the websocket feed of the markets without trading"
+def _add_capture_parser(commands: _Commands) -> None:
+    capture = _command(
+        commands, "capture", "record the websocket feed of the markets without trading"
     )
-    capture.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
-    capture.add_argument("--markets", default=None, help="comma-separated tickers")
-    capture.add_argument(
-        "--duration", type=_duration, default=None, help="e.g. 10m (default: until Ctrl-C)"
-    )
+    _add_venue_arguments(capture)
 
 
-def _add_sim_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sim = commands.add_parser(
-        "sim", help="run the local Kalshi-compatible exchange (REST + websocket on one port)"
+def _add_sim_parser(commands: _Commands) -> None:
+    sim = _command(
+        commands, "sim", "run the local Kalshi-compatible exchange (REST + websocket on one port)"
     )
     sim.add_argument("--host", default=None, help="address to listen on (config: sim.host)")
-    sim.add_argument("--port", type=int, default=None, help="port; 0 picks one (sim.port)")
+    sim.add_argument("--port", type=_port, default=None, help="0-65535; 0 picks one (sim.port)")
     sim.add_argument("--seed", type=int, default=None, help="seed of markets and flow (sim.seed)")
     sim.add_argument("--markets", type=_positive_int, default=None, help="markets (sim.markets)")
     sim.add_argument(
@@ -139,7 +204,8 @@ def _add_sim_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     sim.add_argument("--no-flow", action="store_true", help="no background traders")
 
 
-def _config_path(arg: Path | None) -> Path | None:
+def default_config_path(arg: Path | None) -> Path | None:
+    """``--config``'s file: the one given, else ``./config.yaml`` if it exists, else None."""
     if arg is not None:
         return arg
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
@@ -174,7 +240,7 @@ def _cmd_config(config: KmmConfig, args: argparse.Namespace) -> int:
 def _cmd_report(config: KmmConfig, args: argparse.Namespace) -> int:
     run_dir = args.run_dir or latest_run_dir(config.record.runs_dir)
     if run_dir is None:
-        print(f"kmm report: no run directory under {config.record.runs_dir}", file=sys.stderr)
+        print(f"kmm report: no run under {config.record.runs_dir}", file=sys.stderr)
         return EXIT_USAGE
     return run_report(run_dir, sys.stdout, sys.stderr)
 
@@ -230,6 +296,8 @@ def _cmd_sim(config: KmmConfig, args: argparse.Namespace) -> int:
 async def _serve(server: SimServer, host: str, port: int) -> int:
     try:
         await server.serve(host, port, _sim_ready)
+    except OSError as e:
+        raise ConfigError([f"--port: cannot listen on {host}:{port}: {e.strerror or e}"]) from e
     finally:
         print(f"kmm sim: sent {server.rate_limit_summary()}", flush=True)
     return EXIT_OK
@@ -239,8 +307,8 @@ def _venue_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
     """The config with ``--env`` and ``--markets`` applied; credentials checked."""
     venue = config.venue.model_copy(update={"env": args.env or config.venue.env})
     update: dict[str, Any] = {"venue": venue}
-    if args.markets:
-        tickers = tuple(t.strip() for t in args.markets.split(",") if t.strip())
+    if args.markets is not None:
+        tickers = parse_tickers(args.markets, "--markets")
         update["markets"] = config.markets.model_copy(update={"tickers": tickers})
     if venue.env != "sim" and not config.auth.complete:
         raise ConfigError(
@@ -281,34 +349,81 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
 }
 
 
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``run`` inserted when it names no subcommand (``kmm --env demo``).
+
+    Top-level options (``--config FILE``, ``--help``, ``--version``) may come first; the first
+    other word decides: a subcommand is left alone, an option gets ``run`` before it, and a
+    stray word is left for argparse to refuse as an unknown subcommand.
+    """
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help", "--version") or arg in _COMMANDS or not arg.startswith("-"):
+            return args
+        if arg == "--config":
+            i += 2
+        elif arg.startswith("--config="):
+            i += 1
+        else:
+            break
+    return [*args[:i], DEFAULT_COMMAND, *args[i:]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs kmm with the given arguments (``sys.argv[1:]`` when ``None``).
 
     Returns:
-        The process exit status: 0 on success, 2 for a bad command line or configuration.
+        The process exit status (see the module docstring): 0 on success, 1 for a failure
+        named on stderr, 2 for a bad command line, configuration, key or ticker, 3 if orders
+        may still rest after ``kmm run``, 4 if the venue cannot be reached.
     """
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    command = args.command or "run"
-    if args.command is None:
-        args = parser.parse_args([*(argv or []), "run"])
     try:
-        config = load_config(_config_path(args.config), os.environ)
+        config = load_config(default_config_path(args.config), os.environ)
     except ConfigError as exc:
-        return _config_problems(exc)
-    try:
-        return _COMMANDS[command](config, args)
-    except ConfigError as exc:
-        return _config_problems(exc)
+        return _problems(exc, "config: ")
+    return _dispatch(_COMMANDS[args.command], config, args)
 
 
-def _config_problems(exc: ConfigError) -> int:
+def _dispatch(
+    command: Callable[[KmmConfig, argparse.Namespace], int],
+    config: KmmConfig,
+    args: argparse.Namespace,
+) -> int:
+    """Runs one subcommand; every error kmm raises on purpose becomes one line and a status."""
+    try:
+        return command(config, args)
+    except ConfigError as exc:
+        return _problems(exc, "")
+    except VenueUnreachable as exc:
+        return _fail(str(exc), EXIT_UNREACHABLE)
+    except AuthError as exc:
+        return _fail(f"auth: the venue refused the key: {exc}", EXIT_USAGE)
+    except VenueError as exc:
+        return _fail(f"the venue answered {exc}", EXIT_UNREACHABLE)
+    except KmmError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        if exc.filename is None:  # not a path: a bug, keep its traceback
+            raise
+        return _fail(f"cannot use {exc.filename}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+def _problems(exc: ConfigError, prefix: str) -> int:
     for problem in exc.problems:
-        print(f"kmm: config: {problem}", file=sys.stderr)
+        print(f"kmm: {prefix}{problem}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _fail(line: str, status: int) -> int:
+    print(f"kmm: {line}", file=sys.stderr)
+    return status
 
 
 def main_entry() -> None:

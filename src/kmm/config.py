@@ -41,6 +41,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args, get_origin
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import (
@@ -58,11 +59,12 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from kmm.errors import ConfigError
-from kmm.kalshi.constants import ENV_HOSTS
+from kmm.kalshi.constants import API_PREFIX, ENV_HOSTS, WS_PATH
 from kmm.types import MONEY_SCALE, ONE_CENT, QTY_SCALE, Money, Price, Qty
 
 __all__ = [
     "ENV_PREFIX",
+    "PORT_MAX",
     "AuthConfig",
     "ExecutionConfig",
     "KmmConfig",
@@ -78,7 +80,12 @@ __all__ = [
     "load_config",
     "mask_key_id",
     "masked_dump",
+    "parse_duration",
+    "parse_port",
+    "parse_tickers",
     "render_example",
+    "rest_url_for",
+    "ws_url_for",
 ]
 
 ENV_PREFIX: Final = "KMM__"
@@ -88,6 +95,8 @@ _PEM_MARKER: Final = "PRIVATE KEY"
 _NS_PER_S: Final = 1_000_000_000
 _NS_PER_MS: Final = 1_000_000
 _MAX_SHOWN: Final = 80
+PORT_MAX: Final = 65535
+"""The highest TCP port; 0 (the lowest accepted) asks the system for a free one."""
 
 TierName = Literal["basic", "advanced", "expert", "premier", "paragon", "prime", "prestige"]
 """The usage tiers of :data:`kmm.kalshi.constants.TIERS` (a test keeps the two equal)."""
@@ -221,13 +230,20 @@ class VenueConfig(_Section):
     )
     rest_url: str | None = Field(
         default=None,
-        description="REST base URL including /trade-api/v2. Null takes the environment's host "
-        "from kmm.kalshi.constants.",
+        description="REST base URL, ending in /trade-api/v2. Null takes the environment's host "
+        "(from kmm.kalshi.constants), or ws_url's host when only ws_url is set.",
     )
     ws_url: str | None = Field(
         default=None,
-        description="Websocket URL including /trade-api/ws/v2. Null takes the environment's host "
-        "from kmm.kalshi.constants.",
+        description="Websocket URL, ending in /trade-api/ws/v2. Null takes rest_url's host when "
+        "rest_url is set (http://H:P/trade-api/v2 gives ws://H:P/trade-api/ws/v2), else the "
+        "environment's host.",
+    )
+    allow_different_hosts: bool = Field(
+        default=False,
+        description="Allow rest_url and ws_url to name different hosts. Without it kmm refuses "
+        "to start when they do (it would trade on one venue while reading another's books); "
+        "Kalshi's own host pairs (external-api and external-api-ws) need no override.",
     )
     request_timeout_s: _Real = Field(
         default=5.0,
@@ -263,12 +279,27 @@ class VenueConfig(_Section):
     @field_validator("rest_url")
     @classmethod
     def _check_rest_url(cls, value: str | None) -> str | None:
-        return _check_url(value, ("http://", "https://"))
+        return _check_url(value, ("http://", "https://"), API_PREFIX)
 
     @field_validator("ws_url")
     @classmethod
     def _check_ws_url(cls, value: str | None) -> str | None:
-        return _check_url(value, ("ws://", "wss://"))
+        return _check_url(value, ("ws://", "wss://"), WS_PATH)
+
+    @model_validator(mode="after")
+    def _check_same_host(self) -> VenueConfig:
+        if self.rest_url is None or self.ws_url is None or self.allow_different_hosts:
+            return self
+        rest, ws = _host(self.rest_url), _host(self.ws_url)
+        if rest != ws and (rest, ws) not in _KALSHI_HOST_PAIRS:
+            raise PydanticCustomError(
+                "kmm_hosts",
+                "names host {ws} but venue.rest_url names {rest}: kmm would trade on one venue "
+                "and read another's books (set venue.allow_different_hosts: true if that is "
+                "intended)",
+                {"kmm_field": "ws_url", "ws": ws, "rest": rest},
+            )
+        return self
 
     @field_validator("reconnect_max_s")
     @classmethod
@@ -281,23 +312,98 @@ class VenueConfig(_Section):
         """Whether orders may be sent: always for sim and demo, only with ``live`` for prod."""
         return self.env != "prod" or self.live
 
+    @property
+    def custom_urls(self) -> bool:
+        """Whether ``rest_url`` or ``ws_url`` is set (the venue is not the environment's own)."""
+        return self.rest_url is not None or self.ws_url is not None
+
     def rest_base(self) -> str:
-        """The REST base URL: ``rest_url`` if set, else the environment's default host."""
-        return self.rest_url or ENV_HOSTS[self.env].rest
+        """The REST base URL: ``rest_url``; else derived from ``ws_url``; else the env's host."""
+        if self.rest_url is not None:
+            return self.rest_url
+        if self.ws_url is not None:
+            return rest_url_for(self.ws_url)
+        return ENV_HOSTS[self.env].rest
 
     def ws_base(self) -> str:
-        """The websocket URL: ``ws_url`` if set, else the environment's default host."""
-        return self.ws_url or ENV_HOSTS[self.env].ws
+        """The websocket URL: ``ws_url``; else derived from ``rest_url``; else the env's host."""
+        if self.ws_url is not None:
+            return self.ws_url
+        if self.rest_url is not None:
+            return ws_url_for(self.rest_url)
+        return ENV_HOSTS[self.env].ws
 
 
-def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+_WS_SCHEMES: Final = {"http": "ws", "https": "wss"}
+_REST_SCHEMES: Final = {ws: rest for rest, ws in _WS_SCHEMES.items()}
+_DEFAULT_PORTS: Final = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _host(url: str) -> str:
+    """``host:port`` of a URL, with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or _DEFAULT_PORTS[parts.scheme]}"
+
+
+_KALSHI_HOST_PAIRS: Final = frozenset((_host(h.rest), _host(h.ws)) for h in ENV_HOSTS.values())
+"""(REST host, websocket host) of each environment: Kalshi's prod and demo use two hosts."""
+
+
+def ws_url_for(rest_url: str) -> str:
+    """The websocket URL of the venue whose REST base URL is ``rest_url``.
+
+    An environment's own REST URL gives that environment's websocket URL (Kalshi serves the
+    websocket from a host of its own); any other gives the same host and port:
+    ``https://H/trade-api/v2`` becomes ``wss://H/trade-api/ws/v2``.
+
+    Args:
+        rest_url: A REST base URL ending in ``/trade-api/v2`` (as validated by the config).
+    """
+    for hosts in ENV_HOSTS.values():
+        if hosts.rest == rest_url:
+            return hosts.ws
+    parts = urlsplit(rest_url)
+    return _swap(parts, _WS_SCHEMES[parts.scheme], API_PREFIX, WS_PATH)
+
+
+def rest_url_for(ws_url: str) -> str:
+    """The REST base URL of the venue whose websocket URL is ``ws_url`` (see :func:`ws_url_for`).
+
+    Args:
+        ws_url: A websocket URL ending in ``/trade-api/ws/v2`` (as validated by the config).
+    """
+    for hosts in ENV_HOSTS.values():
+        if hosts.ws == ws_url:
+            return hosts.rest
+    parts = urlsplit(ws_url)
+    return _swap(parts, _REST_SCHEMES[parts.scheme], WS_PATH, API_PREFIX)
+
+
+def _swap(parts: SplitResult, scheme: str, suffix: str, replacement: str) -> str:
+    root = parts.path.removesuffix(suffix)
+    return f"{scheme}://{parts.netloc}{root}{replacement}"
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...], suffix: str) -> str | None:
     if value is None:
         return None
     if not value.startswith(schemes) or any(c.isspace() for c in value):
         raise PydanticCustomError(
             "kmm_url", "must be a URL starting with {schemes}", {"schemes": " or ".join(schemes)}
         )
-    return value.rstrip("/")
+    value = value.rstrip("/")
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = PORT_MAX + 1
+    if not parts.hostname or (port is not None and not 1 <= port <= PORT_MAX):
+        raise PydanticCustomError(
+            "kmm_url", "must name a host and a port from 1 to {top}", {"top": PORT_MAX}
+        )
+    if parts.query or parts.fragment or not parts.path.endswith(suffix):
+        raise PydanticCustomError("kmm_url", "must end with {suffix}", {"suffix": suffix})
+    return value
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -418,14 +524,79 @@ def _split_list(value: object) -> object:
 
 
 def _check_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    problem = _names_problem(values)
+    if problem is not None:
+        raise PydanticCustomError("kmm_name", problem)
+    return values
+
+
+def _names_problem(values: Sequence[str]) -> str | None:
+    """Why a list of Kalshi tickers is unusable (blank, spaced, lower case, repeated), or None."""
     seen: set[str] = set()
     for name in values:
         if not name or any(c.isspace() for c in name):
-            raise PydanticCustomError("kmm_name", "'{name}' is not a valid name", {"name": name})
+            return f"{name!r} is not a valid ticker"
         if name in seen:
-            raise PydanticCustomError("kmm_duplicate", "{name} is listed twice", {"name": name})
+            return f"{name} is listed twice"
         seen.add(name)
-    return values
+    lower = [name for name in values if name != name.upper()]
+    if lower:
+        return "tickers are upper case: " + ", ".join(lower)
+    return None
+
+
+def parse_tickers(text: str, source: str) -> tuple[str, ...]:
+    """The tickers of a comma-separated list such as ``--markets KXA-26,KXB-26``.
+
+    Args:
+        text: The list as written.
+        source: What to name in an error, e.g. ``--markets``.
+
+    Raises:
+        ConfigError: one line naming ``source`` when the list names no ticker, or a ticker is
+            lower case, holds a space or is repeated.
+    """
+    tickers = tuple(part.strip() for part in text.split(","))
+    if not any(tickers):
+        raise ConfigError([f"{source}: names no ticker (leave it out to use markets in config)"])
+    problem = _names_problem([t for t in tickers if t])
+    if problem is not None:
+        raise ConfigError([f"{source}: {problem}"])
+    return tuple(t for t in tickers if t)
+
+
+_DURATION_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``1.5``, ``30s``, ``10m`` or ``1h`` (the ``--duration`` forms).
+
+    Raises:
+        ValueError: naming the text when it is not such a duration or is not > 0.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration like 90, 30s, 10m or 1h: {text!r}")
+    seconds = float(Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    if not seconds > 0:
+        raise ValueError(f"must be > 0, got {text!r}")
+    return seconds
+
+
+def parse_port(text: str) -> int:
+    """A TCP port from 0 (any free port) to :data:`PORT_MAX`.
+
+    Raises:
+        ValueError: naming the text when it is not a whole number in that range.
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= PORT_MAX:
+        raise ValueError(f"must be from 0 to {PORT_MAX}, got {port}")
+    return port
 
 
 _Names = Annotated[tuple[str, ...], BeforeValidator(_split_list), AfterValidator(_check_names)]
@@ -919,12 +1090,14 @@ class SimConfig(_Section):
     port: _Whole = Field(
         default=8080,
         ge=0,
-        le=65535,
+        le=PORT_MAX,
         description="Port the exchange listens on; 0 picks a free one. 8080 matches the default "
         "sim URLs (kmm.kalshi.constants).",
     )
     state_dir: Path = Field(
-        default=Path("runs/sim"), description="Directory where the exchange keeps its state."
+        default=Path("state/sim"),
+        description="Directory where the exchange keeps its state (its API keys); outside "
+        "record.runs_dir, so that it is never taken for a run.",
     )
     tier: TierName = Field(
         default="basic",
@@ -1119,7 +1292,9 @@ _REASONS: Final[dict[str, str]] = {
     "path_type": "must be a path",
 }
 # Errors whose input is not worth showing: absent, or the whole section, or a secret.
-_NO_INPUT: Final = frozenset({"extra_forbidden", "missing", "kmm_private_key", "kmm_credentials"})
+_NO_INPUT: Final = frozenset(
+    {"extra_forbidden", "missing", "kmm_private_key", "kmm_credentials", "kmm_hosts"}
+)
 
 
 def _path(error: ErrorDetails) -> str:

@@ -41,7 +41,7 @@ from kmm.app import build_pipeline, diff_params
 from kmm.book.grid import PriceGrid
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
-from kmm.errors import KmmError, VenueError, WireError
+from kmm.errors import ConfigError, KmmError, VenueError, WireError
 from kmm.execution.executor import ExecEvent, ExecSettings, Executor, WriteRequest
 from kmm.execution.inventory import Portfolio
 from kmm.execution.marks import Mark, mark_position
@@ -545,12 +545,14 @@ class LiveEngine:
 
     def _banner(self, trading_active: bool, balance: Money, limits: AccountLimits) -> None:
         env = self.config.venue.env
+        markets = self.report.markets
+        listed_in = _write_markets(self.recorder, markets)
         lines = [
             f"kmm: env {env} ({self.rest_url}), key {_mask(self.signer.key_id)}",
             f"  balance ${format_money(balance)}, tier {limits.usage_tier} "
             f"(write {limits.write_refill_per_s}/s, bucket {limits.write_capacity}), "
             f"trading {'active' if trading_active else 'PAUSED'}",
-            f"  markets ({len(self.report.markets)}): {', '.join(self.report.markets)}",
+            f"  markets {_markets_text(markets, listed_in)}",
             f"  client order ids: {self.tracker_prefix}-N",
             f"  run directory: {self.recorder.run_dir if self.recorder else '(not recording)'}",
         ]
@@ -1244,18 +1246,81 @@ class LiveEngine:
 
 
 async def select_markets(rest: KalshiRest, chosen: MarketsConfig) -> list[MarketInfo]:
-    """The open markets the ``markets`` section names: tickers, series, events, or all."""
+    """The open markets the ``markets`` section names: tickers, series, events, or all.
+
+    Raises:
+        ConfigError: naming the tickers the venue does not list (or lists as not open), when
+            more tickers are named than ``max_markets``, or when nothing open matches.
+    """
     found: list[MarketInfo] = []
     if chosen.tickers:
-        found += await rest.markets(tickers=chosen.tickers, status=None)
+        if len(chosen.tickers) > chosen.max_markets:
+            raise ConfigError(
+                [
+                    f"markets: {len(chosen.tickers)} tickers named but markets.max_markets is "
+                    f"{chosen.max_markets}"
+                ]
+            )
+        listed = await rest.markets(tickers=chosen.tickers, status=None)
+        _check_tickers(chosen.tickers, listed)
+        found += listed
     for series in chosen.series:
         found += await rest.markets(series_ticker=series)
     for event in chosen.events:
         found += await rest.markets(event_ticker=event)
     if not (chosen.tickers or chosen.series or chosen.events):
         found = await rest.markets()
-    unique = {m.ticker: m for m in found if m.status in ("active", "open")}
+    unique = {m.ticker: m for m in found if m.status in _OPEN}
+    if not unique:
+        raise ConfigError([f"markets: no open market {_asked(chosen)} on the venue"])
     return list(unique.values())[: chosen.max_markets]
+
+
+_OPEN: Final = frozenset({"active", "open"})
+_BANNER_TICKERS: Final = 5
+MARKETS_FILE: Final = "markets.txt"
+"""The run directory's list of the run's markets, one ticker a line."""
+
+
+def _check_tickers(tickers: Sequence[str], listed: Sequence[MarketInfo]) -> None:
+    status = {m.ticker: m.status for m in listed}
+    unknown = [t for t in tickers if t not in status]
+    closed = [f"{t} ({status[t]})" for t in tickers if t in status and status[t] not in _OPEN]
+    problems = []
+    if unknown:
+        problems.append(
+            "markets: unknown tickers (the venue lists no such market): " + ", ".join(unknown)
+        )
+    if closed:
+        problems.append("markets: tickers not open for trading: " + ", ".join(closed))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _asked(chosen: MarketsConfig) -> str:
+    asked = [
+        f"{what} {', '.join(names)}"
+        for what, names in (("series", chosen.series), ("events", chosen.events))
+        if names
+    ]
+    return "in " + " or ".join(asked) if asked else "at all"
+
+
+def _write_markets(recorder: Recorder | None, tickers: Sequence[str]) -> str | None:
+    """Writes the run's tickers to ``markets.txt`` in its run directory; returns its path."""
+    if recorder is None:
+        return None
+    path = recorder.run_dir / MARKETS_FILE
+    path.write_text("".join(f"{t}\n" for t in tickers), encoding="utf-8")
+    return str(path)
+
+
+def _markets_text(tickers: Sequence[str], listed_in: str | None) -> str:
+    """``(1000): A, B, C, D, E and 995 more; list in runs/…/markets.txt`` for the banner."""
+    shown = ", ".join(tickers[:_BANNER_TICKERS])
+    more = len(tickers) - _BANNER_TICKERS
+    text = f"({len(tickers)}): {shown}" + (f" and {more} more" if more > 0 else "")
+    return text + (f"; list in {listed_in}" if listed_in else "")
 
 
 def _utc_day(now_ns: int) -> str:

@@ -7,9 +7,14 @@ sockets exactly as it would to Kalshi. With demo or prod the key comes from ``au
 SIGINT and SIGTERM stop the run cleanly; SIGUSR1 trips the kill switch (cancel everything,
 stay running but halted) and SIGUSR2 resumes after it.
 
+With ``venue.rest_url`` or ``venue.ws_url`` set, or with demo or prod, the venue's hosts are
+first checked to accept a connection: a venue that cannot be reached is one line
+(:class:`VenueUnreachable`, exit status 4) before anything is recorded, not a bot that waits
+on a dead socket.
+
 Exit status: 0 after a clean stop (signal or ``--duration``), 2 for a configuration or key
-problem (including a key the venue refuses), 3 if some of our orders could not be confirmed
-cancelled at shutdown.
+problem (including a key the venue refuses, and tickers it does not list), 3 if some of our
+orders could not be confirmed cancelled at shutdown, 4 if the venue cannot be reached.
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
 
 from kmm.config import KmmConfig, RecordConfig, masked_dump
 from kmm.engine import LiveEngine, select_markets
-from kmm.errors import AuthError, ConfigError, Rejected, WireError
+from kmm.errors import AuthError, ConfigError, KmmError, Rejected, UnknownOutcome, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
 from kmm.kalshi.rest import KalshiRest
 from kmm.kalshi.wire import Event, WireDecoder
@@ -37,9 +44,56 @@ from kmm.kalshi.ws import KalshiWs
 from kmm.record import LedgerLock, Recorder, account_id, new_run_dir, setup_logging
 from kmm.sim.server import SimOptions, SimServer
 
-__all__ = ["EXIT_LEFT_RESTING", "run_capture", "run_live"]
+__all__ = ["EXIT_LEFT_RESTING", "VenueUnreachable", "check_reachable", "run_capture", "run_live"]
 
 EXIT_LEFT_RESTING = 3
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+class VenueUnreachable(KmmError):
+    """The venue did not answer at all: nothing listens, the name does not resolve, a timeout.
+
+    Attributes:
+        url: The URL that could not be reached.
+        reason: What the connection attempt said.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach the venue at {url}: {reason}")
+
+
+async def check_reachable(urls: tuple[str, ...], timeout_s: float) -> None:
+    """Opens (and closes) a TCP connection to the host of each URL.
+
+    Raises:
+        VenueUnreachable: naming the first URL whose host refuses, does not resolve, or does
+            not answer within ``timeout_s``.
+    """
+    for url in dict.fromkeys(urls):
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, port), timeout_s
+            )
+        except TimeoutError:
+            raise VenueUnreachable(url, f"no answer within {timeout_s:g} s") from None
+        except OSError as e:
+            raise VenueUnreachable(url, _os_reason(e)) from None
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def _os_reason(error: OSError) -> str:
+    """``Connection refused``, ``Name or service not known``: the same on every event loop."""
+    if isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        return error.strerror or str(error)
+    return os.strerror(error.errno)
+
+
 SIGNATURE_REUSE_MS = 2_000
 """A signature is reused for this long; the presigner refreshes fixed paths every second."""
 
@@ -48,7 +102,7 @@ SIGNATURE_REUSE_MS = 2_000
 async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str, Signer]]:
     """The REST URL, websocket URL and signer to use; starts the local exchange if needed."""
     venue = config.venue
-    if venue.env == "sim" and venue.rest_url is None:
+    if venue.env == "sim" and not venue.custom_urls:
         sim = config.sim
         server = SimServer(
             SimOptions(
@@ -71,7 +125,13 @@ async def _venue(config: KmmConfig, out: TextIO) -> AsyncIterator[tuple[str, str
             await server.stop()
             print(f"kmm: local exchange sent {server.rate_limit_summary()}", file=out)
         return
-    yield venue.rest_base(), venue.ws_base(), _signer(config)
+    signer = _signer(config)
+    rest_url, ws_url = venue.rest_base(), venue.ws_base()
+    await check_reachable((rest_url, ws_url), venue.request_timeout_s)
+    try:
+        yield rest_url, ws_url, signer
+    except UnknownOutcome as e:  # reads are retried: this one never got an answer
+        raise VenueUnreachable(rest_url, str(e)) from e
 
 
 def _signer(config: KmmConfig) -> Signer:

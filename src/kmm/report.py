@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ __all__ = [
     "fill_marks",
     "fills_frame",
     "format_report",
+    "is_run_dir",
     "latest_run_dir",
     "load_run",
     "market_results",
@@ -808,12 +810,40 @@ def _plot_market(
 # --- command ------------------------------------------------------------------------------
 
 
+_RUN_ID: Final = re.compile(r"(\d{8}T\d{6}Z)(?:-(\d+))?")
+"""A run directory's name: its UTC start, and ``-N`` for the Nth run started in that second."""
+_RUN_FILES: Final = ("tape.csv", "config.yaml")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a run's directory: a run-id name holding ``tape.csv`` or ``config.yaml``.
+
+    Anything else under ``record.runs_dir`` (the local exchange's state, a notebook's
+    scratch directory) is not a run.
+    """
+    return (
+        _RUN_ID.fullmatch(path.name) is not None
+        and path.is_dir()
+        and any((path / name).is_file() for name in _RUN_FILES)
+    )
+
+
+def _run_order(path: Path) -> tuple[str, int]:
+    match = _RUN_ID.fullmatch(path.name)
+    assert match is not None
+    return match.group(1), int(match.group(2) or 1)
+
+
 def latest_run_dir(runs_dir: Path) -> Path | None:
-    """The newest run directory under ``runs_dir`` (names are UTC start times), if any."""
+    """The newest run under ``runs_dir`` (by the UTC start in its name), if any.
+
+    Only directories that look like runs count (:func:`is_run_dir`); ``20261123T120000Z-10``
+    is newer than ``20261123T120000Z-9``.
+    """
     if not runs_dir.is_dir():
         return None
-    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir())
-    return runs[-1] if runs else None
+    runs = [p for p in runs_dir.iterdir() if is_run_dir(p)]
+    return max(runs, key=_run_order) if runs else None
 
 
 def write_report(data: RunData, run_dir: Path) -> dict[str, Any]:

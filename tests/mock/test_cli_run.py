@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -94,3 +95,157 @@ async def test_a_key_the_venue_refuses_is_one_line_and_exit_2(
     assert status == 2, err
     assert "refused the key" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _fake_key(path: Path) -> Path:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+async def _kmm_out(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kmm",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _sim_env(sim: SimServer, tmp_path: Path, **values: str) -> dict[str, str]:
+    """``kmm run`` pointed at ``sim`` by its REST URL only, with the sim's own key."""
+    return _env(
+        tmp_path,
+        KMM__VENUE__REST_URL=sim.rest_url,
+        KMM__AUTH__KEY_ID=sim.key_id,
+        KMM__AUTH__PRIVATE_KEY_PATH=str(sim.private_key_path),
+        **values,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.asyncio
+async def test_a_rest_url_alone_reads_the_books_from_the_same_exchange(
+    sim_state_dir: Path, tmp_path: Path
+) -> None:
+    sim = SimServer(SimOptions(state_dir=sim_state_dir, flow=False, markets=2))
+    await sim.start()
+    try:
+        env = _sim_env(sim, tmp_path)
+        status, out, err = await _kmm_out("run", "--duration", "2.5", env=env)
+    finally:
+        await sim.stop()
+
+    assert status == 0, err
+    summaries = [line for line in out.splitlines() if line.startswith("t=")]
+    assert summaries and "quoting 2/2" in summaries[-1], out
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("known", [0, 1])
+async def test_unknown_tickers_are_refused_naming_them(
+    sim_state_dir: Path, tmp_path: Path, known: int
+) -> None:
+    sim = SimServer(SimOptions(state_dir=sim_state_dir, flow=False, markets=2))
+    await sim.start()
+    try:
+        tickers = [*list(sim.venue.engine.markets)[:known], "KXNOPE-26DEC31-T1", "KXNONE-1"]
+        env = _sim_env(sim, tmp_path)
+        status, _, err = await _kmm_out(
+            "run", "--markets", ",".join(tickers), "--duration", "2", env=env
+        )
+    finally:
+        await sim.stop()
+
+    assert status == 2
+    assert err.strip().splitlines() == [
+        "kmm: markets: unknown tickers (the venue lists no such market): "
+        "KXNOPE-26DEC31-T1, KXNONE-1"
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("command", ["run", "capture"])
+async def test_a_venue_that_cannot_be_reached_is_one_line_and_exit_4(
+    tmp_path: Path, command: str
+) -> None:
+    rest_url = f"http://127.0.0.1:{_free_port()}/trade-api/v2"
+    env = _env(
+        tmp_path,
+        KMM__VENUE__REST_URL=rest_url,
+        KMM__AUTH__KEY_ID="a952bcbe-ec3b-4b5b-b8f9-11dae589608c",
+        KMM__AUTH__PRIVATE_KEY_PATH=str(_fake_key(tmp_path / "fake.pem")),
+    )
+
+    status, err = await _kmm(command, "--env", "demo", "--markets", "KXA-26DEC31", env=env)
+
+    assert status == 4, err
+    assert err.strip().splitlines() == [
+        f"kmm: cannot reach the venue at {rest_url}: Connection refused"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_the_banner_names_a_few_markets_and_the_run_directory_lists_them_all(
+    tmp_path: Path,
+) -> None:
+    env = _env(
+        tmp_path,
+        KMM__SIM__STATE_DIR=str(tmp_path / "state"),
+        KMM__SIM__MARKETS="12",
+        KMM__MARKETS__MAX_MARKETS="12",
+    )
+
+    status, out, err = await _kmm_out("run", "--duration", "1", env=env)
+
+    assert status == 0, err
+    [line] = [line for line in out.splitlines() if line.startswith("  markets (")]
+    [run_dir] = (tmp_path / "runs").glob("2*")
+    listed = (run_dir / "markets.txt").read_text().splitlines()
+    assert len(listed) == 12
+    assert line == (
+        f"  markets (12): {', '.join(listed[:5])} and 7 more; list in {run_dir / 'markets.txt'}"
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("field", "leaf"),
+    [
+        ("KMM__RECORD__RUNS_DIR", "runs"),
+        ("KMM__RECORD__LEDGER_PATH", "ledger.sqlite"),
+        ("KMM__SIM__STATE_DIR", "sim"),
+    ],
+)
+async def test_a_path_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, field: str, leaf: str
+) -> None:
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    env = _env(tmp_path, **{field: str(not_a_directory / leaf)})
+    env.setdefault("KMM__SIM__STATE_DIR", str(tmp_path / "state"))
+
+    status, err = await _kmm("run", "--duration", "1", env=env)
+
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(not_a_directory) in lines[0]
+    assert "Traceback" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -235,3 +236,61 @@ def test_demo_without_credentials_is_a_config_problem(capsys: pytest.CaptureFixt
     assert status == 2
     assert captured.err.startswith("probe: auth")
     assert captured.err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_a_bare_probe_checks_the_local_exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Arrange: no ./config.yaml here
+    monkeypatch.chdir(tmp_path)
+
+    # Act
+    status = probe.main([])
+
+    # Assert
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "the local exchange" in out
+    assert "10 of 10 checks passed" in out
+
+
+def test_a_venue_that_cannot_be_reached_is_one_line_and_exit_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Arrange: a port nothing listens on
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rest_url = f"http://127.0.0.1:{port}/trade-api/v2"
+    monkeypatch.setenv("KMM__VENUE__REST_URL", rest_url)
+    monkeypatch.setenv("KMM__AUTH__KEY_ID", "a952bcbe-ec3b-4b5b-b8f9-11dae589608c")
+    monkeypatch.setenv("KMM__AUTH__PRIVATE_KEY_PATH", str(foreign_key(tmp_path / "k.pem")))
+
+    # Act
+    status = probe.main(["--env", "demo"])
+
+    # Assert
+    captured = capsys.readouterr()
+    assert status == 4
+    assert captured.err == f"probe: cannot reach the venue at {rest_url}: Connection refused\n"
+
+
+@pytest.mark.asyncio
+async def test_a_configured_exchange_without_a_key_is_refused_not_swapped_for_another(
+    sim: SimServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Arrange
+    monkeypatch.setenv("KMM__VENUE__REST_URL", sim.rest_url)
+
+    # Act
+    status = await asyncio.to_thread(probe.main, ["--env", "sim"])
+
+    # Assert
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err == (
+        f"probe: auth.key_id: required to probe sim at {sim.rest_url} with a key\n"
+    )

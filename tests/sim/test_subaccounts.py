@@ -549,7 +549,7 @@ async def test_kmm_run_on_a_subaccount_the_venue_does_not_know_is_one_line_and_e
 
     assert process.returncode == 2, err
     assert err.decode().strip().splitlines() == [
-        "kmm: config: venue.subaccount: the venue refused subaccount 5: 404 not_found: "
+        "kmm: venue.subaccount: the venue refused subaccount 5: 404 not_found: "
         "subaccount 5 not found (create it with POST /portfolio/subaccounts)"
     ]
     assert engine_orders(live_sim) == []

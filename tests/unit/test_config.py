@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import get_args
@@ -21,6 +22,9 @@ from kmm.config import (
     load_config,
     mask_key_id,
     masked_dump,
+    parse_duration,
+    parse_port,
+    parse_tickers,
     render_example,
 )
 from kmm.errors import ConfigError
@@ -594,10 +598,158 @@ def test_any_count_finer_than_a_hundredth_is_refused(units: int, places: int) ->
 
 
 def test_urls_are_overridable_and_lose_a_trailing_slash() -> None:
-    venue = VenueConfig(env="prod", rest_url="https://api.elections.kalshi.com/trade-api/v2/")
+    venue = VenueConfig(
+        env="prod",
+        rest_url="https://api.elections.kalshi.com/trade-api/v2/",
+        ws_url="wss://api.elections.kalshi.com/trade-api/ws/v2/",
+    )
 
     assert venue.rest_base() == "https://api.elections.kalshi.com/trade-api/v2"
-    assert venue.ws_base() == ENV_HOSTS["prod"].ws
+    assert venue.ws_base() == "wss://api.elections.kalshi.com/trade-api/ws/v2"
+
+
+@pytest.mark.parametrize(
+    ("rest_url", "ws_url"),
+    [
+        ("http://127.0.0.1:8181/trade-api/v2", "ws://127.0.0.1:8181/trade-api/ws/v2"),
+        (
+            "https://api.elections.kalshi.com/trade-api/v2",
+            "wss://api.elections.kalshi.com/trade-api/ws/v2",
+        ),
+        ("https://demo-api.kalshi.co/trade-api/v2/", "wss://demo-api.kalshi.co/trade-api/ws/v2"),
+        ("http://localhost/proxy/trade-api/v2", "ws://localhost/proxy/trade-api/ws/v2"),
+    ],
+)
+def test_a_rest_url_alone_gives_the_websocket_url_on_its_own_host(
+    rest_url: str, ws_url: str
+) -> None:
+    for env in ("sim", "demo", "prod"):
+        venue = VenueConfig(env=env, rest_url=rest_url)  # type: ignore[arg-type]
+
+        assert venue.ws_base() == ws_url
+        assert VenueConfig(env=env, ws_url=ws_url).rest_base() == rest_url.rstrip("/")  # type: ignore[arg-type]
+
+
+def test_the_environments_own_rest_url_gives_its_own_websocket_host() -> None:
+    for env, hosts in ENV_HOSTS.items():
+        venue = VenueConfig(env=env, rest_url=hosts.rest)  # type: ignore[arg-type]
+
+        assert (venue.rest_base(), venue.ws_base()) == (hosts.rest, hosts.ws)
+        assert VenueConfig(env=env).ws_base() == hosts.ws  # type: ignore[arg-type]
+
+
+def test_rest_and_websocket_urls_on_different_hosts_are_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "venue:\n  rest_url: http://127.0.0.1:8181/trade-api/v2\n"
+        "  ws_url: ws://127.0.0.1:8080/trade-api/ws/v2\n"
+    )
+
+    assert problems(tmp_path, text) == [
+        "venue.ws_url: names host 127.0.0.1:8080 but venue.rest_url names 127.0.0.1:8181: "
+        "kmm would trade on one venue and read another's books (set "
+        "venue.allow_different_hosts: true if that is intended)"
+    ]
+
+
+def test_different_hosts_are_allowed_with_the_override_and_for_kalshis_own_pairs(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "venue:\n  rest_url: http://127.0.0.1:8181/trade-api/v2\n"
+        "  ws_url: ws://127.0.0.1:8080/trade-api/ws/v2\n  allow_different_hosts: true\n"
+    )
+
+    venue = load_config(write(tmp_path, text), {}).venue
+    prod = VenueConfig(env="prod", rest_url=ENV_HOSTS["prod"].rest, ws_url=ENV_HOSTS["prod"].ws)
+
+    assert venue.ws_base() == "ws://127.0.0.1:8080/trade-api/ws/v2"
+    assert prod.ws_base() == ENV_HOSTS["prod"].ws
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("rest_url", "http://127.0.0.1:8080", "must end with /trade-api/v2"),
+        (
+            "rest_url",
+            "http://127.0.0.1:70000/trade-api/v2",
+            "must name a host and a port from 1 to 65535",
+        ),
+        (
+            "rest_url",
+            "http://127.0.0.1:0/trade-api/v2",
+            "must name a host and a port from 1 to 65535",
+        ),
+        ("rest_url", "http:///trade-api/v2", "must name a host and a port from 1 to 65535"),
+        ("ws_url", "ws://127.0.0.1:8080/trade-api/v2", "must end with /trade-api/ws/v2"),
+        (
+            "ws_url",
+            "http://127.0.0.1:8080/trade-api/ws/v2",
+            "must be a URL starting with ws:// or wss://",
+        ),
+    ],
+)
+def test_a_url_without_the_api_path_or_with_a_bad_port_is_refused(
+    tmp_path: Path, field: str, value: str, reason: str
+) -> None:
+    assert problems(tmp_path, f"venue:\n  {field}: {value}\n") == [
+        f"venue.{field}: {reason}, got '{value}'"
+    ]
+
+
+def test_the_sim_keeps_its_state_outside_the_runs_directory() -> None:
+    config = KmmConfig()
+
+    assert config.record.runs_dir not in config.sim.state_dir.parents
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("1.5", 1.5), ("30s", 30.0), ("10m", 600.0), ("1h", 3600.0), ("2.5m", 150.0)],
+)
+def test_a_duration_is_plain_seconds_or_a_number_with_a_unit(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "10x", "0", "0s", "-5", "1e3", "ten"])
+def test_a_bad_duration_is_refused_naming_it(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        parse_duration(text)
+
+
+def test_ports_from_0_to_65535_are_accepted_and_others_refused() -> None:
+    assert (parse_port("0"), parse_port("8080"), parse_port("65535")) == (0, 8080, 65535)
+    for text in ("65536", "-1", "99999", "http"):
+        with pytest.raises(ValueError, match=r"port|65535"):
+            parse_port(text)
+
+
+def test_tickers_are_split_on_commas() -> None:
+    assert parse_tickers("KXA-26, KXB-26,", "--markets") == ("KXA-26", "KXB-26")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("", "--markets: names no ticker (leave it out to use markets in config)"),
+        (" , ", "--markets: names no ticker (leave it out to use markets in config)"),
+        ("kxa-26,KXB-26,kxc", "--markets: tickers are upper case: kxa-26, kxc"),
+        ("KXA-26,KXA-26", "--markets: KXA-26 is listed twice"),
+    ],
+)
+def test_an_unusable_ticker_list_is_one_line_naming_the_problem(text: str, line: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_tickers(text, "--markets")
+
+    assert info.value.problems == [line]
+
+
+def test_lowercase_tickers_in_the_config_are_refused_naming_them(tmp_path: Path) -> None:
+    assert problems(tmp_path, "markets:\n  tickers: [KXA, kxb]\n") == [
+        "markets.tickers: tickers are upper case: kxb, got [KXA, kxb]"
+    ]
 
 
 def test_prod_trading_needs_the_live_flag() -> None:

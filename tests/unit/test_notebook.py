@@ -71,6 +71,25 @@ def test_without_kmm_run_dir_the_notebook_opens_the_newest_run_under_runs(
     assert namespace["run"] == Path("runs") / "20261124T080000Z"
 
 
+def test_the_notebook_skips_what_is_not_a_run_under_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: the local exchange's old state dir and a stray folder sort after the runs
+    write_run(tmp_path / "runs" / "20261124T080000Z")
+    write_run(tmp_path / "runs" / "20261124T080000Z-2")
+    (tmp_path / "runs" / "sim").mkdir()
+    (tmp_path / "runs" / "sim" / "keys.json").write_text("[]")
+    (tmp_path / "runs" / "zz-notes").mkdir()
+    monkeypatch.delenv("KMM_RUN_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    # Act
+    namespace = execute_notebook()
+
+    # Assert
+    assert namespace["run"] == Path("runs") / "20261124T080000Z-2"
+
+
 def test_the_notebook_is_stored_without_outputs() -> None:
     # Arrange
     notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))

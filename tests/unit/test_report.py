@@ -475,6 +475,7 @@ def test_the_latest_run_directory_is_the_newest_by_name(tmp_path: Path) -> None:
     # Arrange
     for name in ("20261123T120000Z", "20261124T090000Z", "20261123T230000Z"):
         (tmp_path / name).mkdir()
+        (tmp_path / name / "tape.csv").write_text("")
     (tmp_path / "ledger.sqlite").write_text("")
 
     # Act / Assert

@@ -1,0 +1,490 @@
+"""README.md as a test: every command in its code blocks is run, and each is handled explicitly.
+
+The README's fenced blocks are read in order. A ``sh`` block is a list of commands (one a
+line, ``# ...`` comments dropped); a ``python`` or ``sql`` block is one program; a block without
+a language is output, a diagram or a listing. :data:`COMMANDS` maps every command and program
+to the function that runs it and :data:`NOT_COMMANDS` names every other block with the reason
+it is not run, so a command added to the README without a handler fails
+``test_every_readme_block_is_handled`` until it gets one.
+
+Commands run as a user types them: through ``bash`` in a scratch directory (``runs/`` and
+``state/`` are written there, ``probe.py`` is linked in), with the test's Python first on
+``PATH`` and no ``KMM__*`` variables of the developer's. Long-running commands get a short
+``--duration``. Commands for Kalshi's demo or prod run without network: pointed at a local
+exchange started by the README's own ``kmm sim`` command (``KMM__VENUE__REST_URL`` and its key),
+or, for prod, at a loopback port nothing listens on, where they must fail with the documented
+one-line error and exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+SAMPLE_RUN = "runs/20261123T120000Z"
+"""The run directory the README's examples name; the test copies a real run there."""
+TIMEOUT_S = 60
+
+
+# --------------------------------------------------------------------------- reading the README
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One fenced code block: its language (``""`` when none), its lines, where it starts."""
+
+    lang: str
+    lines: tuple[str, ...]
+    line_no: int
+
+    @property
+    def key(self) -> str:
+        """How the handler tables name a program or a non-command block: its first line."""
+        return f"{self.lang}: {self.lines[0]}" if self.lang else self.lines[0]
+
+
+def readme_blocks() -> list[Block]:
+    """Every fenced block of the README, in order."""
+    blocks: list[Block] = []
+    lang: str | None = None
+    body: list[str] = []
+    start = 0
+    for number, line in enumerate(README.read_text(encoding="utf-8").splitlines(), 1):
+        fence = re.fullmatch(r"```(\w*)\s*", line)
+        if fence and lang is None:
+            lang, body, start = fence.group(1), [], number
+        elif fence:
+            assert lang is not None
+            blocks.append(Block(lang, tuple(body), start))
+            lang = None
+        elif lang is not None:
+            body.append(line)
+    assert lang is None, f"README.md: the block at line {start} is not closed"
+    return blocks
+
+
+def shell_commands(block: Block) -> list[str]:
+    """The commands of a ``sh`` block: one a line, comments (whole-line or trailing) dropped."""
+    commands = []
+    for line in block.lines:
+        command = re.sub(r"\s+#\s.*$", "", line).strip()
+        if command and not command.startswith("#"):
+            commands.append(command)
+    return commands
+
+
+def block_after(key: str) -> Block:
+    """The block that follows the one holding ``key`` (a command, or a block's key)."""
+    blocks = readme_blocks()
+    for i, block in enumerate(blocks):
+        if key == block.key or (block.lang == "sh" and key in shell_commands(block)):
+            return blocks[i + 1]
+    raise AssertionError(f"{key!r} is not in README.md")
+
+
+def block_of(command: str) -> Block:
+    """The ``sh`` block holding ``command``."""
+    return next(b for b in readme_blocks() if b.lang == "sh" and command in shell_commands(b))
+
+
+def readme_keys() -> list[str]:
+    """What the README shows that must be handled: commands, programs and other blocks."""
+    keys: list[str] = []
+    for block in readme_blocks():
+        keys += shell_commands(block) if block.lang == "sh" else [block.key]
+    return keys
+
+
+_WORD = re.compile(r"(?<![0-9A-Za-z])[a-z]{2,}(?![0-9A-Za-z])")
+
+
+def words(line: str) -> list[str]:
+    """The lower-case words of a line: what stays the same between two runs' output."""
+    return _WORD.findall(line)
+
+
+def assert_shows(sample: list[str], output: str) -> None:
+    """Each sample line's words appear, in order, in one line of ``output`` (in order)."""
+    lines = iter(output.splitlines())
+    for expected in sample:
+        want = words(expected)
+        for line in lines:
+            got = iter(words(line))
+            if want and all(word in got for word in want):
+                break
+        else:
+            raise AssertionError(f"no output line reads like {expected!r} in:\n{output}")
+
+
+# --------------------------------------------------------------------------- running commands
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """A finished command: exit status, stdout, stderr."""
+
+    status: int
+    out: str
+    err: str
+
+    def one_line_error(self) -> str:
+        """The single line on stderr (it must be exactly one)."""
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, self.err
+        return lines[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Sim:
+    """The local exchange the README's ``kmm sim`` command started."""
+
+    process: subprocess.Popen[str]
+    banner: list[str]
+    rest_url: str
+    key_id: str
+    key_file: Path
+
+    def env(self) -> dict[str, str]:
+        """Overrides that point a demo or prod command at this exchange, with its key."""
+        return {
+            "KMM__VENUE__REST_URL": self.rest_url,
+            "KMM__AUTH__KEY_ID": self.key_id,
+            "KMM__AUTH__PRIVATE_KEY_PATH": str(self.key_file),
+        }
+
+
+class Docs:
+    """A scratch directory to run the README's commands in, and what they share.
+
+    Args:
+        home: The directory; commands run in it and write ``runs/`` and ``state/`` there.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        (home / "probe.py").symlink_to(ROOT / "probe.py")
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.base_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("KMM")},
+            "PATH": path,
+            "HOME": str(home),
+        }
+        self._made_run: tuple[Ran, Path] | None = None
+        self._sim: Sim | None = None
+
+    def sh(self, command: str, **env: str) -> Ran:
+        """Runs ``command`` through bash in the scratch directory, as a user would."""
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=self.home,
+            env={**self.base_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        return Ran(done.returncode, done.stdout, done.stderr)
+
+    def made_run(self) -> tuple[Ran, Path]:
+        """What ``make run`` runs (``python -m kmm``), for 2 s; its output and run directory."""
+        if self._made_run is None:
+            ran = self.sh("python -m kmm --duration 2s")
+            assert ran.status == 0, ran.err
+            match = re.search(r"^kmm: run directory (\S+)$", ran.out, re.MULTILINE)
+            assert match is not None, ran.out
+            self._made_run = ran, self.home / match.group(1)
+        return self._made_run
+
+    def sample_run(self) -> Path:
+        """A real run copied to the run directory the README's examples name."""
+        target = self.home / SAMPLE_RUN
+        if not target.exists():
+            shutil.copytree(self.made_run()[1], target)
+        return target
+
+    def sim(self) -> Sim:
+        """The README's ``kmm sim`` command, started once, on a free port instead of 8080.
+
+        A shared machine may have 8080 in use; everything else is run as written.
+        """
+        if self._sim is None:
+            command = SIM_COMMAND.replace("--port 8080", "--port 0")
+            process = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=self.home,
+                env=self.base_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert process.stdout is not None
+            banner = [process.stdout.readline() for _ in range(5)]
+            last = [line.split()[-1] if line.split() else "" for line in banner]
+            # listening on URL / REST URL / websocket URL / key id ID / key file PATH
+            self._sim = Sim(process, banner, last[1], last[3], self.home / last[4])
+        return self._sim
+
+    def close(self) -> None:
+        """Stops the local exchange (Ctrl-C), which must exit 0."""
+        if self._sim is not None:
+            self._sim.process.send_signal(signal.SIGINT)
+            self._sim.process.communicate(timeout=TIMEOUT_S)
+            assert self._sim.process.returncode == 0
+
+
+def closed_port_url() -> str:
+    """A REST URL on a loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/trade-api/v2"
+
+
+def fake_key(path: Path) -> Path:
+    """A PEM file holding an RSA key no venue knows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    return path
+
+
+def make_recipe(target: str) -> list[str]:
+    """The recipe lines of a Makefile target."""
+    lines = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
+# --------------------------------------------------------------------------- the handlers
+
+SIM_COMMAND = "python -m kmm sim --port 8080 --seed 7 --markets 6"
+TICKER = "KXHIGHNY-26NOV24-B55.5"
+KEY_ID = "a952bcbe-ec3b-4b5b-b8f9-11dae589608c"
+
+
+def make_run(docs: Docs) -> None:
+    """``make run`` runs ``python -m kmm``; run that for 2 s and compare with the README."""
+    assert make_recipe("run") == ["$(BIN)/python -m kmm"]
+    ran, run_dir = docs.made_run()
+    assert_shows(list(block_after("make run").lines), ran.out)
+    assert (run_dir / "markets.txt").read_text().count("\n") == 8
+
+
+def make_test(docs: Docs) -> None:
+    """``make test`` runs pytest, which is running this test: not run again."""
+    assert make_recipe("test") == ["$(BIN)/python -m pytest"]
+
+
+def export_key_id(docs: Docs) -> None:
+    """The exports set the variables kmm reads: the resolved config shows them."""
+    fake_key(docs.home / ".kalshi" / "demo.pem")
+    block = block_of("python probe.py --env demo")
+    exports = [c for c in shell_commands(block) if c.startswith("export ")]
+    ran = docs.sh("\n".join([*exports, "python -m kmm config"]))
+    assert ran.status == 0, ran.err
+    auth = json.loads(ran.out)["auth"]
+    assert auth["key_id"] == KEY_ID[:4] + "…"
+    assert auth["private_key_path"] == str(docs.home / ".kalshi" / "demo.pem")
+
+
+def probe_demo(docs: Docs) -> None:
+    """Against the local exchange in place of demo, with its key: every check passes."""
+    ran = docs.sh("python probe.py --env demo", **docs.sim().env())
+    assert ran.status == 0, ran.out + ran.err
+    assert "10 of 10 checks passed" in ran.out
+
+
+def run_demo_ticker(docs: Docs) -> None:
+    """The README's demo ticker is not on the local exchange: the documented refusal."""
+    ran = docs.sh(f"python -m kmm run --env demo --markets {TICKER}", **docs.sim().env())
+    assert ran.status == 2
+    assert ran.one_line_error() == (
+        f"kmm: markets: unknown tickers (the venue lists no such market): {TICKER}"
+    )
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    assert ran.one_line_error().removeprefix("kmm: ") in readme
+
+
+def run_demo_default(docs: Docs) -> None:
+    """``kmm --env demo`` is ``kmm run --env demo``: it trades the local exchange for 2 s."""
+    ran = docs.sh("python -m kmm --env demo --duration 2s", **docs.sim().env())
+    assert ran.status == 0, ran.err
+    assert "kmm: env demo (" in ran.out
+    assert re.search(r"^t=.* quoting [1-6]/6 ", ran.out, re.MULTILINE), ran.out
+
+
+def run_prod(docs: Docs) -> None:
+    """With a fake key and prod at a port nothing listens on: exit 4, one line."""
+    rest_url = closed_port_url()
+    ran = docs.sh(
+        f"python -m kmm run --env prod --live --markets {TICKER}",
+        KMM__VENUE__REST_URL=rest_url,
+        KMM__AUTH__KEY_ID=KEY_ID,
+        KMM__AUTH__PRIVATE_KEY_PATH=str(fake_key(docs.home / "fake.pem")),
+    )
+    assert ran.status == 4
+    assert ran.one_line_error() == f"kmm: cannot reach the venue at {rest_url}: Connection refused"
+
+
+def config_override(docs: Docs) -> None:
+    """Run as written: the overrides show in the resolved config."""
+    command = next(c for c in readme_keys() if c.endswith("python -m kmm config"))
+    ran = docs.sh(command)
+    assert ran.status == 0, ran.err
+    config = json.loads(ran.out)
+    assert config["strategy"]["gamma"] == 0.2
+    assert config["markets"]["tickers"] == ["KXFED-26DEC-T4.00"]
+
+
+def sim_command(docs: Docs) -> None:
+    """Prints what the README's comments show, and serves (the demo commands use it)."""
+    sim = docs.sim()
+    shown = [line.removeprefix("# ") for line in block_of(SIM_COMMAND).lines[1:]]
+    assert_shows(shown, "".join(sim.banner))
+    assert sim.key_file.is_file()
+
+
+def probe_bare(docs: Docs) -> None:
+    """No arguments, no key, no network: the local exchange in-process passes every check."""
+    ran = docs.sh("python probe.py")
+    assert ran.status == 0, ran.out + ran.err
+    assert "in-process" in ran.out
+    assert "10 of 10 checks passed" in ran.out
+
+
+def report_newest(docs: Docs) -> None:
+    """Opens the newest run (by its name's UTC start and number), never a non-run directory."""
+    docs.made_run()
+    docs.sample_run()
+    (docs.home / "runs" / "zz-notes").mkdir(exist_ok=True)  # sorts last, is not a run
+    ran = docs.sh("python -m kmm report")
+    assert ran.status == 0, ran.err
+    runs = [
+        p for p in (docs.home / "runs").iterdir() if re.fullmatch(r"\d{8}T\d{6}Z(-\d+)?", p.name)
+    ]
+    newest = max(runs, key=lambda p: (p.name[:16], int(p.name[17:] or 1)))
+    assert ran.out.splitlines()[0] == f"kmm report: {newest.relative_to(docs.home)}"
+    assert (newest / "report.json").is_file()
+
+
+def report_run(docs: Docs) -> None:
+    """The README's sample run directory (a real run copied there)."""
+    run_dir = docs.sample_run()
+    ran = docs.sh(f"python -m kmm report {SAMPLE_RUN}")
+    assert ran.status == 0, ran.err
+    assert (run_dir / "report.json").is_file()
+
+
+def pandas_block(docs: Docs) -> None:
+    """Run in the scratch directory against the sample run: both frames load."""
+    docs.sample_run()
+    code = "\n".join(next(b for b in readme_blocks() if b.lang == "python").lines)
+    namespace: dict[str, object] = {}
+    cwd = Path.cwd()
+    os.chdir(docs.home)
+    try:
+        exec(compile(code, "README.md python block", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    tape = namespace["tape"]
+    assert len(tape) > 0  # type: ignore[arg-type]
+    assert str(tape["ts"].dt.tz) == "UTC"  # type: ignore[index]
+
+
+def sql_block(docs: Docs) -> None:
+    """Each query runs on the ledger a real run wrote; the first finds that run."""
+    _, run_dir = docs.made_run()
+    text = "\n".join(next(b for b in readme_blocks() if b.lang == "sql").lines)
+    queries = [q.strip() for q in text.split(";") if q.strip()]
+    with sqlite3.connect(docs.home / "runs" / "ledger.sqlite") as db:
+        results = [db.execute(query).fetchall() for query in queries]
+    assert len(results) == 3
+    assert run_dir.name in [row[0] for row in results[0]]
+
+
+COMMANDS: dict[str, Callable[[Docs], None]] = {
+    "make run": make_run,
+    "make test": make_test,
+    f"export KMM__AUTH__KEY_ID={KEY_ID}": export_key_id,
+    "export KMM__AUTH__PRIVATE_KEY_PATH=~/.kalshi/demo.pem": export_key_id,
+    "python probe.py --env demo": probe_demo,
+    f"python -m kmm run --env demo --markets {TICKER}": run_demo_ticker,
+    "python -m kmm --env demo": run_demo_default,
+    f"python -m kmm run --env prod --live --markets {TICKER}": run_prod,
+    "python probe.py": probe_bare,
+    "KMM__STRATEGY__GAMMA=0.2 KMM__MARKETS__TICKERS='[KXFED-26DEC-T4.00]' python -m kmm config": (
+        config_override
+    ),
+    SIM_COMMAND: sim_command,
+    "python: import pandas as pd": pandas_block,
+    "sql: -- P&L, fees and fills per run": sql_block,
+    "python -m kmm report": report_newest,
+    f"python -m kmm report {SAMPLE_RUN}": report_run,
+}
+"""Every command or program the README shows, and how this test runs it."""
+
+NOT_COMMANDS: dict[str, str] = {
+    "ingest ──▶ normalize ──▶ decide ──▶ execute ──▶ record": "the pipeline diagram",
+    "kmm: local exchange started at http://127.0.0.1:46527 (state in state/sim)": (
+        "make run's output: make_run compares it with a real run's"
+    ),
+    "hot path (8 markets, 200000 deltas, best of 5):": "make bench's output (not run by tests)",
+    "tick-to-order over loopback (... targets p50 <= 150 µs, p99 <= 500 µs):": (
+        "make bench's output (not run by tests)"
+    ),
+    "src/kmm/": "the source layout",
+}
+"""Every other block, and why it is not a command."""
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docs]:
+    scratch = Docs(tmp_path_factory.mktemp("readme"))
+    try:
+        yield scratch
+    finally:
+        scratch.close()
+
+
+def test_every_readme_block_is_handled() -> None:
+    shown = readme_keys()
+
+    unhandled = [key for key in shown if key not in COMMANDS and key not in NOT_COMMANDS]
+    stale = [key for key in [*COMMANDS, *NOT_COMMANDS] if key not in shown]
+
+    assert unhandled == [], "README commands without a handler in tests/test_readme.py"
+    assert stale == [], "handlers in tests/test_readme.py for commands no longer in README"
+
+
+@pytest.mark.parametrize("command", [k for k in COMMANDS if k in readme_keys()])
+def test_the_readme_command_works_as_documented(docs: Docs, command: str) -> None:
+    COMMANDS[command](docs)
