@@ -114,9 +114,13 @@ def readme_keys() -> list[str]:
 _WORD = re.compile(r"(?<![0-9A-Za-z])[a-z]{2,}(?![0-9A-Za-z])")
 
 
+_VARIES = {"bid": "side", "ask": "side"}
+"""Words that differ between two runs' output: a fill's side is whichever side traded first."""
+
+
 def words(line: str) -> list[str]:
     """The lower-case words of a line: what stays the same between two runs' output."""
-    return _WORD.findall(line)
+    return [_VARIES.get(word, word) for word in _WORD.findall(line)]
 
 
 def assert_shows(sample: list[str], output: str) -> None:
@@ -202,9 +206,9 @@ class Docs:
         return Ran(done.returncode, done.stdout, done.stderr)
 
     def made_run(self) -> tuple[Ran, Path]:
-        """What ``make run`` runs (``python -m kmm``), for 2 s; its output and run directory."""
+        """What ``make run`` runs (``python -m kmm``), for 5 s; its output and run directory."""
         if self._made_run is None:
-            ran = self.sh("python -m kmm --duration 2s")
+            ran = self.sh("python -m kmm --duration 5s")
             assert ran.status == 0, ran.err
             match = re.search(r"^kmm: run directory (\S+)$", ran.out, re.MULTILINE)
             assert match is not None, ran.out
@@ -289,7 +293,7 @@ KEY_ID = "a952bcbe-ec3b-4b5b-b8f9-11dae589608c"
 
 
 def make_run(docs: Docs) -> None:
-    """``make run`` runs ``python -m kmm``; run that for 2 s and compare with the README."""
+    """``make run`` runs ``python -m kmm``; run that for 5 s and compare with the README."""
     assert make_recipe("run") == ["$(BIN)/python -m kmm"]
     ran, run_dir = docs.made_run()
     assert_shows(list(block_after("make run").lines), ran.out)
@@ -424,7 +428,7 @@ def sql_block(docs: Docs) -> None:
     queries = [q.strip() for q in text.split(";") if q.strip()]
     with sqlite3.connect(docs.home / "runs" / "ledger.sqlite") as db:
         results = [db.execute(query).fetchall() for query in queries]
-    assert len(results) == 3
+    assert len(results) == 4
     assert run_dir.name in [row[0] for row in results[0]]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -249,3 +250,26 @@ async def test_a_path_that_cannot_be_written_is_one_line_and_exit_2(
     assert len(lines) == 1, err
     assert str(not_a_directory) in lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.asyncio
+async def test_make_run_on_its_defaults_trades_within_30_seconds(tmp_path: Path) -> None:
+    """What ``make run`` runs, on the default config: a fill is booked inside 30 s of market."""
+    env = _env(tmp_path, KMM__SIM__STATE_DIR=str(tmp_path / "state"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kmm", "--duration", "30s", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    fills: list[str] = []
+    async with asyncio.timeout(90):
+        async for raw in process.stdout:
+            line = raw.decode()
+            if ": fill " in line:
+                fills.append(line)
+                process.send_signal(signal.SIGTERM)
+                break
+        _, err = await process.communicate()
+
+    assert fills, "no fill in 30 s of make run"
+    assert process.returncode == 0, err.decode()
