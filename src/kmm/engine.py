@@ -41,6 +41,7 @@ from kmm.app import build_pipeline, diff_params
 from kmm.book.grid import PriceGrid
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
+from kmm.core.markets import GridView
 from kmm.errors import ConfigError, KmmError, VenueError, WireError
 from kmm.execution.executor import ExecEvent, ExecSettings, Executor, WriteRequest
 from kmm.execution.inventory import Portfolio
@@ -190,7 +191,7 @@ class LiveEngine:
         self.pipeline: Pipeline = build_pipeline(
             config, self.portfolio.net_qty, self.mailbox, use_yes_price=True
         )
-        self.grids: dict[str, PriceGrid] = {}
+        self.grids = GridView(self.pipeline.markets)
         self.marks: dict[str, Price] = {}
         self.kill_switch = KillSwitch.from_config(config.risk)
         self.risk = RiskContext(
@@ -358,7 +359,6 @@ class LiveEngine:
                 multiplier = parse_multiplier(info.fee_multiplier)
                 fee_rates[series] = maker_fee_rate(info.fee_type, Fraction(multiplier))
             grid = PriceGrid.from_ranges(market.price_ranges)
-            self.grids[market.ticker] = grid
             if market.yes_bid is not None and market.yes_ask is not None:
                 self.marks[market.ticker] = (market.yes_bid + market.yes_ask) // 2
             spec = MarketSpec(market.ticker, grid, market.close_ns, fee_rates[series])
@@ -715,13 +715,11 @@ class LiveEngine:
             self._block(ticker, "market deactivated (paused) by the venue")
         elif kind == "activated":
             self._reactivate(ticker)
-        if event.price_ranges is not None:  # price_level_structure_updated (or created)
+        if kind == "price_level_structure_updated" and event.price_ranges is not None:
             # The pipeline took the bands (it refuses bad ones before we get here); the
-            # executor reads this same dict, so both now snap to the same grid
+            # planner reads the grid through the same market state, so both snap to it
             grid = self.pipeline.markets[ticker].spec.grid
-            if self.grids.get(ticker) is not grid:
-                self.grids[ticker] = grid
-                self._say(f"{ticker}: price grid now {event.price_level_structure or grid}")
+            self._say(f"{ticker}: price grid now {event.price_level_structure or grid}")
 
     def _block(self, ticker: str, reason: str) -> None:
         """The venue stopped the market: pull its quotes, saying why, until it says otherwise."""

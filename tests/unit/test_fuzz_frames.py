@@ -401,7 +401,6 @@ def _engine(clock: ManualClock, session: aiohttp.ClientSession) -> LiveEngine:
     )
     for ticker in MARKETS:
         grid = PriceGrid.linear_cent()
-        engine.grids[ticker] = grid
         engine.pipeline.add_market(MarketSpec(ticker, grid, START_NS + 86_400 * 10**9, 0.0175))
         engine.report.markets.append(ticker)
     engine._rest = KalshiRest(session, rest_url, signer)
