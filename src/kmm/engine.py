@@ -1,20 +1,21 @@
-"""The live engine: the pure core wired to Kalshi (or the local exchange) over the network.
+"""The live engine: the shell that feeds the trading core from the network and acts on it.
 
 Theory of operation
 -------------------
-:class:`LiveEngine` owns one aiohttp session (REST), one websocket client and the pure
-pipeline, and runs four tasks on one event loop:
+Every decision lives in :class:`~kmm.core.trading.TradingCore` (sans-I/O). :class:`LiveEngine`
+owns the sockets and timers around it: one aiohttp session (REST), one websocket client, the
+executor that sends the planner's writes, and four tasks on one event loop:
 
-* **receive** (:class:`~kmm.kalshi.ws.KalshiWs`): every frame goes through
-  :meth:`LiveEngine.on_frame` inline — the pipeline decodes it, checks ``seq``, updates the
-  book and decides; fills, order updates, positions and lifecycle events come back as events
-  and are applied here (inventory, order tracker, risk). A ``seq`` gap asks the client for
-  ``get_snapshot`` on the same connection.
-* **execute** (:class:`~kmm.execution.executor.Executor`): decided quotes reach it through the
-  pipeline's latest-value mailbox, drained once per event-loop turn.
-* **watch**: once a second, the summary line, the kill switch's checks (loss, drawdown, kill
-  file) and the stale-book check; every ``reconcile_interval_s``, the venue's positions and
-  resting orders are compared with ours.
+* **receive** (:class:`~kmm.kalshi.ws.KalshiWs`): every frame goes to
+  :meth:`LiveEngine.on_frame` inline, which hands it to the core and performs what the core
+  returns (:meth:`LiveEngine._act`): write requests, resnapshot requests, read-backs,
+  operations lines. Decided quotes are planned and sent in the same call when the socket read
+  holds no later book frame, else at the end of the event-loop turn.
+* **execute** (:class:`~kmm.execution.executor.Executor`): sends writes and awaits their
+  answers, which go back to the core's planner; it wakes for token refills and deadlines.
+* **watch**: once a second, the exchange status (every 5 s), the core's tick (marks, kill
+  switch, stale feed) and the summary line; every ``reconcile_interval_s``, the venue's
+  positions and resting orders are compared with ours.
 * **run until stopped**: SIGINT/SIGTERM, the optional duration, or a halt.
 
 Start: read exchange status, balance, limits, markets (and their series' fees), resting orders
@@ -37,23 +38,24 @@ from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
-from kmm.app import build_pipeline, diff_params
+from kmm.app import diff_params
 from kmm.book.grid import PriceGrid
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
+from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
 from kmm.core.markets import GridView
-from kmm.errors import ConfigError, KmmError, VenueError, WireError
+from kmm.core.trading import CoreReport, TradingCore
+from kmm.errors import ConfigError, KmmError, VenueError
 from kmm.execution.executor import ExecEvent, ExecSettings, Executor, WriteRequest
 from kmm.execution.inventory import Portfolio
-from kmm.execution.marks import Mark, mark_position
-from kmm.execution.orders import ClientOrderIds, OrderState, OrderTracker
-from kmm.execution.token_bucket import TokenBucket, WriteScheduler
+from kmm.execution.marks import Mark
+from kmm.execution.orders import OrderState, OrderTracker
+from kmm.execution.token_bucket import Backoff, TokenBucket, WriteScheduler
 from kmm.fees import maker_fee_rate, parse_multiplier
 from kmm.kalshi.auth import Signer
 from kmm.kalshi.constants import CANCEL_COST, DEFAULT_COST
 from kmm.kalshi.lane import OrderLane
 from kmm.kalshi.rest import (
-    CLOSED_CODES,
     PAUSE_CODES,
     AccountLimits,
     KalshiRest,
@@ -63,37 +65,24 @@ from kmm.kalshi.rest import (
 )
 from kmm.kalshi.wire import (
     Event,
-    MarketLifecycle,
-    MarketPosition,
-    Subscribed,
-    Trade,
-    UserOrder,
 )
 from kmm.kalshi.ws import KalshiWs
-from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox, empty_quote
+from kmm.pipeline import MarketSpec, Pipeline
 from kmm.record import Recorder, account_id, last_fill_ns, read_day
 from kmm.risk import (
-    HaltState,
-    KillEvent,
     KillSwitch,
-    MarketStatus,
     RiskContext,
-    RiskLimits,
     Trigger,
-    check_order,
     compare_orders,
-    gate_quote,
 )
 from kmm.types import (
     ONE_DOLLAR,
     QTY_SCALE,
-    BookSide,
     Fill,
     Money,
     OrderIntent,
     Price,
     Qty,
-    Quote,
     format_count,
     format_money,
     format_price,
@@ -137,13 +126,26 @@ T = TypeVar("T")
 class EngineReport:
     """What a run did, for the last summary and for tests."""
 
-    markets: list[str] = field(default_factory=list)
-    fills: int = 0
+    core: CoreReport = field(default_factory=CoreReport)
     orders_sent: int = 0
     lane_writes: int = 0
     lane_fallbacks: int = 0
     left_resting: list[str] = field(default_factory=list)
-    halted: str | None = None
+
+    @property
+    def markets(self) -> list[str]:
+        """The run's markets."""
+        return self.core.markets
+
+    @property
+    def fills(self) -> int:
+        """Fills booked."""
+        return self.core.fills
+
+    @property
+    def halted(self) -> str | None:
+        """Why the kill switch halted the run, if it did."""
+        return self.core.halted
 
 
 class LiveEngine:
@@ -180,43 +182,68 @@ class LiveEngine:
         self.clock = clock or LiveClock()
         self.out = out
         self.duration_s = duration_s
-        self.report = EngineReport()
-        self.portfolio = Portfolio()
-        self.fills: list[Fill] = []
         start_ns = self.clock.now_ns()
-        prefix = config.execution.client_order_prefix or "kmm"
-        self._ids = ClientOrderIds.for_run(start_ns, prefix)
-        self.tracker = OrderTracker(self._ids)
-        self.mailbox = QuoteMailbox(self._on_quote)
-        self.pipeline: Pipeline = build_pipeline(
-            config, self.portfolio.net_qty, self.mailbox, use_yes_price=True
-        )
-        self.grids = GridView(self.pipeline.markets)
-        self.marks: dict[str, Price] = {}
-        self.kill_switch = KillSwitch.from_config(config.risk)
-        self.risk = RiskContext(
-            RiskLimits.from_config(config.risk, config.strategy), self.kill_switch
-        )
-        self._refusals: dict[tuple[str, BookSide], str] = {}
+        self.core = TradingCore(config, start_ns=start_ns, records=recorder)
+        self.report = EngineReport(self.core.report)
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
-        self.halted: str | None = None
         self._drain_scheduled = False
         self._exec: Executor | None = None
         self._write_bucket: TokenBucket | None = None
         self._ws: KalshiWs | None = None
         self._rest: KalshiRest | None = None
-        self._started_ns = start_ns
         self._sent_at_last_summary = 0
         self._background: set[asyncio.Future[None]] = set()
         self._group_id: str | None = None
-        self._settled: set[str] = set()
-        self._closed: set[str] = set()
-        self._last_trade: dict[str, Price] = {}
-        self._reference: dict[str, Price] = {}
         self._status_checked_ns = 0
-        self._fills_since_s: int | None = None
-        self._fill_channel_subscribed = False
+        self._flat_requested = False
+
+    # ----------------------------------------------------------------- the core's state
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """Positions and P&L."""
+        return self.core.portfolio
+
+    @property
+    def fills(self) -> list[Fill]:
+        """The run's fills, in booking order."""
+        return self.core.fills
+
+    @property
+    def tracker(self) -> OrderTracker:
+        """Our orders."""
+        return self.core.tracker
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """Books, specs and quotes per market."""
+        return self.core.pipeline
+
+    @property
+    def grids(self) -> GridView:
+        """Each market's price grid."""
+        return self.core.grids
+
+    @property
+    def marks(self) -> dict[str, Price]:
+        """Each market's mark for P&L."""
+        return self.core.marks
+
+    @property
+    def kill_switch(self) -> KillSwitch:
+        """The kill switch (the only halt state)."""
+        return self.core.kill_switch
+
+    @property
+    def risk(self) -> RiskContext:
+        """Limits, exposures, pause and the venue's market status."""
+        return self.core.risk
+
+    @property
+    def halted(self) -> str | None:
+        """Why the run is halted, or None."""
+        return self.core.halted
 
     # ----------------------------------------------------------------- accessors
 
@@ -308,7 +335,8 @@ class LiveEngine:
                 if task is not stopper and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
-            self.executor.stop_placing()
+            self.core.stop_placing(self.clock.now_ns())
+            self._act()
             await self._cancel_everything()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_SHUTDOWN_READ_S):
@@ -359,11 +387,11 @@ class LiveEngine:
                 multiplier = parse_multiplier(info.fee_multiplier)
                 fee_rates[series] = maker_fee_rate(info.fee_type, Fraction(multiplier))
             grid = PriceGrid.from_ranges(market.price_ranges)
+            mid = None
             if market.yes_bid is not None and market.yes_ask is not None:
-                self.marks[market.ticker] = (market.yes_bid + market.yes_ask) // 2
+                mid = (market.yes_bid + market.yes_ask) // 2
             spec = MarketSpec(market.ticker, grid, market.close_ns, fee_rates[series])
-            self.pipeline.add_market(spec)
-            self.report.markets.append(market.ticker)
+            self.core.add_market(spec, mid)
 
     async def _startup_orders(self) -> None:
         resting = await self.rest.resting_orders()
@@ -372,7 +400,7 @@ class LiveEngine:
         if self.config.execution.cancel_on_start == "adopt":
             self._say(f"adopting {len(resting)} resting orders")
             for order in resting:
-                self._adopt(order)
+                self.core.adopt(order, self.clock.now_ns())
             return
         self._say(f"cancelling {len(resting)} resting orders found at start (cancel_on_start)")
         left = await self._cancel_until_gone(resting)
@@ -401,34 +429,12 @@ class LiveEngine:
                 return []
         return [o.order_id for o in pending]
 
-    def _adopt(self, order: VenueOrder) -> None:
-        """Tracks an order found resting at start as if we had placed it."""
-        if order.ticker not in self.grids:
-            return
-        intent = _intent_of(order)
-        tracked = self.tracker.new(intent, self.clock.now_ns())
-        self.tracker.on_ack(
-            tracked.client_order_id,
-            order.order_id,
-            self.clock.now_ns(),
-            filled=order.filled,
-            remaining=order.remaining,
-        )
-
     async def _startup_fills_and_positions(self) -> None:
-        self._fills_since_s = self._ledger_fills_since_s()
+        self.core.fills_since_s = self._ledger_fills_since_s()
         await self._read_back_fills("start")
         for position in await self.rest.positions():
-            ours = self.portfolio.net_qty(position.ticker)
-            if ours != position.position:
-                self._say(
-                    f"{position.ticker}: position {format_count(position.position)} at start "
-                    f"(fills read back give {format_count(ours)}); the venue's figure is used"
-                )
-                missing = position.position - ours
-                side = BookSide.BID if missing > 0 else BookSide.ASK
-                price = _entry_price(position, missing)
-                self.portfolio.position(position.ticker).apply(side, price, abs(missing))
+            self.core.align_position(position)
+        self._act()
 
     @property
     def account(self) -> str:
@@ -447,7 +453,7 @@ class LiveEngine:
     async def _read_back_fills(self, source: str) -> int:
         """Reads the account's fills since the newest one known and books the missing ones.
 
-        Every fill goes through :meth:`_book_fill`, so one the stream or an earlier run
+        Every fill goes through the core's ``book_fill``, so one the stream or an earlier run
         already reported is recognised by its trade id and recorded nowhere twice.
 
         Returns:
@@ -456,36 +462,19 @@ class LiveEngine:
         Raises:
             VenueError: if the venue cannot be read.
         """
-        new = 0
-        for fill in await self.rest.fills(min_ts_s=self._fills_since_s):
-            if self._book_fill(fill, source):
-                new += 1
-        if new:
-            self._say(f"{source}: {new} fills read back from the venue and recorded")
+        fills = await self.rest.fills(min_ts_s=self.core.fills_since_s)
+        new = self.core.on_fills_read(fills, source, self.clock.now_ns())
+        self._act()
         return new
-
-    def _day_key(self, now_ns: int) -> str:
-        """The ledger's key of today's P&L: per environment, so sim never counts against prod."""
-        return f"{self.config.venue.env}:{_utc_day(now_ns)}"
 
     def _restore_day(self) -> None:
         """The day's P&L and peak from the ledger: a restart cannot reset the kill switch."""
         ledger = self.config.record.ledger_path
         now = self.clock.now_ns()
-        saved = read_day(ledger, self._day_key(now)) if self.recorder is not None else None
-        if saved is None:
-            return
-        day_pnl, day_peak = saved
-        self._update_marks()
-        total = self.portfolio.total_pnl(self._pnl_marks())
-        self._on_kill_event(
-            self.kill_switch.restore(
-                day_pnl=day_pnl, day_peak=day_peak, total_pnl=total, now_ns=now
-            )
-        )
-        self._say(
-            f"  today so far (ledger): P&L ${format_money(day_pnl)}, peak ${format_money(day_peak)}"
-        )
+        saved = read_day(ledger, self.core.day_key(now)) if self.recorder is not None else None
+        if saved is not None:
+            self.core.restore_day(*saved, now)
+            self._act()
 
     async def _order_group(self) -> str | None:
         """The venue-side safety net: an order group with a rolling contracts limit."""
@@ -513,16 +502,16 @@ class LiveEngine:
             cancel_on_pause=execution.cancel_on_pause,
             order_group_id=group_id,
         )
+        planner = self.core.start_trading(WriteScheduler[WriteRequest](bucket), settings, Backoff())
         self._exec = Executor(
             self.rest,
             self.tracker,
-            WriteScheduler[WriteRequest](bucket),
+            planner.scheduler,
             self.clock,
             self.grids,
             settings,
-            gate=self._gate,
-            approve=self._approve,
             on_event=self._on_exec_event,
+            planner=planner,
         )
 
     def _build_ws(self) -> None:
@@ -562,341 +551,109 @@ class LiveEngine:
     @property
     def tracker_prefix(self) -> str:
         """The run's client order id prefix."""
-        return self._ids.prefix
+        return self.core.ids.prefix
 
     # ----------------------------------------------------------------- the receive path
 
     def on_frame(self, frame: bytes | str, recv_ns: int) -> Event | None:
-        """Handles one websocket frame inline (the hot path, then the account events).
+        """Handles one websocket frame inline: the core decides, the shell acts.
 
-        A frame the pipeline refuses (malformed or out of range) is skipped: the pipeline
-        counts it by kind (``pipeline.stats.rejected``), the first of each kind is logged
-        as a warning, and whatever the refusal pulled or queued for a resnapshot is acted on.
+        Decided quotes are planned and sent at once when the socket read being handled holds
+        no later book frame, else once this event-loop turn is over (the newest quote wins).
         """
         recorder = self.recorder
         if recorder is not None and recorder.capturing:
             recorder.capture(recv_ns, frame)
-        try:
-            event = self.pipeline.on_frame(frame, recv_ns)
-        except WireError as e:
-            if self.pipeline.stats.rejected[e.kind] <= 1:
-                log.warning(
-                    "venue frame refused and skipped (%s; later ones only counted): %s", e.kind, e
-                )
-            event = None
-        if self.pipeline.needs_resync:
-            self.ws.resync(self.pipeline.take_resync())
-        if event is None:
-            if self._drain_scheduled and not self.ws.book_frames_ahead:
-                # The read holds no later book change: act now, before its other frames
+        core = self.core
+        core.feed_last_ns = recv_ns
+        event = core.on_frame(frame, recv_ns)
+        if core.quotes_pending and self._exec is not None:
+            if self._ws is None or not self._ws.book_frames_ahead:
                 self._drain_mailbox()
-            return None
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            try:
-                handler(self, event)
-            except WireError as e:  # it contradicts what we track (an order's exchange id)
-                rejected = self.pipeline.stats.rejected
-                rejected[e.kind] += 1
-                if rejected[e.kind] == 1:
-                    log.warning("venue event refused (%s; later ones only counted): %s", e.kind, e)
-                return None
+            elif not self._drain_scheduled:
+                self._drain_scheduled = True
+                asyncio.get_running_loop().call_soon(self._drain_mailbox)
+        self._act()
         return event
-
-    def _on_fill(self, fill: Fill) -> None:
-        """A fill from the websocket stream."""
-        now = self.clock.now_ns()
-        self._book_fill(fill, "stream")
-        if fill.ticker in self.pipeline.markets:
-            self.pipeline.decide(fill.ticker, now)
-            if self._exec is not None:
-                self._exec.touch(fill.ticker)
-
-    def _book_fill(self, fill: Fill, source: str) -> bool:
-        """Books one fill of the account, from wherever it was learnt, once by trade id:
-        order tracker, portfolio, the run's fills and the ledger. True if it was new."""
-        now = self.clock.now_ns()
-        try:
-            self.tracker.on_fill(fill, now)
-        except WireError as e:  # it contradicts the order we track: the fill still counts
-            log.warning("%s: fill %s booked; its order is left to reconciliation: %s",
-                        fill.ticker, fill.trade_id, e)  # fmt: skip
-        if not self.portfolio.on_fill(fill):
-            return False
-        self.fills.append(fill)
-        self.report.fills += 1
-        fill_s = fill.ts_ms // 1000 - 1
-        if self._fills_since_s is None or fill_s > self._fills_since_s:
-            self._fills_since_s = fill_s
-        self._record_fill(fill, now, source)
-        self.marks.setdefault(fill.ticker, fill.price)
-        log.info(
-            "%s: fill %s %s @ %s fee $%s (%s, %s), position %s",
-            fill.ticker,
-            fill.side,
-            format_count(fill.qty),
-            format_price(fill.price),
-            format_money(fill.fee),
-            "taker" if fill.is_taker else "maker",
-            source,
-            format_count(self.portfolio.net_qty(fill.ticker)),
-        )
-        if source == "stream" and self.out is not None:
-            print(
-                f"{fill.ticker}: fill {fill.side} {format_count(fill.qty)} @ "
-                f"{format_price(fill.price)} fee ${format_money(fill.fee)} "
-                f"({'taker' if fill.is_taker else 'maker'}), position "
-                f"{format_count(self.portfolio.net_qty(fill.ticker))}",
-                file=self.out,
-                flush=True,
-            )
-        return True
-
-    def _record_fill(self, fill: Fill, now: int, source: str) -> None:
-        recorder = self.recorder
-        if recorder is None:
-            return
-        position = self.portfolio.position(fill.ticker)
-        recorder.fill(fill, position.qty, source)
-        recorder.position(now, fill.ticker, position.qty, position.realized, position.fees_paid)
-        self._tape(fill.ticker, "fill", now)
-
-    def _on_trade(self, trade: Trade) -> None:
-        self._last_trade[trade.ticker] = trade.yes_price
-
-    def _on_subscribed(self, event: Subscribed) -> None:
-        """The fill channel is live (at start or again after a reconnect): read back the
-        fills that happened before it was, so none falls between the REST read and the stream."""
-        if event.channel != "fill":
-            return
-        source = "reconnect" if self._fill_channel_subscribed else "start"
-        self._fill_channel_subscribed = True
-        self._spawn_background(self._backfill_fills(source))
-
-    def _on_user_order(self, order: UserOrder) -> None:
-        found = _VENUE_STATE.get(order.status)
-        key = order.client_order_id or order.order_id
-        if found is None or self.tracker.get(key) is None:
-            return
-        tracked = self.tracker.get(key)
-        if tracked is not None and tracked.state is OrderState.PENDING_NEW:
-            return  # the create reply binds it; the stream may beat the reply
-        self.tracker.reconcile(
-            key,
-            found,
-            self.clock.now_ns(),
-            order_id=order.order_id,
-            filled=order.fill_count,
-            remaining=order.remaining_count,
-        )
-        self.executor.touch(order.ticker)
-
-    def _on_position(self, position: MarketPosition) -> None:
-        ours = self.portfolio.net_qty(position.ticker)
-        if ours != position.position:
-            log.debug(
-                "%s: venue position %s, ours %s (fills in flight?)",
-                position.ticker,
-                position.position,
-                ours,
-            )
-
-    def _on_lifecycle(self, event: MarketLifecycle) -> None:
-        ticker = event.ticker
-        if ticker not in self.pipeline.markets:
-            return
-        kind = event.event_type
-        if kind == "settled" or (kind == "determined" and event.result):
-            self._settle(event)
-        if kind in _CLOSED_EVENTS:
-            self._closed.add(ticker)
-            self._block(ticker, f"market {kind} by the venue")
-        elif event.is_deactivated or kind == "deactivated":
-            self._block(ticker, "market deactivated (paused) by the venue")
-        elif kind == "activated":
-            self._reactivate(ticker)
-        if kind == "price_level_structure_updated" and event.price_ranges is not None:
-            # The pipeline took the bands (it refuses bad ones before we get here); the
-            # planner reads the grid through the same market state, so both snap to it
-            grid = self.pipeline.markets[ticker].spec.grid
-            self._say(f"{ticker}: price grid now {event.price_level_structure or grid}")
-
-    def _block(self, ticker: str, reason: str) -> None:
-        """The venue stopped the market: pull its quotes, saying why, until it says otherwise."""
-        if self.risk.blocked.get(ticker) != reason:
-            self._say(f"{ticker}: {reason}: quotes pulled")
-        self.risk.blocked[ticker] = reason
-        self.pipeline.pull(ticker)
-
-    def _reactivate(self, ticker: str) -> None:
-        """Trading resumed in a market: quote it again once a fresh snapshot is in."""
-        if ticker in self._closed or self.risk.blocked.pop(ticker, None) is None:
-            return  # a closed market does not reopen; an open one needs nothing
-        self._say(f"{ticker}: activated again: quoting after a fresh snapshot")
-        sid = self.pipeline.markets[ticker].sid
-        if sid is not None and self._ws is not None:
-            self._ws.resync([sid])
-
-    def _settle(self, event: MarketLifecycle) -> None:
-        """Books the settlement of a market we hold, once, and writes its close row."""
-        ticker = event.ticker
-        if ticker in self._settled or event.result not in ("yes", "no", "scalar"):
-            return
-        self._settled.add(ticker)
-        value = event.settlement_value
-        mark = ONE_DOLLAR if event.result == "yes" else 0 if event.result == "no" else value
-        pnl = self.portfolio.settle(ticker, event.result, value)  # type: ignore[arg-type]
-        self._say(f"{ticker}: settled {event.result}: P&L ${format_money(pnl)}")
-        if mark is not None:
-            self.marks[ticker] = mark
-        if self.recorder is not None:
-            now = self.clock.now_ns()
-            position = self.portfolio.position(ticker)
-            self.recorder.tape(now, ticker, "close", None if mark is None else 2 * mark,
-                               None, None, None, 0, None, 0, 0, 0, position.realized,
-                               position.fees_paid, None)  # fmt: skip
-
-    _handlers: Final[dict[type, Callable[[LiveEngine, object], None]]] = {
-        Fill: _on_fill,  # type: ignore[dict-item]
-        UserOrder: _on_user_order,  # type: ignore[dict-item]
-        MarketPosition: _on_position,  # type: ignore[dict-item]
-        MarketLifecycle: _on_lifecycle,  # type: ignore[dict-item]
-        Subscribed: _on_subscribed,  # type: ignore[dict-item]
-        Trade: _on_trade,  # type: ignore[dict-item]
-    }
-
-    def _on_quote(self) -> None:
-        """The mailbox got a quote: drain it once this event-loop turn is over, or as soon as
-        the socket read being handled holds no later book frame (:meth:`on_frame`)."""
-        if not self._drain_scheduled and self._exec is not None:
-            self._drain_scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain_mailbox)
 
     def _drain_mailbox(self) -> None:
         self._drain_scheduled = False
-        quotes = self.mailbox.take()
-        if not quotes:
-            return
         now = self.clock.now_ns()
-        self.executor.submit(quotes)  # first: the orders go out before the tape is written
-        if self.recorder is not None:
-            for ticker, quote in quotes.items():
-                pulled = quote.bid_price is None and quote.ask_price is None
-                self._tape(ticker, "pulled" if pulled else "quote", now, latency=True)
+        quotes = self.core.decide_quotes(now)
+        if quotes:
+            self._act()  # first: the orders go out before the tape is written
+            self.core.tape_quotes(quotes, now)
 
-    def _tape(self, ticker: str, event: str, now: int, *, latency: bool = False) -> None:
-        """One tape row for ``ticker``: its book, our resting orders, the model's quote, the
-        position, its mark and P&L now."""
-        recorder = self.recorder
-        market = self.pipeline.markets.get(ticker)
-        if recorder is None or market is None:
+    def _act(self) -> None:
+        """Performs everything the core decided, in order."""
+        core = self.core
+        actions = core.take_actions()
+        while actions:
+            for action in actions:
+                self._perform(action)
+            actions = core.take_actions()
+        if self._exec is None:
             return
-        book, quote = market.book, market.quote
-        bid, ask = book.best_bid, book.best_ask
-        mid_x2 = bid + ask if bid is not None and ask is not None else None
-        position = self.portfolio.positions().get(ticker)
-        qty = position.qty if position is not None else 0
-        mark = self._mark(ticker)
-        unrealized = position.unrealized(mark.price) if position is not None and mark else 0
-        my_bid, my_bid_qty, my_ask, my_ask_qty = self._resting_top(ticker)
-        recorder.tape(
-            now,
-            ticker,
-            event,
-            mid_x2,
-            bid,
-            ask,
-            my_bid,
-            my_bid_qty,
-            my_ask,
-            my_ask_qty,
-            qty,
-            unrealized,
-            position.realized if position is not None else 0,
-            position.fees_paid if position is not None else 0,
-            now - market.last_book_ns if latency and market.last_book_ns else None,
-            quote_bid=quote.bid_price if quote else None,
-            quote_bid_qty=quote.bid_qty if quote else 0,
-            quote_ask=quote.ask_price if quote else None,
-            quote_ask_qty=quote.ask_qty if quote else 0,
-            mark=mark.price if mark else None,
-            mark_source=mark.source if mark else "",
-        )
+        if self._exec.planner.has_dirty:
+            self._exec.wake()
+        if core.quotes_pending and not self._drain_scheduled:  # decided off the feed
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain_mailbox)
+
+    def _perform(self, action: Action) -> None:
+        perform = self._performers.get(type(action))
+        if perform is not None:
+            perform(self, action)
+        elif self._exec is not None:  # the planner's writes, read-backs and records
+            self._exec.perform([action])  # type: ignore[list-item]
+
+    def _print(self, action: Print) -> None:
+        if self.out is not None:
+            print(action.line, file=self.out, flush=True)
+
+    def _resync(self, action: Resync) -> None:
+        if self._ws is not None:
+            self._ws.resync(list(action.sids))
+
+    def _presign(self, action: Presign) -> None:
+        self._spawn_background(self.rest.presign([self.rest.amend_path(action.order_id)]))
+
+    def _request_flat(self, action: GoFlat) -> None:
+        self._flat_requested = True
+
+    _performers: Final[dict[type, Callable[[LiveEngine, Any], None]]] = {
+        Say: lambda self, a: self._say(a.line),
+        Log: lambda self, a: log.log(a.level, a.line),
+        Print: _print,
+        Resync: _resync,
+        ReadFills: lambda self, a: self._spawn_background(self._backfill_fills(a.source)),
+        Presign: _presign,
+        GoFlat: _request_flat,
+    }
 
     def _resting_top(self, ticker: str) -> tuple[Price | None, Qty, Price | None, Qty]:
-        """Our best resting bid and ask in a market (price, remaining), from the tracker:
-        orders the venue confirmed, including those with an amend or cancel in flight."""
-        bid: tuple[Price, Qty] | None = None
-        ask: tuple[Price, Qty] | None = None
-        for order in self.tracker.live(ticker):
-            if order.state not in _RESTING_STATES:
-                continue
-            if order.side is BookSide.BID:
-                if bid is None or order.price > bid[0]:
-                    bid = (order.price, order.remaining)
-            elif ask is None or order.price < ask[0]:
-                ask = (order.price, order.remaining)
-        return (
-            bid[0] if bid else None,
-            bid[1] if bid else 0,
-            ask[0] if ask else None,
-            ask[1] if ask else 0,
-        )
+        return self.core.resting_top(ticker)
 
     def _on_disconnect(self, reason: str) -> None:
-        self._say(f"websocket lost ({reason}): quotes pulled until the books are fresh")
-        self.pipeline.pull_all()
+        self.core.on_disconnect(reason)
+        self._act()
 
     def _on_resubscribe(self, channel: str, old_sid: int | None) -> None:
-        self._say(f"websocket channel {channel} ended by the venue: subscribing again")
-        if channel == "orderbook_delta":
-            self.pipeline.pull_all()
+        self.core.on_resubscribe(channel)
+        self._act()
 
     def _on_reconnect(self) -> None:
-        self._say("websocket reconnected: books untrusted until fresh snapshots")
-        self.pipeline.pull_all()  # the fills missed meanwhile are read once "fill" is live
+        self.core.on_reconnect()
+        self._act()
 
     async def _backfill_fills(self, source: str) -> None:
         """Fills the stream may have missed, booked once by trade id."""
         try:
-            new = await self._read_back_fills(source)
+            await self._read_back_fills(source)
         except VenueError as e:
             self._say(f"{source}: could not read fills back ({e}); the next read-back will")
-            return
-        for ticker in {f.ticker for f in self.fills[len(self.fills) - new :]} if new else ():
-            if ticker in self.pipeline.markets:
-                self.pipeline.decide(ticker, self.clock.now_ns())
-                self.executor.touch(ticker)
 
     # ----------------------------------------------------------------- execution glue
-
-    def _gate(self, quote: Quote, now_ns: int) -> Quote:
-        """Risk's view of a target: halts, stale or closing markets, pauses, caps."""
-        ticker = quote.ticker
-        market = self.pipeline.markets.get(ticker)
-        if self.halted is not None or market is None:
-            return empty_quote(ticker)
-        self.risk.exposures.refresh(ticker, self.portfolio, self.tracker)
-        feed_ns = self._ws.stats.last_message_ns if self._ws is not None else 0
-        status = MarketStatus(
-            book_ns=max(market.last_book_ns, feed_ns),
-            trusted=market.book.trusted,
-            close_ns=market.spec.close_ns,
-        )
-        return gate_quote(quote, status, self.risk, now_ns)
-
-    def _approve(self, intent: OrderIntent, replaces: Qty | None) -> OrderIntent | None:
-        """The pre-trade check of one create or amend: approve, clip or refuse."""
-        verdict = check_order(intent, self.risk, replaces=replaces)
-        key = (intent.ticker, intent.side)
-        if verdict.allowed and verdict.qty == intent.qty:
-            self._refusals.pop(key, None)
-            return intent
-        reason = verdict.reason
-        if self._refusals.get(key) != reason:
-            self._refusals[key] = reason
-            self._say(f"risk: {reason}")
-        return intent._replace(qty=verdict.qty) if verdict.allowed else None
 
     def _amend_paths(self) -> list[tuple[str, str]]:
         """The amend path of every live order: a quote move then signs nothing on the loop."""
@@ -908,35 +665,11 @@ class LiveEngine:
         ]
 
     def _on_exec_event(self, event: ExecEvent) -> None:
-        if self.recorder is not None:
-            self.recorder.order(
-                self.clock.now_ns(),
-                event.ticker,
-                event.client_order_id,
-                event.order_id,
-                event.what,
-                event.side,
-                event.price,
-                event.qty,
-                event.code,
-                event.detail,
-            )
+        now = self.clock.now_ns()
         if event.what == "rejected" and event.code in PAUSE_CODES:
-            self._set_paused(True)
-            self._status_checked_ns = self.clock.now_ns()
-        if event.what == "rejected" and event.code in CLOSED_CODES:
-            self._closed.add(event.ticker)
-            self._block(event.ticker, f"market closed (the venue answers {event.code})")
-        if event.what == "acked" and self.signer.reuse_ms and event.order_id:
-            path = self.rest.amend_path(event.order_id)
-            self._spawn_background(self.rest.presign([path]))
-        if event.what == "unknown":
-            self._on_kill_event(self.kill_switch.on_unknown_order(self.clock.now_ns()))
-        if event.what in ("rejected", "unknown", "dropped", "settled"):
-            code = f" [{event.code}]" if event.code else ""
-            log.info(
-                "%s %s %s%s %s", event.ticker, event.client_order_id, event.what, code, event.detail
-            )
+            self._status_checked_ns = now
+        self.core.on_exec_event(event, now, presign=bool(self.signer.reuse_ms))
+        self._act()
 
     # ----------------------------------------------------------------- watch
 
@@ -944,7 +677,6 @@ class LiveEngine:
         interval = 1.0
         while True:
             await asyncio.sleep(interval)
-            self._update_marks()
             await self._check_risk(self.clock.now_ns())
             self._say(self.summary_line())
 
@@ -957,100 +689,58 @@ class LiveEngine:
             status = await self.rest.exchange_status()
         except VenueError:
             return
-        self._set_paused(not (status.trading_active and status.exchange_active))
-
-    def _set_paused(self, paused: bool) -> None:
-        if paused != self.risk.exchange_paused:
-            self.risk.exchange_paused = paused
-            self._say("exchange trading paused: quotes pulled" if paused else "trading resumed")
+        self.core.set_paused(not (status.trading_active and status.exchange_active))
+        self._act()
 
     async def _check_risk(self, now: int) -> None:
         await self._check_exchange(now)
-        kill = self.kill_switch
-        self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self._pnl_marks()), now))
-        if self.recorder is not None and kill.day_pnl is not None:
-            self.recorder.daily_pnl(self._day_key(now), kill.day_pnl, kill.day_peak or 0, now)
-        kill_file = self.config.risk.kill_file
-        if kill.state is HaltState.RUNNING and kill_file.exists():
-            self._on_kill_event(kill.trip(f"kill file {kill_file} exists", now))
+        core = self.core
         if self._ws is not None and self._ws.stats.last_message_ns:
-            self._on_kill_event(kill.check_feed(self._ws.stats.last_message_ns, now))
-        for change in self.risk.take_events():
-            self._say(f"risk: {change}")
-        for ticker in self.pipeline.markets:
-            self.executor.touch(ticker)  # time alone can make a book stale or a close near
-        if kill.state is HaltState.HALTING:
-            await self._go_flat(now)
+            core.feed_last_ns = max(core.feed_last_ns, self._ws.stats.last_message_ns)
+        self._flat_requested = False
+        core.on_tick(now, kill_file_exists=self.config.risk.kill_file.exists())
+        self._act()
+        if self._flat_requested:
+            await self._go_flat()
 
-    def _on_kill_event(self, event: KillEvent | None) -> None:
-        if event is None:
-            return
-        self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
-        if event.state is not HaltState.RUNNING and self.halted is None:
-            self.halted = event.reason
-            self.report.halted = event.reason
-            self.executor.stop_placing()
-            now = self.clock.now_ns()
-            for ticker in self.pipeline.markets:
-                self._tape(ticker, "halt", now)
-
-    async def _go_flat(self, now: int) -> None:
+    async def _go_flat(self) -> None:
         """HALTING: cancel everything and confirm with the venue that none of ours rests."""
         await self._cancel_everything()
         if not self.report.left_resting:
-            self._on_kill_event(self.kill_switch.confirm_flat(self.clock.now_ns()))
+            self.core.confirm_flat(self.clock.now_ns())
+            self._act()
 
     def _pnl_marks(self) -> dict[str, Price]:
-        """Marks for P&L: each market's conservative mark (:mod:`kmm.execution.marks`), or,
-        for a position with none yet, its entry price."""
-        marks = dict(self.marks)
-        for ticker, position in self.portfolio.positions().items():
-            if ticker not in marks and position.qty:
-                marks[ticker] = position.open_cost // abs(position.qty)
-        return marks
+        return self.core.pnl_marks()
 
     def _mark(self, ticker: str) -> Mark | None:
-        """The mark of our position in ``ticker`` now, from its book, last trade and history."""
-        market = self.pipeline.markets.get(ticker)
-        book = market.book if market is not None else None
-        return mark_position(
-            self.portfolio.net_qty(ticker),
-            book.best_bid if book is not None else None,
-            book.best_ask if book is not None else None,
-            self._last_trade.get(ticker),
-            self._reference.get(ticker),
-            self.config.risk.one_sided_mark_haircut,
-        )
+        return self.core.mark(ticker)
 
-    def _update_marks(self) -> None:
-        for ticker in self.pipeline.markets:
-            mark = self._mark(ticker)
-            if mark is None:
-                continue
-            self.marks[ticker] = mark.price
-            if not mark.source.endswith("-haircut"):
-                self._reference[ticker] = mark.price  # a haircut never compounds
+    @property
+    def _last_trade(self) -> dict[str, Price]:
+        return self.core._last_trade
 
     def summary_line(self) -> str:
         """One line: markets, quotes, inventory, P&L, orders/s, tokens left."""
-        elapsed = (self.clock.now_ns() - self._started_ns) / 1e9
+        core = self.core
+        elapsed = (self.clock.now_ns() - core.started_ns) / 1e9
         markets = self.pipeline.markets
-        quoting = [t for t in markets if any(self._resting_top(t)[::2])]
+        quoting = core.quoting()
         inventory = sum(abs(self.portfolio.net_qty(t)) for t in markets)
         realized = self.portfolio.realized()
-        unrealized = self.portfolio.unrealized(self._pnl_marks())
+        unrealized = self.portfolio.unrealized(core.pnl_marks())
         sent = self.executor.counters.sent
         rate = sent - self._sent_at_last_summary
         self._sent_at_last_summary = sent
         tokens = self.executor.scheduler.bucket.available(self.clock.now_ns())
         first = next(iter(quoting), None)
-        sample = f" | {first} {_resting_text(self._resting_top(first))}" if first else ""
+        sample = f" | {first} {_resting_text(core.resting_top(first))}" if first else ""
         state = "HALTED" if self.halted is not None else f"quoting {len(quoting)}/{len(markets)}"
         return (
             f"t={elapsed:5.0f}s {state} | inv "
             f"{format_count(inventory)} | pnl real ${format_money(realized)} unreal "
             f"${format_money(unrealized)} | fills {self.report.fills} | orders/s {rate} | "
-            f"live {sum(len(self.tracker.live(t)) for t in markets)} | tokens {tokens}{sample}"
+            f"live {core.live_orders()} | tokens {tokens}{sample}"
         )
 
     async def _reconcile_loop(self) -> None:
@@ -1066,56 +756,36 @@ class LiveEngine:
 
     async def _reconcile_orders(self) -> None:
         """Resting orders: strays of ours are cancelled, missing ones are read back."""
-        venue = {o.order_id: o for o in await self.rest.resting_orders() if self._ours(o)}
-        settled = {
-            o.order_id: o
-            for ticker in self.pipeline.markets
-            for o in self.tracker.live(ticker)
-            if o.order_id is not None and o.state is OrderState.RESTING
-        }
+        venue = {o.order_id: o for o in await self.rest.resting_orders() if self.core.is_ours(o)}
+        settled = self.core.resting_settled()
         missing, extra = compare_orders(settled, venue)
         strays = [venue[oid] for oid in extra if self.tracker.get(oid) is None]
         if strays:
             self._say(f"reconcile: cancelling {len(strays)} resting orders we do not track")
             await self._cancel_venue_orders(strays)
         for order_id in missing:
-            tracked = settled[order_id]
+            tracked = self.tracker.get(order_id)
+            if tracked is None:
+                continue
             self._say(f"reconcile: {tracked.client_order_id} not resting at the venue: reading it")
             self._spawn_background(self.executor.settle_missing(tracked.client_order_id))
 
     async def _reconcile_positions(self) -> None:
-        tolerance = self.config.risk.drift_tolerance
-        for position in await self.rest.positions():
-            ours = self.portfolio.net_qty(position.ticker)
-            if abs(ours - position.position) > tolerance:
-                await self._backfill_fills("reconcile")
-                ours = self.portfolio.net_qty(position.ticker)
-            if abs(ours - position.position) > tolerance:
-                self.halt(
-                    f"{position.ticker}: position drift: ours {format_count(ours)}, venue "
-                    f"{format_count(position.position)} (tolerance {format_count(tolerance)})",
-                    Trigger.DRIFT,
-                )
+        positions = await self.rest.positions()
+        if self.core.position_drift(positions):
+            await self._backfill_fills("reconcile")
+            self.core.halt_on_drift(positions, self.clock.now_ns())
+            self._act()
 
     def halt(self, reason: str, trigger: Trigger = Trigger.MANUAL) -> None:
         """Trips the kill switch: stop quoting, cancel everything, stay halted."""
-        self._on_kill_event(self.kill_switch.trip(reason, self.clock.now_ns(), trigger))
+        self.core.halt(reason, self.clock.now_ns(), trigger)
+        self._act()
 
     def resume(self) -> None:
         """An operator resumes after a halt (once the switch has confirmed we are flat)."""
-        event = self.kill_switch.resume(self.clock.now_ns())
-        if event is None:
-            self._say("resume ignored: the kill switch is not halted (or not flat yet)")
-            return
-        self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
-        self.halted = None
-        self.report.halted = None
-        self.executor.resume_placing()
-        now = self.clock.now_ns()
-        quotes = {t: self.pipeline.decide(t, now) for t in self.pipeline.markets}
-        self.executor.submit(quotes)  # the halt emptied the executor's targets
-        for ticker in quotes:
-            self._tape(ticker, "resume", now)
+        self.core.resume(self.clock.now_ns())
+        self._act()
 
     # ----------------------------------------------------------------- shutdown
 
@@ -1149,7 +819,7 @@ class LiveEngine:
 
     def _report_left(self, seen: dict[str, VenueOrder], refused: str | None) -> None:
         """Lists every order that may still rest: the venue's last word, plus ours not settled."""
-        left = dict(seen) if refused is None else {**self._tracked_live(), **seen}
+        left = dict(seen) if refused is None else {**self.core.tracked_live(), **seen}
         self.report.left_resting = sorted(left)
         if refused is not None:
             self._say(
@@ -1162,23 +832,8 @@ class LiveEngine:
                 f"{format_count(order.remaining)} @ {format_price(order.price)}"
             )
 
-    def _tracked_live(self) -> dict[str, VenueOrder]:
-        """Our live orders as the venue would list them (by client id if none known yet)."""
-        return {
-            o.order_id or f"(client order id {o.client_order_id})": VenueOrder(
-                o.order_id or "", o.client_order_id, o.ticker, o.side, o.price, o.filled,
-                o.remaining, "resting",
-            )
-            for ticker in self.pipeline.markets
-            for o in self.tracker.live(ticker)
-        }  # fmt: skip
-
     def _ours(self, order: VenueOrder) -> bool:
-        cid = order.client_order_id or ""
-        return (
-            cid.startswith(self.tracker_prefix + "-")
-            or self.tracker.get(order.order_id) is not None
-        )
+        return self.core.is_ours(order)
 
     async def _cancel_venue_orders(self, orders: Sequence[VenueOrder]) -> list[str]:
         ids = [o.order_id for o in orders]

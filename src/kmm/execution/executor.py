@@ -199,6 +199,14 @@ class Executor:
 
     # ----------------------------------------------------------------- performing
 
+    def wake(self) -> None:
+        """The planner has work (a market was touched): the loop plans again now."""
+        self._wake.set()
+
+    def perform(self, actions: list[ExecAction]) -> None:
+        """Performs what the planner asked for, in order (see :meth:`_perform`)."""
+        self._perform(actions)
+
     def _perform(self, actions: list[ExecAction]) -> None:
         """Starts every write in this call (on the order lane, each is on the wire when its
         ``rest`` call returns); a task per request only waits for its answer."""

@@ -1,0 +1,238 @@
+"""The trading core: frames, fills, outcomes and ticks in with the time; actions and records
+out. No socket, no event loop, no clock."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from kmm.book.grid import PriceGrid
+from kmm.config import KmmConfig
+from kmm.core.actions import Action, GoFlat, Print, ReadFills, Resync, Say
+from kmm.core.planner import ExecEvent, ExecSettings, StartCancels, StartCreate
+from kmm.core.trading import TradingCore
+from kmm.execution.token_bucket import Backoff, TokenBucket, WriteScheduler
+from kmm.kalshi.rest import CreateAck
+from kmm.pipeline import MarketSpec
+from kmm.types import BookSide, Fill, Money, Qty
+
+DATA = Path(__file__).parent.parent / "data" / "ws"
+T0 = 1_790_000_000_000_000_000
+MS = 1_000_000
+TICKER = "FED-23DEC-T3.00"
+A = TypeVar("A")
+
+
+class Sink:
+    """Records as lists of tuples, by kind."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+
+    def _add(self, kind: str, *row: Any) -> None:
+        self.rows.setdefault(kind, []).append(row)
+
+    def tape(self, ts_ns: int, ticker: str, event: str, *row: Any, **more: Any) -> None:
+        self._add("tape", ts_ns, ticker, event, *row, more)
+
+    def order(self, ts_ns: int, ticker: str, *row: Any) -> None:
+        self._add("order", ts_ns, ticker, *row)
+
+    def fill(self, fill: Fill, position_after: Qty, source: str = "stream") -> None:
+        self._add("fill", fill.trade_id, position_after, source)
+
+    def position(
+        self, ts_ns: int, ticker: str, position: Qty, realized: Money, fees: Money
+    ) -> None:
+        self._add("position", ticker, position)
+
+    def daily_pnl(self, day: str, pnl: Money, peak: Money, ts_ns: int) -> None:
+        self._add("daily", day, pnl, peak)
+
+
+def _frame(name: str, **msg: Any) -> bytes:
+    frame = copy.deepcopy(orjson.loads((DATA / f"{name}.json").read_bytes()))
+    frame["msg"].update(msg)
+    return orjson.dumps(frame)
+
+
+def _snapshot(seq: int = 2, bid: str = "0.4500", ask_no: str = "0.5500") -> bytes:
+    frame = orjson.loads(_frame("orderbook_snapshot.yes_price", market_ticker=TICKER,
+                                yes_dollars_fp=[[bid, "100.00"]],
+                                no_dollars_fp=[[ask_no, "100.00"]]))  # fmt: skip
+    frame["seq"] = seq
+    return orjson.dumps(frame)
+
+
+def _core(trading: bool = True, **risk: Any) -> tuple[TradingCore, Sink]:
+    sink = Sink()
+    config = KmmConfig.model_validate({"risk": risk} if risk else {})
+    core = TradingCore(config, start_ns=T0, records=sink, env="sim")
+    core.add_market(MarketSpec(TICKER, PriceGrid.linear_cent(), T0 + 86_400 * 10**9, 0.0))
+    if trading:
+        bucket = TokenBucket(200, 100, T0)
+        core.start_trading(WriteScheduler(bucket), ExecSettings(), Backoff(jitter=0.0))
+    return core, sink
+
+
+def _of(kind: type[A], actions: list[Action]) -> list[A]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def _fill(trade_id: str, price: str = "0.4500", count: str = "2.00", **more: Any) -> bytes:
+    return _frame(
+        "fill", trade_id=trade_id, market_ticker=TICKER, yes_price_dollars=price,
+        count_fp=count, book_side="bid", action="buy", side="yes", purchased_side="yes",
+        outcome_side="yes",
+        client_order_id=None, **more,
+    )  # fmt: skip
+
+
+def test_a_snapshot_becomes_orders_to_send_without_any_io() -> None:
+    core, _ = _core()
+
+    core.on_frame(_snapshot(), T0)
+    assert core.quotes_pending
+    quotes = core.decide_quotes(T0 + MS)
+
+    creates = _of(StartCreate, core.take_actions())
+    assert quotes[TICKER].bid_price is not None
+    assert {c.order.side for c in creates} == {BookSide.BID, BookSide.ASK}
+    bid = next(c.order for c in creates if c.order.side is BookSide.BID)
+    ask = next(c.order for c in creates if c.order.side is BookSide.ASK)
+    assert bid.price < 4500 + 1000 and ask.price > bid.price
+    assert all(c.order.post_only for c in creates)
+
+
+def test_the_tape_gets_its_row_after_the_orders_were_handed_on() -> None:
+    core, sink = _core()
+    core.on_frame(_snapshot(), T0)
+
+    quotes = core.decide_quotes(T0 + MS)
+    assert "tape" not in sink.rows
+    core.tape_quotes(quotes, T0 + MS)
+
+    (row,) = sink.rows["tape"]
+    assert row[1:3] == (TICKER, "quote")
+
+
+def test_without_a_planner_quotes_are_decided_but_nothing_is_sent() -> None:
+    core, _ = _core(trading=False)
+    core.on_frame(_snapshot(), T0)
+
+    core.decide_quotes(T0 + MS)
+
+    assert _of(StartCreate, core.take_actions()) == []
+
+
+def test_a_fill_is_booked_once_recorded_printed_and_moves_the_position() -> None:
+    core, sink = _core()
+    core.on_frame(_snapshot(), T0)
+
+    core.on_frame(_fill("t-1"), T0 + MS)
+    core.on_frame(_fill("t-1"), T0 + 2 * MS)  # the same trade again
+
+    assert core.portfolio.net_qty(TICKER) == 200
+    assert sink.rows["fill"] == [("t-1", 200, "stream")]
+    prints = _of(Print, core.take_actions())
+    assert len(prints) == 1 and "fill bid 2.00 @ 0.4500" in prints[0].line
+    assert core.report.fills == 1
+
+
+def test_fills_read_back_are_booked_once_with_their_source() -> None:
+    core, sink = _core()
+    core.on_frame(_fill("t-1"), T0)
+    fill_t2 = core.pipeline.decoder.decode(_fill("t-2"))
+    fill_t1 = core.pipeline.decoder.decode(_fill("t-1"))
+    assert isinstance(fill_t2, Fill) and isinstance(fill_t1, Fill)
+
+    new = core.on_fills_read([fill_t1, fill_t2], "reconnect", T0 + MS)
+
+    assert new == 1
+    assert [r[2] for r in sink.rows["fill"]] == ["stream", "reconnect"]
+
+
+def test_a_sequence_gap_asks_for_a_fresh_snapshot_and_pulls_the_quotes() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(seq=2), T0)
+    core.take_actions()
+
+    gap = orjson.loads(_frame("orderbook_delta.no.yes_price", market_ticker=TICKER))
+    gap["seq"] = 9
+    core.on_frame(orjson.dumps(gap), T0 + MS)
+
+    assert _of(Resync, core.take_actions()) == [Resync((2,))]
+    assert not core.pipeline.markets[TICKER].book.trusted
+
+
+def test_the_fill_channel_going_live_reads_fills_back_at_start_then_after_reconnects() -> None:
+    core, _ = _core()
+    subscribed = _frame("subscribed", channel="fill", sid=13)
+
+    core.on_frame(subscribed, T0)
+    core.on_frame(subscribed, T0 + MS)
+
+    assert _of(ReadFills, core.take_actions()) == [ReadFills("start"), ReadFills("reconnect")]
+
+
+def test_a_deactivated_market_is_blocked_and_activation_asks_for_a_fresh_book() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+    core.take_actions()
+
+    core.on_frame(_frame("market_lifecycle_v2.deactivated", market_ticker=TICKER), T0 + MS)
+    said = [a.line for a in _of(Say, core.take_actions())]
+    assert said == [f"{TICKER}: market deactivated (paused) by the venue: quotes pulled"]
+    assert core.risk.blocked[TICKER]
+
+    core.on_frame(
+        _frame("market_lifecycle_v2.deactivated", market_ticker=TICKER,
+               event_type="activated", is_deactivated=False),
+        T0 + 2 * MS,
+    )  # fmt: skip
+    assert TICKER not in core.risk.blocked
+    assert _of(Resync, core.take_actions()) == [Resync((2,))]
+
+
+def test_a_loss_beyond_the_daily_limit_halts_cancels_and_asks_to_go_flat() -> None:
+    core, _ = _core(max_daily_loss_dollars="1")
+    core.on_frame(_snapshot(), T0)
+    core.decide_quotes(T0 + MS)
+    for start in _of(StartCreate, core.take_actions()):
+        assert core.planner is not None
+        ack = CreateAck(f"v-{start.req.client_order_id}", None, 0, start.order.count, None)
+        core.planner.on_created(start.req, ack, T0 + 2 * MS)
+    core.on_tick(T0 + 2 * MS)  # the day starts flat
+    core.on_frame(_fill("t-1", price="0.4500", count="50.00"), T0 + 3 * MS)
+    core.on_frame(_snapshot(seq=3, bid="0.0100", ask_no="0.0300"), T0 + 4 * MS)  # the mid falls
+    core.take_actions()
+
+    core.on_tick(T0 + 1_000 * MS)
+
+    actions = core.take_actions()
+    assert core.halted is not None and "loss" in core.halted
+    assert _of(GoFlat, actions) == [GoFlat()]
+    assert len(_of(StartCancels, actions)) == 1
+
+
+def test_a_pause_code_from_the_venue_pauses_places() -> None:
+    core, sink = _core()
+
+    core.on_exec_event(ExecEvent("rejected", TICKER, "c-1", "paused", "trading_is_paused"), T0)
+
+    assert core.paused
+    assert sink.rows["order"][0][1:5] == (TICKER, "c-1", None, "rejected")
+
+
+def test_a_halt_before_trading_starts_keeps_the_planner_from_placing() -> None:
+    core, _ = _core(trading=False)
+    core.halt("operator", T0)
+    core.start_trading(WriteScheduler(TokenBucket(200, 100, T0)), ExecSettings())
+
+    core.on_frame(_snapshot(), T0 + MS)
+    core.decide_quotes(T0 + 2 * MS)
+
+    assert _of(StartCreate, core.take_actions()) == []
