@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import orjson
 
-from bench import latency, matching, record
+from bench import backtest, latency, matching, record
 from bench.baseline import NaivePipeline
 from kmm.app import build_pipeline
 from kmm.book.grid import PriceGrid
@@ -34,6 +34,12 @@ RECORD_TARGET_RATIO = 5
 LATENCY_SAMPLES = 300
 LATENCY_P50_US = 150
 LATENCY_P99_US = 500
+BACKTEST_SPEED_TARGET = 120.0
+BACKTEST_EVENT_TARGET = 3.0
+FIDELITY_SCENARIO = "jump"
+FIDELITY_SEED = 3
+FIDELITY_S = 120.0
+FIDELITY_TOLERANCE = 0.10
 
 
 def _best_of(repeats: int, run: Callable[[], int]) -> float:
@@ -106,7 +112,7 @@ def _parse_only(deltas: list[bytes]) -> Callable[[], int]:
     return run
 
 
-def bench_hot_path() -> None:
+def bench_hot_path() -> float:
     """parse → seq → book → decide per delta, against json + max() + quote every message."""
     tickers, snapshots, deltas = _frames()
     kmm_s = _best_of(REPEATS, _kmm_run(tickers, snapshots, deltas))
@@ -120,6 +126,44 @@ def bench_hot_path() -> None:
     print(
         f"  machine  orjson.loads alone {parse_us:.3f} µs/msg; the hot path costs "
         f"{kmm_us / parse_us:.1f} parses (PERF.md's machine: 1.2 µs ≈ 2 parses of 0.61 µs)"
+    )
+    return kmm_us
+
+
+def bench_backtest(hot_path_us: float) -> None:
+    """The backtest's speed against real time and the hot path; its fidelity to a live run."""
+    fast = backtest.speed()
+    print(
+        f"backtest (8 markets, calm, {fast['wall_s'] * fast['speed']:.0f} s simulated; targets "
+        f">= {BACKTEST_SPEED_TARGET:.0f}x real time, <= {BACKTEST_EVENT_TARGET:.0f}x the hot "
+        "path per event):"
+    )
+    print(
+        f"  speed    {fast['speed']:8.0f}x real time ({fast['wall_s']:.1f} s wall, "
+        f"{fast['events']:,.0f} events, {fast['frames']:,.0f} frames, {fast['fills']:.0f} fills)"
+    )
+    per_event = fast["us_per_event"] / hot_path_us
+    print(
+        f"  events   {fast['events_per_s']:8,.0f}/s, {fast['us_per_event']:.1f} µs each = "
+        f"{per_event:.1f}x the hot path's {hot_path_us:.2f} µs/msg"
+    )
+    print(
+        f"  targets  speed {'met' if fast['speed'] >= BACKTEST_SPEED_TARGET else 'NOT met'}, "
+        f"cost per event {'met' if per_event <= BACKTEST_EVENT_TARGET else 'NOT met'}"
+    )
+    both = backtest.fidelity(FIDELITY_SCENARIO, FIDELITY_SEED, FIDELITY_S)
+    live, sim = both["live"], both["backtest"]
+    print(
+        f"fidelity ({FIDELITY_SCENARIO}, seed {FIDELITY_SEED}, {FIDELITY_S:.0f} s, live over "
+        f"loopback vs backtest; target within {FIDELITY_TOLERANCE:.0%}):"
+    )
+    for name, row in (("live", live), ("backtest", sim)):
+        print(f"  {name:9s} fills {row['fills']:5d}   net P&L ${row['net']:10.2f}")
+    fills_off = abs(sim["fills"] - live["fills"]) / max(live["fills"], 1)
+    pnl_off = abs(sim["net"] - live["net"]) / max(abs(live["net"]), 0.01)
+    print(
+        f"  off by   fills {fills_off:.0%}, net P&L {pnl_off:.0%}: "
+        f"{'met' if max(fills_off, pnl_off) <= FIDELITY_TOLERANCE else 'NOT met'}"
     )
 
 
@@ -191,7 +235,8 @@ def bench_record() -> None:
 def main() -> int:
     """Runs every benchmark and prints its figures."""
     print(f"python {sys.version.split()[0]} on {sys.platform}")
-    bench_hot_path()
+    hot_path_us = bench_hot_path()
+    bench_backtest(hot_path_us)
     bench_matching()
     bench_record()
     bench_latency()

@@ -432,7 +432,27 @@ def sql_block(docs: Docs) -> None:
     assert run_dir.name in [row[0] for row in results[0]]
 
 
+BACKTEST_COMMAND = "python -m kmm backtest --scenario jump --seed 3 --duration 10m"
+
+
+def backtest(docs: Docs) -> None:
+    """The README's backtest, as written (10 simulated minutes take a few seconds); then
+    ``kmm report`` on its run directory, the newest run."""
+    ran = docs.sh(BACKTEST_COMMAND)
+    assert ran.status == 0, ran.err
+    shown = [line.removeprefix("# ") for line in block_of(BACKTEST_COMMAND).lines[1:]]
+    assert_shows([line for line in shown if words(line)], ran.out)
+    run_dir = docs.home / ran.out.strip().splitlines()[-1].removeprefix("kmm: run directory ")
+    assert {"tape.csv", "orders.csv", "fills.csv", "ledger.sqlite"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    report = docs.sh(f"python -m kmm report {run_dir.relative_to(docs.home)}")
+    assert report.status == 0, report.err
+    assert "net P&L after fees" in report.out
+
+
 COMMANDS: dict[str, Callable[[Docs], None]] = {
+    BACKTEST_COMMAND: backtest,
     "make run": make_run,
     "make test": make_test,
     f"export KMM__AUTH__KEY_ID={KEY_ID}": export_key_id,

@@ -10,15 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kmm.config import ExecutionConfig, KmmConfig, StrategyConfig
+from kmm.core.planner import ExecSettings
+from kmm.core.trading import RecordSink, TradingCore
 from kmm.execution.diff import DiffParams
+from kmm.execution.inventory import Portfolio
+from kmm.execution.orders import ClientOrderIds, OrderTracker
 from kmm.pipeline import Pipeline, QuoteMailbox
+from kmm.risk import KillSwitch, RiskContext, RiskLimits
 from kmm.strategy.quoter import StrategyParams
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
 from kmm.types import Qty
 
 __all__ = [
+    "build_core",
     "build_pipeline",
     "diff_params",
+    "exec_settings",
     "kappa_factory",
     "strategy_params",
     "vol_factory",
@@ -51,6 +58,18 @@ def diff_params(execution: ExecutionConfig) -> DiffParams:
         min_move_ticks=execution.min_move_ticks,
         min_rest_ns=execution.min_rest_ns,
         min_qty_change=execution.min_qty_change,
+    )
+
+
+def exec_settings(execution: ExecutionConfig, order_group_id: str | None = None) -> ExecSettings:
+    """How the planner places orders, from the ``execution`` section."""
+    return ExecSettings(
+        diff=diff_params(execution),
+        freshness_ns=execution.target_freshness_ns,
+        post_only=execution.post_only,
+        self_trade_prevention=execution.self_trade_prevention,
+        cancel_on_pause=execution.cancel_on_pause,
+        order_group_id=order_group_id,
     )
 
 
@@ -106,4 +125,35 @@ def build_pipeline(
         use_yes_price=use_yes_price,
         fair_value=config.strategy.fair_value,
         subaccount=config.venue.subaccount,
+    )
+
+
+def build_core(
+    config: KmmConfig,
+    *,
+    start_ns: int,
+    records: RecordSink | None = None,
+    env: str | None = None,
+) -> TradingCore:
+    """The trading core of a run started at ``start_ns`` (live or backtest), with its parts:
+    portfolio, order tracker (client order ids named after the run), pipeline and mailbox,
+    kill switch and risk context."""
+    portfolio = Portfolio()
+    prefix = config.execution.client_order_prefix or "kmm"
+    tracker = OrderTracker(ClientOrderIds.for_run(start_ns, prefix))
+    mailbox = QuoteMailbox()
+    pipeline = build_pipeline(config, portfolio.net_qty, mailbox, use_yes_price=True)
+    kill_switch = KillSwitch.from_config(config.risk)
+    risk = RiskContext(RiskLimits.from_config(config.risk, config.strategy), kill_switch)
+    return TradingCore(
+        config,
+        start_ns=start_ns,
+        pipeline=pipeline,
+        mailbox=mailbox,
+        portfolio=portfolio,
+        tracker=tracker,
+        kill_switch=kill_switch,
+        risk=risk,
+        records=records,
+        env=env,
     )

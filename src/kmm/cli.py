@@ -34,6 +34,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
+from kmm.backtest.driver import BacktestOptions, Latency
+from kmm.backtest.run import run_backtest
 from kmm.config import (
     KmmConfig,
     load_config,
@@ -154,7 +156,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_sim_parser(commands)
     _add_capture_parser(commands)
+    _add_backtest_parser(commands)
     return parser
+
+
+def _non_negative_ms(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 milliseconds, got {text}")
+    return value
+
+
+def _add_backtest_parser(commands: _Commands) -> None:
+    backtest = _command(
+        commands,
+        "backtest",
+        "run the trading core on simulated time against the local exchange's traders",
+    )
+    backtest.add_argument(
+        "--scenario", choices=SCENARIOS, default=None, help="the flow (default: sim.scenario)"
+    )
+    backtest.add_argument("--seed", type=int, default=None, help="seed (default: sim.seed)")
+    backtest.add_argument(
+        "--markets", type=_positive_int, default=None, help="markets (default: sim.markets)"
+    )
+    backtest.add_argument(
+        "--duration", type=_duration, default=3600.0, help="simulated time: 90, 30s, 10m, 2h (1h)"
+    )
+    backtest.add_argument(
+        "--latency-ms", type=_non_negative_ms, default=5.0, help="one-way order latency (5)"
+    )
+    backtest.add_argument(
+        "--feed-latency-ms", type=_non_negative_ms, default=2.0, help="feed latency (2)"
+    )
 
 
 def _add_venue_arguments(parser: argparse.ArgumentParser) -> None:
@@ -339,8 +373,25 @@ def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
     return _run_async(run_live(config, duration_s=args.duration, out=sys.stdout))
 
 
+def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
+    sim = config.sim
+    options = BacktestOptions(
+        scenario=args.scenario or sim.scenario,
+        seed=sim.seed if args.seed is None else args.seed,
+        markets=args.markets or sim.markets,
+        duration_s=args.duration,
+        tier=sim.tier,
+        latency=Latency(
+            feed_ns=int(args.feed_latency_ms * 1_000_000),
+            order_ns=int(args.latency_ms * 1_000_000),
+        ),
+    )
+    return run_backtest(config, options, sys.stdout)
+
+
 _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "run": _cmd_run,
+    "backtest": _cmd_backtest,
     "config": _cmd_config,
     "report": _cmd_report,
     "capture": _cmd_capture,

@@ -33,25 +33,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
-from kmm.app import diff_params
-from kmm.book.grid import PriceGrid
+from kmm.app import build_core, exec_settings
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
-from kmm.core.markets import GridView
-from kmm.core.trading import CoreReport, TradingCore
+from kmm.core.markets import GridView, market_spec
+from kmm.core.trading import CoreReport
 from kmm.errors import ConfigError, KmmError, VenueError
-from kmm.execution.executor import ExecEvent, ExecSettings, Executor, WriteRequest
+from kmm.execution.executor import ExecEvent, Executor, WriteRequest
 from kmm.execution.inventory import Portfolio
 from kmm.execution.marks import Mark
 from kmm.execution.orders import OrderState, OrderTracker
 from kmm.execution.token_bucket import Backoff, TokenBucket, WriteScheduler
-from kmm.fees import maker_fee_rate, parse_multiplier
 from kmm.kalshi.auth import Signer
 from kmm.kalshi.constants import CANCEL_COST, DEFAULT_COST
 from kmm.kalshi.lane import OrderLane
@@ -60,6 +57,7 @@ from kmm.kalshi.rest import (
     AccountLimits,
     KalshiRest,
     MarketInfo,
+    SeriesInfo,
     VenueOrder,
     VenuePosition,
 )
@@ -67,7 +65,7 @@ from kmm.kalshi.wire import (
     Event,
 )
 from kmm.kalshi.ws import KalshiWs
-from kmm.pipeline import MarketSpec, Pipeline
+from kmm.pipeline import Pipeline
 from kmm.record import Recorder, account_id, last_fill_ns, read_day
 from kmm.risk import (
     KillSwitch,
@@ -183,7 +181,7 @@ class LiveEngine:
         self.out = out
         self.duration_s = duration_s
         start_ns = self.clock.now_ns()
-        self.core = TradingCore(config, start_ns=start_ns, records=recorder)
+        self.core = build_core(config, start_ns=start_ns, records=recorder)
         self.report = EngineReport(self.core.report)
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
@@ -379,19 +377,12 @@ class LiveEngine:
         return await select_markets(self.rest, self.config.markets)
 
     async def _add_markets(self, markets: Sequence[MarketInfo]) -> None:
-        fee_rates: dict[str, float] = {}
+        series_of: dict[str, SeriesInfo] = {}
         for market in markets:
-            series = await self.rest.event_series(market.event_ticker)
-            if series not in fee_rates:
-                info = await self.rest.series(series)
-                multiplier = parse_multiplier(info.fee_multiplier)
-                fee_rates[series] = maker_fee_rate(info.fee_type, Fraction(multiplier))
-            grid = PriceGrid.from_ranges(market.price_ranges)
-            mid = None
-            if market.yes_bid is not None and market.yes_ask is not None:
-                mid = (market.yes_bid + market.yes_ask) // 2
-            spec = MarketSpec(market.ticker, grid, market.close_ns, fee_rates[series])
-            self.core.add_market(spec, mid)
+            ticker = await self.rest.event_series(market.event_ticker)
+            if ticker not in series_of:
+                series_of[ticker] = await self.rest.series(ticker)
+            self.core.add_market(*market_spec(market, series_of[ticker]))
 
     async def _startup_orders(self) -> None:
         resting = await self.rest.resting_orders()
@@ -494,14 +485,7 @@ class LiveEngine:
         bucket = self._write_bucket or TokenBucket(
             limits.write_capacity, limits.write_refill_per_s, self.clock.now_ns()
         )
-        settings = ExecSettings(
-            diff=diff_params(execution),
-            freshness_ns=execution.target_freshness_ns,
-            post_only=execution.post_only,
-            self_trade_prevention=execution.self_trade_prevention,
-            cancel_on_pause=execution.cancel_on_pause,
-            order_group_id=group_id,
-        )
+        settings = exec_settings(execution, group_id)
         planner = self.core.start_trading(WriteScheduler[WriteRequest](bucket), settings, Backoff())
         self._exec = Executor(
             self.rest,

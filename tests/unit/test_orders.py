@@ -350,6 +350,21 @@ def test_an_amend_ack_moves_the_order_and_restarts_its_rest_time() -> None:
     assert order.last_change_ns == T0 + 3
 
 
+def test_an_amend_ack_after_partial_fills_keeps_the_filled_part_in_the_size() -> None:
+    # Kalshi's amend answer counts only the fills the amend caused (here none) and what
+    # rests after it: the order's size is what the amend asked for, filled included
+    tracker = _tracker()
+    order = _resting(tracker, qty=500)
+    tracker.on_fill(_fill("t1", "ex-1", 300), T0 + 2)
+    tracker.request_amend(order.client_order_id, 4600, 400, T0 + 3)
+
+    tracker.on_amend_ack(order.client_order_id, T0 + 4, filled=0, remaining=400)
+    state = tracker.on_fill(_fill("t2", "ex-1", 231), T0 + 5)
+
+    assert (order.qty, order.filled, order.remaining) == (700, 531, 169)
+    assert state is FillOutcome.APPLIED and order.state is S.RESTING
+
+
 def test_an_amend_reject_leaves_the_order_as_it_was() -> None:
     tracker = _tracker()
     order = _resting(tracker)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from kmm.app import build_core
 from kmm.book.grid import PriceGrid
 from kmm.config import KmmConfig
 from kmm.core.actions import Action, GoFlat, Print, ReadFills, Resync, Say
@@ -70,7 +71,7 @@ def _snapshot(seq: int = 2, bid: str = "0.4500", ask_no: str = "0.5500") -> byte
 def _core(trading: bool = True, **risk: Any) -> tuple[TradingCore, Sink]:
     sink = Sink()
     config = KmmConfig.model_validate({"risk": risk} if risk else {})
-    core = TradingCore(config, start_ns=T0, records=sink, env="sim")
+    core = build_core(config, start_ns=T0, records=sink, env="sim")
     core.add_market(MarketSpec(TICKER, PriceGrid.linear_cent(), T0 + 86_400 * 10**9, 0.0))
     if trading:
         bucket = TokenBucket(200, 100, T0)

@@ -10,11 +10,29 @@ needs the grid of every market for the diff's hysteresis and reads it through
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from fractions import Fraction
 
 from kmm.book.grid import PriceGrid
-from kmm.pipeline import MarketState
+from kmm.fees import maker_fee_rate, parse_multiplier
+from kmm.kalshi.rest import MarketInfo, SeriesInfo
+from kmm.pipeline import MarketSpec, MarketState
+from kmm.types import Price
 
-__all__ = ["GridView"]
+__all__ = ["GridView", "market_spec"]
+
+
+def market_spec(market: MarketInfo, series: SeriesInfo) -> tuple[MarketSpec, Price | None]:
+    """What the core needs of a market the venue lists, and its mid if it has a book.
+
+    Raises:
+        ValueError: if the market's price bands do not make a grid.
+    """
+    grid = PriceGrid.from_ranges(market.price_ranges)
+    fee_rate = maker_fee_rate(series.fee_type, Fraction(parse_multiplier(series.fee_multiplier)))
+    mid = None
+    if market.yes_bid is not None and market.yes_ask is not None:
+        mid = (market.yes_bid + market.yes_ask) // 2
+    return MarketSpec(market.ticker, grid, market.close_ns, fee_rate), mid
 
 
 class GridView(Mapping[str, PriceGrid]):

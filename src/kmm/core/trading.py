@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from kmm.app import build_pipeline
 from kmm.config import KmmConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
 from kmm.core.markets import GridView
@@ -39,7 +38,7 @@ from kmm.core.planner import ExecEvent, ExecSettings, OrderPlanner, WriteRequest
 from kmm.errors import WireError
 from kmm.execution.inventory import Portfolio
 from kmm.execution.marks import Mark, mark_position
-from kmm.execution.orders import ClientOrderIds, OrderState, OrderTracker
+from kmm.execution.orders import OrderState, OrderTracker
 from kmm.execution.token_bucket import Backoff, WriteScheduler
 from kmm.kalshi.rest import CLOSED_CODES, PAUSE_CODES, VenueOrder, VenuePosition
 from kmm.kalshi.wire import (
@@ -57,7 +56,6 @@ from kmm.risk import (
     KillSwitch,
     MarketStatus,
     RiskContext,
-    RiskLimits,
     Trigger,
     check_order,
     gate_quote,
@@ -173,6 +171,12 @@ class TradingCore:
         config: KmmConfig,
         *,
         start_ns: int,
+        pipeline: Pipeline,
+        mailbox: QuoteMailbox,
+        portfolio: Portfolio,
+        tracker: OrderTracker,
+        kill_switch: KillSwitch,
+        risk: RiskContext,
         records: RecordSink | None = None,
         env: str | None = None,
     ) -> None:
@@ -181,23 +185,17 @@ class TradingCore:
         self.env = env or config.venue.env
         self.started_ns = start_ns
         self.report = CoreReport()
-        self.portfolio = Portfolio()
+        self.portfolio = portfolio
         self.fills: list[Fill] = []
-        prefix = config.execution.client_order_prefix or "kmm"
-        self.ids = ClientOrderIds.for_run(start_ns, prefix)
-        self.tracker = OrderTracker(self.ids)
-        self.mailbox = QuoteMailbox()
-        self.pipeline: Pipeline = build_pipeline(
-            config, self.portfolio.net_qty, self.mailbox, use_yes_price=True
-        )
+        self.tracker = tracker
+        self.ids = tracker.ids
+        self.mailbox = mailbox
+        self.pipeline = pipeline
         self.grids = GridView(self.pipeline.markets)
         self.marks: dict[str, Price] = {}
-        self.kill_switch = KillSwitch.from_config(config.risk)
-        self.risk = RiskContext(
-            RiskLimits.from_config(config.risk, config.strategy), self.kill_switch
-        )
+        self.kill_switch = kill_switch
+        self.risk = risk
         self.planner: OrderPlanner | None = None
-        self.halted: str | None = None
         self.feed_last_ns = 0
         """When the venue's feed last sent anything (the driver sets it; 0: never)."""
         self.fills_since_s: int | None = None
@@ -209,6 +207,14 @@ class TradingCore:
         self._last_trade: dict[str, Price] = {}
         self._reference: dict[str, Price] = {}
         self._fill_channel_subscribed = False
+        self._halt_acted = False
+
+    @property
+    def halted(self) -> str | None:
+        """Why the kill switch holds (halting or halted), or None while it runs: the kill
+        switch is the only owner of the halt state."""
+        kill = self.kill_switch
+        return None if kill.state is HaltState.RUNNING else kill.reason or kill.state.value
 
     # ----------------------------------------------------------------- outbox
 
@@ -287,7 +293,7 @@ class TradingCore:
             approve=self.approve,
             backoff=backoff,
         )
-        if self.halted is not None:
+        if self._halt_acted:
             planner.stop_placing()  # halted before trading began (the day's loss, restored)
         self.planner = planner
         return planner
@@ -721,7 +727,7 @@ class TradingCore:
             self._say("resume ignored: the kill switch is not halted (or not flat yet)")
             return
         self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
-        self.halted = None
+        self._halt_acted = False
         self.report.halted = None
         quotes = {t: self.pipeline.decide(t, now_ns) for t in self.pipeline.markets}
         self.mailbox.take()
@@ -736,8 +742,8 @@ class TradingCore:
         if event is None:
             return
         self._say(f"kill switch: {event.kind} ({event.state}): {event.reason}")
-        if event.state is not HaltState.RUNNING and self.halted is None:
-            self.halted = event.reason
+        if event.state is not HaltState.RUNNING and not self._halt_acted:
+            self._halt_acted = True
             self.report.halted = event.reason
             self.stop_placing(now_ns)
             for ticker in self.pipeline.markets:

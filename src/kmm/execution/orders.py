@@ -451,6 +451,11 @@ class OrderTracker:
 
     # Our requests
 
+    @property
+    def ids(self) -> ClientOrderIds:
+        """Where this tracker's client order ids come from (their prefix names the run)."""
+        return self._ids
+
     def new(self, intent: OrderIntent, now_ns: int) -> TrackedOrder:
         """Registers a create about to be sent, in ``PENDING_NEW``, with a fresh client id.
 
@@ -544,14 +549,19 @@ class OrderTracker:
         filled: Qty | None = None,
         remaining: Qty | None = None,
     ) -> OrderState:
-        """The amend was accepted; the order now rests at the amended price and size."""
+        """The amend was accepted; the order now rests at the amended price and size.
+
+        Its size is the ``count`` the amend asked for (Kalshi: the new total max-fillable,
+        filled plus resting). The answer's ``fill_count`` counts only the fills the amend
+        itself caused (they arrive as fills too) and its ``remaining_count`` what rests after
+        it, so neither says how much filled before: they are not used for the size.
+        """
         order = self.order(key)
         self._apply(order, _E.AMEND_ACK, now_ns)
         if order.amend_price is not None and order.amend_qty is not None:
             order.price, order.qty = order.amend_price, order.amend_qty
             order.amend_price = order.amend_qty = None
             order.last_change_ns = now_ns
-        self._adopt_counts(order, filled, remaining)
         return self._complete_if_filled(order, now_ns)
 
     def on_amend_reject(self, key: str, now_ns: int) -> OrderState:

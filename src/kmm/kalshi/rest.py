@@ -96,6 +96,8 @@ __all__ = [
     "VenueOrder",
     "VenuePosition",
     "error_from_response",
+    "parse_ack",
+    "parse_batch_items",
 ]
 
 PAUSE_CODES: Final = frozenset(
@@ -360,7 +362,8 @@ def parse_position(p: Mapping[str, Any]) -> VenuePosition:
     )
 
 
-def _parse_ack(body: Mapping[str, Any]) -> CreateAck:
+def parse_ack(body: Mapping[str, Any]) -> CreateAck:
+    """The answer to a create or amend (``CreateOrderV2Response``/``AmendOrderV2Response``)."""
     return CreateAck(
         order_id=body["order_id"],
         client_order_id=body.get("client_order_id"),
@@ -386,7 +389,8 @@ async def _then(pending: Awaitable[Any], parse: Callable[[Any], T]) -> T:
     return parse(await pending)
 
 
-def _batch_items(answer: Mapping[str, Any]) -> list[BatchItem]:
+def parse_batch_items(answer: Mapping[str, Any]) -> list[BatchItem]:
+    """The per-item answers of a batch create or cancel."""
     return [_batch_item(item) for item in answer["orders"]]
 
 
@@ -722,12 +726,12 @@ class KalshiRest:
 
     def create_order(self, order: OrderRequest) -> Awaitable[CreateAck]:
         """``POST /portfolio/events/orders`` (started now: see :meth:`write`)."""
-        return _then(self.write("POST", ORDERS_PATH, order.body(self.subaccount)), _parse_ack)
+        return _then(self.write("POST", ORDERS_PATH, order.body(self.subaccount)), parse_ack)
 
     def batch_create(self, orders: Sequence[OrderRequest]) -> Awaitable[list[BatchItem]]:
         """``POST /portfolio/events/orders/batched``: per-item acks or errors."""
         body = {"orders": [o.body(self.subaccount) for o in orders]}
-        return _then(self.write("POST", BATCH_PATH, body), _batch_items)
+        return _then(self.write("POST", BATCH_PATH, body), parse_batch_items)
 
     def cancel_order(self, order_id: str) -> Awaitable[Qty]:
         """``DELETE /portfolio/events/orders/{id}?subaccount=``; returns ``reduced_by``."""
@@ -738,7 +742,7 @@ class KalshiRest:
         """``DELETE /portfolio/events/orders/batched``: per-item results or errors."""
         sub = self.subaccount
         body = {"orders": [{"order_id": oid, "subaccount": sub} for oid in order_ids]}
-        return _then(self.write("DELETE", BATCH_PATH, body), _batch_items)
+        return _then(self.write("DELETE", BATCH_PATH, body), parse_batch_items)
 
     def amend_order(
         self,
@@ -763,7 +767,7 @@ class KalshiRest:
         method, path = self.amend_path(order_id)
         return _then(
             self.write(method, path, body, self._sub),
-            lambda a: _parse_ack({"order_id": order_id, **a}),
+            lambda a: parse_ack({"order_id": order_id, **a}),
         )
 
     async def create_order_group(self, contracts_limit: Qty) -> str:

@@ -298,6 +298,16 @@ class BackgroundFlow:
             self.now_ns, self._next_ns = self._next_ns, None
             operations += self._event(self.now_ns)
 
+    def next_event_ns(self) -> int:
+        """When the next background event or lifecycle step is due (drawn ahead: a later
+        :meth:`advance` performs exactly that event, so peeking changes nothing)."""
+        if self._refresh_flowing():
+            self._next_ns = None
+        if self._next_ns is None:
+            self._next_ns = self._draw_next(self.now_ns)
+        life_ns = self._lifecycle.next_due_ns()
+        return self._next_ns if life_ns is None else min(self._next_ns, life_ns)
+
     # Scheduling
 
     def _new_market(self, ticker: str, fair: float, start_ns: int) -> _Market:

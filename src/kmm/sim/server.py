@@ -38,7 +38,7 @@ from kmm.sim.universe import Universe, build_universe, install
 from kmm.sim.ws import WsHub
 from kmm.types import Money
 
-__all__ = ["SimOptions", "SimServer", "SimVenue"]
+__all__ = ["SimOptions", "SimServer", "SimVenue", "build_venue"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,9 @@ class SimVenue:
         """Registers ``fn`` to receive every batch of engine events :meth:`publish` drains."""
         self._listeners.append(fn)
 
+    lifecycle: LifecycleDriver | None = None
+    """Opens, closes and settles markets on time when no background flow runs."""
+
     def publish(self) -> None:
         """Drains the engine's events and hands them, in order, to every listener."""
         events = self.engine.drain_events()
@@ -110,6 +113,47 @@ class SimVenue:
             return
         for fn in self._listeners:
             fn(events)
+
+    def step(self, now_ns: int) -> None:
+        """Advances the venue to ``now_ns``: the flow trades up to then (or the markets'
+        lifecycle runs), expired orders are cancelled, due faults fire, and the engine's
+        events are published."""
+        if self.flow is not None:
+            self.flow.advance(now_ns)
+        elif self.lifecycle is not None:
+            self.lifecycle.advance(now_ns)
+        self.engine.apply_schedule(now_ns)
+        self.engine.expire_orders(now_ns)
+        self.faults.apply_due(now_ns)
+        self.publish()
+
+    def next_event_ns(self) -> int | None:
+        """When the background flow or the lifecycle next does something, if known."""
+        if self.flow is not None:
+            return self.flow.next_event_ns()
+        return self.lifecycle.next_due_ns() if self.lifecycle is not None else None
+
+
+def build_venue(options: SimOptions, clock: Clock) -> SimVenue:
+    """The exchange state for ``options``: the universe installed in a matching engine, the
+    background flow (or, without it, the markets' lifecycle) and the fault plan.
+
+    The HTTP server and the in-process backtest both build their venue here.
+    """
+    start_ns = clock.now_ns()
+    # Trade ids unique across restarts: a ledger shared by runs keys fills by trade id
+    engine = MatchingEngine(trade_id_prefix=f"{start_ns // 1_000_000:x}-")
+    universe = build_universe(options.markets, options.seed, options.scenario, start_ns)
+    install(engine, universe)
+    flow = (
+        BackgroundFlow(engine, universe, options.scenario, options.seed, start_ns)
+        if options.flow
+        else None
+    )
+    faults = FaultPlan(parse_spec(options.fault_spec), start_ns=start_ns, controls=engine)
+    # Without background flow, markets still open, close, determine and settle on time
+    lifecycle = None if flow is not None else LifecycleDriver(engine, universe, options.seed)
+    return SimVenue(engine, flow, faults, clock, universe, lifecycle=lifecycle)
 
 
 class SimServer:
@@ -126,22 +170,7 @@ class SimServer:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         clock = options.clock if options.clock is not None else LiveClock()
-        start_ns = clock.now_ns()
-        # Trade ids unique across restarts: a ledger shared by runs keys fills by trade id
-        engine = MatchingEngine(trade_id_prefix=f"{start_ns // 1_000_000:x}-")
-        universe = build_universe(options.markets, options.seed, options.scenario, start_ns)
-        install(engine, universe)
-        flow = (
-            BackgroundFlow(engine, universe, options.scenario, options.seed, start_ns)
-            if options.flow
-            else None
-        )
-        faults = FaultPlan(parse_spec(options.fault_spec), start_ns=start_ns, controls=engine)
-        self.venue = SimVenue(engine, flow, faults, clock, universe)
-        # Without background flow, markets still open, close, determine and settle on time
-        self._lifecycle = (
-            None if flow is not None else LifecycleDriver(engine, universe, options.seed)
-        )
+        self.venue = build_venue(options, clock)
         self.keys = KeyStore.open(options.state_dir)
         self._accounts: set[str] = set()
         for record in self.keys.records():
@@ -328,14 +357,7 @@ class SimServer:
             now_ns = venue.clock.now_ns()
         elif isinstance(venue.clock, ManualClock) and now_ns != venue.clock.now_ns():
             venue.clock.set_ns(now_ns)
-        if venue.flow is not None:
-            venue.flow.advance(now_ns)
-        elif self._lifecycle is not None:
-            self._lifecycle.advance(now_ns)
-        venue.engine.apply_schedule(now_ns)
-        venue.engine.expire_orders(now_ns)
-        venue.faults.apply_due(now_ns)
-        venue.publish()
+        venue.step(now_ns)
 
     async def _tick_loop(self) -> None:
         while True:

@@ -134,7 +134,10 @@ class _Conn:
     __slots__ = ("next_sid", "queue", "subs", "transport", "user_id", "wake", "ws")
 
     def __init__(
-        self, user_id: str, ws: web.WebSocketResponse, transport: asyncio.Transport | None
+        self,
+        user_id: str,
+        ws: web.WebSocketResponse | None,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.user_id = user_id
         self.ws = ws
@@ -179,6 +182,33 @@ class _Sub:
     def wants(self, ticker: str) -> bool:
         tickers = self.tickers
         return tickers is None or ticker in tickers
+
+
+class LocalConnection:
+    r"""One in-process websocket connection of a :class:`WsHub` (see
+    :meth:`WsHub.connect_local`): the same commands, fan-out, ``sid``\ s and ``seq``\ s as
+    a socket's, without the socket."""
+
+    __slots__ = ("_conn", "_hub")
+
+    def __init__(self, hub: WsHub, conn: _Conn) -> None:
+        self._hub = hub
+        self._conn = conn
+
+    def send(self, command: str | bytes) -> None:
+        """Handles one command frame (``subscribe``, ``update_subscription``, ...) now."""
+        self._hub._on_frame(self._conn, command)
+
+    def take(self) -> list[bytes]:
+        """Every frame sent to this connection since the last call, in order."""
+        queue = self._conn.queue
+        frames_out = list(queue)
+        queue.clear()
+        return frames_out
+
+    def close(self) -> None:
+        """Ends the connection and its subscriptions."""
+        self._hub._forget(self._conn)
 
 
 class WsHub:
@@ -242,6 +272,13 @@ class WsHub:
             ListSubscriptions: self._list,
         }
         venue.add_listener(self._on_events)
+
+    def connect_local(self, user_id: str) -> LocalConnection:
+        """A connection of ``user_id`` inside the process, with no socket: commands go in
+        and frames come out synchronously (the backtest's feed). Faults still apply."""
+        conn = _Conn(user_id, None, None)
+        self._conns.add(conn)
+        return LocalConnection(self, conn)
 
     @property
     def connections(self) -> int:
@@ -310,12 +347,14 @@ class WsHub:
         conn.queue.clear()
 
     async def _read_loop(self, conn: _Conn) -> None:
+        assert conn.ws is not None  # a socket's connection
         async for msg in conn.ws:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 self._on_frame(conn, msg.data)
 
     async def _write_loop(self, conn: _Conn) -> None:
         queue, wake, ws = conn.queue, conn.wake, conn.ws
+        assert ws is not None  # a socket's connection
         sent = 0
         while True:
             if not queue:
@@ -342,6 +381,7 @@ class WsHub:
             if self._stalled():
                 continue
             try:
+                assert conn.ws is not None  # a socket's connection
                 await conn.ws.ping(_PING_PAYLOAD)
             except ConnectionError:
                 return
@@ -634,6 +674,8 @@ _MESSAGE_TYPE: Final[dict[str, str]] = {
 
 async def _close(conn: _Conn) -> None:
     """Closes with 1001 (going away); a peer that neither reads nor answers is cut off."""
+    if conn.ws is None:  # an in-process connection has no socket to close
+        return
     try:
         await asyncio.wait_for(
             conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"going away"), _CLOSE_TIMEOUT_S

@@ -1,0 +1,91 @@
+"""``kmm backtest``: one backtest into a run directory like a live run's.
+
+The run directory (``record.runs_dir``/<UTC wall-clock start>) gets the same files as a live
+run's (``tape.csv``, ``orders.csv``, ``fills.csv``, ``config.yaml``, ``ops.log``), so
+``kmm report`` reads it unchanged, and its own ledger (``ledger.sqlite`` inside it): a
+backtest never writes into the live runs' ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TextIO
+
+import yaml
+
+from kmm.backtest.driver import Backtest, BacktestOptions, BacktestResult, progress_line
+from kmm.config import KmmConfig, masked_dump
+from kmm.core.trading import TradingCore
+from kmm.record import Recorder, new_run_dir, setup_logging
+from kmm.types import format_money
+
+__all__ = ["run_backtest"]
+
+
+def run_backtest(config: KmmConfig, options: BacktestOptions, out: TextIO) -> int:
+    """Runs one backtest, records it and prints its progress and summary; returns 0.
+
+    Raises:
+        OSError: if the run directory cannot be created.
+    """
+    record = config.record
+    run_dir = new_run_dir(record.runs_dir, time.time_ns())
+    listener = setup_logging(run_dir, record.log_level, None)
+    dump = masked_dump(config)
+    dump["backtest"] = {
+        "scenario": options.scenario,
+        "seed": options.seed,
+        "markets": options.markets,
+        "duration_s": options.duration_s,
+        "latency": {
+            "feed_ms": options.latency.feed_ns / 1e6,
+            "order_ms": options.latency.order_ns / 1e6,
+            "jitter": options.latency.jitter,
+        },
+    }
+    recorder = Recorder.open(
+        run_dir,
+        run_dir / "ledger.sqlite",
+        run_id=run_dir.name,
+        env="backtest",
+        config_yaml=yaml.safe_dump(dump, sort_keys=False),
+        config_json=json.dumps(dump),
+        capture=False,
+        flush_interval_s=record.flush_interval_s,
+    )
+    print(
+        f"kmm backtest: scenario {options.scenario}, seed {options.seed}, "
+        f"{options.markets} markets, {options.duration_s:g} s simulated; run directory {run_dir}",
+        file=out,
+        flush=True,
+    )
+
+    def progress(core: TradingCore, now: int, result: BacktestResult) -> None:
+        print(progress_line(core, now, result, options.start_ns), file=out, flush=True)
+
+    every = max(60.0, options.duration_s / 20)
+    try:
+        result = Backtest(
+            config, options, records=recorder, progress=progress, progress_every_s=every
+        ).run()
+    finally:
+        recorder.close()
+        listener.stop()
+    print(_summary(result), file=out, flush=True)
+    print(f"kmm: run directory {run_dir}", file=out, flush=True)
+    return 0
+
+
+def _summary(result: BacktestResult) -> str:
+    halted = f" | HALTED: {result.halted}" if result.halted else ""
+    rate = result.events / max(result.wall_seconds, 1e-9)
+    pnl = (
+        f"net P&L ${format_money(result.net_pnl)} (realized ${format_money(result.realized)}, "
+        f"unrealized ${format_money(result.unrealized)})"
+    )
+    return (
+        f"kmm backtest: {result.sim_seconds:g} s simulated in {result.wall_seconds:.1f} s "
+        f"({result.speed:,.0f}x) | {result.events:,} events ({rate:,.0f}/s) | "
+        f"fills {result.fills} | orders {result.orders_sent} | {pnl}{halted}"
+    )
