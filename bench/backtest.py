@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,31 @@ __all__ = ["fidelity", "speed"]
 
 
 def speed(duration_s: float = 1800.0, markets: int = 8) -> dict[str, float]:
-    """One calm backtest: simulated s per wall s, events per wall s and µs per event."""
+    """One calm backtest: simulated s per wall s, events and frames per wall s, and the
+    wall time per frame in all and on the trading core's side alone (frames delivered,
+    answers, ticks and wake-ups; the rest is the simulated exchange and its traders)."""
     options = BacktestOptions(scenario="calm", seed=7, markets=markets, duration_s=duration_s)
+    run = Backtest(KmmConfig(), options)
+    core_s = [0.0]
+
+    def timed(handler: Callable[[int, Any], None]) -> Callable[[int, Any], None]:
+        def call(at: int, payload: Any) -> None:
+            start = time.perf_counter()
+            handler(at, payload)
+            core_s[0] += time.perf_counter() - start
+
+        return call
+
+    for kind in ("deliver", "answer", "tick", "wake"):
+        run._handlers[kind] = timed(run._handlers[kind])
     start = time.perf_counter()
-    result = Backtest(KmmConfig(), options).run()
+    result = run.run()
     wall = time.perf_counter() - start
     return {
         "speed": duration_s / wall,
         "events_per_s": result.events / wall,
-        "us_per_event": wall / result.events * 1e6,
+        "us_per_frame": wall / result.frames * 1e6,
+        "core_us_per_frame": core_s[0] / result.frames * 1e6,
         "events": float(result.events),
         "frames": float(result.frames),
         "fills": float(result.fills),
@@ -50,8 +67,9 @@ def _kmm(args: list[str], env: dict[str, str], cwd: Path) -> str:
     )  # fmt: skip
     if done.returncode != 0:
         sys.exit(f"bench: kmm {' '.join(args)} failed ({done.returncode}): {done.stderr[-500:]}")
-    last = done.stdout.strip().splitlines()[-1]
-    return last.removeprefix("kmm: run directory ")
+    prefix = "kmm: run directory "
+    lines = [line for line in done.stdout.splitlines() if line.startswith(prefix)]
+    return lines[-1].removeprefix(prefix) if lines else ""
 
 
 def _reported(run_dir: Path, env: dict[str, str], cwd: Path) -> dict[str, Any]:

@@ -105,3 +105,34 @@ def test_kmm_backtest_writes_a_run_directory_that_kmm_report_reads(tmp_path: Pat
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "net P&L after fees" in report.stdout
+
+
+def test_a_live_run_and_the_backtest_of_the_same_scenario_agree_loosely(tmp_path: Path) -> None:
+    """``kmm run`` over loopback against the local exchange and ``kmm backtest`` with the same
+    scenario, seed and duration: not the same sample path (live timings are the machine's),
+    so only a loose bound here; ``make bench`` prints both over a longer run."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KMM__RECORD__RUNS_DIR": str(tmp_path / "runs"),
+        "KMM__RECORD__LEDGER_PATH": str(tmp_path / "runs" / "ledger.sqlite"),
+        "KMM__SIM__STATE_DIR": str(tmp_path / "state"),
+        "KMM__SIM__SCENARIO": "jump",
+        "KMM__SIM__SEED": "3",
+    }
+    fills = {}
+    for command in ("run", "backtest"):
+        done = subprocess.run(
+            [sys.executable, "-m", "kmm", command, "--duration", "30s"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        run_dir = next(
+            line.removeprefix("kmm: run directory ")
+            for line in reversed(done.stdout.splitlines())
+            if line.startswith("kmm: run directory ")
+        )
+        fills[command] = len((Path(run_dir) / "fills.csv").read_text().splitlines()) - 1
+
+    # A loaded machine slows the live run's reactions (fewer fills): the bound is loose
+    assert fills["run"] >= 5, fills
+    assert 1 / 3 <= fills["backtest"] / fills["run"] <= 3.0, fills
