@@ -71,7 +71,6 @@ from kmm.risk import (
     KillSwitch,
     RiskContext,
     Trigger,
-    compare_orders,
 )
 from kmm.types import (
     ONE_DOLLAR,
@@ -740,19 +739,13 @@ class LiveEngine:
 
     async def _reconcile_orders(self) -> None:
         """Resting orders: strays of ours are cancelled, missing ones are read back."""
-        venue = {o.order_id: o for o in await self.rest.resting_orders() if self.core.is_ours(o)}
-        settled = self.core.resting_settled()
-        missing, extra = compare_orders(settled, venue)
-        strays = [venue[oid] for oid in extra if self.tracker.get(oid) is None]
+        strays, missing = self.core.reconcile_orders(await self.rest.resting_orders())
         if strays:
             self._say(f"reconcile: cancelling {len(strays)} resting orders we do not track")
             await self._cancel_venue_orders(strays)
-        for order_id in missing:
-            tracked = self.tracker.get(order_id)
-            if tracked is None:
-                continue
-            self._say(f"reconcile: {tracked.client_order_id} not resting at the venue: reading it")
-            self._spawn_background(self.executor.settle_missing(tracked.client_order_id))
+        for cid in missing:
+            self._say(f"reconcile: {cid} not resting at the venue: reading it")
+            self._spawn_background(self.executor.settle_missing(cid))
 
     async def _reconcile_positions(self) -> None:
         positions = await self.rest.positions()

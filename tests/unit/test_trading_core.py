@@ -16,7 +16,7 @@ from kmm.core.actions import Action, GoFlat, Print, ReadFills, Resync, Say
 from kmm.core.planner import ExecEvent, ExecSettings, StartCancels, StartCreate
 from kmm.core.trading import TradingCore
 from kmm.execution.token_bucket import Backoff, TokenBucket, WriteScheduler
-from kmm.kalshi.rest import CreateAck
+from kmm.kalshi.rest import CreateAck, VenueOrder
 from kmm.pipeline import MarketSpec
 from kmm.types import BookSide, Fill, Money, Qty
 
@@ -237,3 +237,25 @@ def test_a_halt_before_trading_starts_keeps_the_planner_from_placing() -> None:
     core.decide_quotes(T0 + 2 * MS)
 
     assert _of(StartCreate, core.take_actions()) == []
+
+
+def test_reconciliation_names_strays_to_cancel_and_missing_orders_to_read_back() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+    core.decide_quotes(T0 + MS)
+    bid, ask = _of(StartCreate, core.take_actions())
+    assert core.planner is not None
+    for i, start in enumerate((bid, ask)):
+        ack = CreateAck(f"v-{i}", None, 0, start.order.count, None)
+        core.planner.on_created(start.req, ack, T0 + 2 * MS)
+    prefix = core.ids.prefix
+    venue = [
+        VenueOrder("v-0", bid.req.client_order_id, TICKER, BookSide.BID, 4400, 0, 500, "resting"),
+        VenueOrder("v-9", f"{prefix}-99", TICKER, BookSide.BID, 4000, 0, 100, "resting"),
+        VenueOrder("other", "someone-else-1", TICKER, BookSide.ASK, 6000, 0, 100, "resting"),
+    ]
+
+    strays, missing = core.reconcile_orders(venue)
+
+    assert [o.order_id for o in strays] == ["v-9"]  # ours by prefix, not tracked
+    assert missing == [ask.req.client_order_id]  # we think it rests; the venue does not list it

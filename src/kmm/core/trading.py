@@ -58,6 +58,7 @@ from kmm.risk import (
     RiskContext,
     Trigger,
     check_order,
+    compare_orders,
     gate_quote,
 )
 from kmm.types import (
@@ -837,14 +838,24 @@ class TradingCore:
         cid = order.client_order_id or ""
         return cid.startswith(self.ids.prefix + "-") or self.tracker.get(order.order_id) is not None
 
-    def resting_settled(self) -> Mapping[str, object]:
-        """Our orders the venue confirmed resting, by exchange id (for reconciliation)."""
-        return {
+    def reconcile_orders(self, resting: Iterable[VenueOrder]) -> tuple[list[VenueOrder], list[str]]:
+        """Compares the venue's resting orders with ours.
+
+        Returns:
+            The venue's orders of ours that we do not track (strays: cancel them), and the
+            client order ids of orders we believe rest that the venue does not list (read
+            them back).
+        """
+        venue = {o.order_id: o for o in resting if self.is_ours(o)}
+        settled = {
             o.order_id: o
             for ticker in self.pipeline.markets
             for o in self.tracker.live(ticker)
             if o.order_id is not None and o.state is OrderState.RESTING
         }
+        missing, extra = compare_orders(settled, venue)
+        strays = [venue[oid] for oid in extra if self.tracker.get(oid) is None]
+        return strays, [settled[oid].client_order_id for oid in missing]
 
 
 def _utc_day(now_ns: int) -> str:
