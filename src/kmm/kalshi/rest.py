@@ -700,6 +700,31 @@ class KalshiRest:
         """One order by its exchange id."""
         return parse_order((await self.get(f"/portfolio/orders/{order_id}"))["order"])
 
+    async def queue_position(self, order_id: str) -> Qty:
+        """The contracts ahead of a resting order at its price (price-time priority).
+
+        Raises:
+            Rejected: 404 if the order is unknown or no longer resting.
+        """
+        body = await self.get(f"/portfolio/orders/{order_id}/queue_position")
+        return parse_count(body["queue_position_fp"], "queue_position_fp")
+
+    async def queue_positions(
+        self, *, market_tickers: Sequence[str] = (), event_ticker: str | None = None
+    ) -> dict[str, Qty]:
+        """The contracts ahead of each resting order of the subaccount, by exchange order id,
+        optionally only in ``market_tickers`` or one event."""
+        params: dict[str, str | int] = dict(self._sub)
+        if market_tickers:
+            params["market_tickers"] = ",".join(market_tickers)
+        if event_ticker:
+            params["event_ticker"] = event_ticker
+        body = await self.get("/portfolio/orders/queue_positions", params)
+        return {
+            row["order_id"]: parse_count(row["queue_position_fp"], "queue_position_fp")
+            for row in body["queue_positions"]
+        }
+
     async def fills(self, *, min_ts_s: int | None = None, ticker: str | None = None) -> list[Fill]:
         """The subaccount's fills, oldest first, optionally since ``min_ts_s`` (Unix seconds)."""
         params: dict[str, str | int] = dict(self._sub)

@@ -72,7 +72,16 @@ from kmm.sim.engine import (
 )
 from kmm.sim.faults import WriteFault
 from kmm.sim.keys import KeyStore
-from kmm.types import ONE_DOLLAR, BookSide, Money, Price, Qty, parse_count, parse_price
+from kmm.types import (
+    ONE_DOLLAR,
+    BookSide,
+    Money,
+    Price,
+    Qty,
+    format_count,
+    parse_count,
+    parse_price,
+)
 
 if TYPE_CHECKING:
     from kmm.sim.server import SimVenue
@@ -216,7 +225,9 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _read("/portfolio/balance", "balance"),
     _read("/portfolio/positions", "positions"),
     _read("/portfolio/orders", "orders_list"),
+    _read("/portfolio/orders/queue_positions", "queue_positions"),
     _read("/portfolio/orders/{order_id}", "order_one", cost=2),
+    _read("/portfolio/orders/{order_id}/queue_position", "queue_position_one"),
     _read("/portfolio/fills", "fills"),
     _read("/portfolio/settlements", "settlements"),
     _read(_GROUPS, "order_groups"),
@@ -988,6 +999,30 @@ class RestApi:
         """``GET /portfolio/orders/{order_id}``."""
         order = self.venue.engine.get_order(call.user_id, request.match_info["order_id"])
         return _json({"order": ser.order_json(order)})
+
+    async def queue_position_one(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /portfolio/orders/{order_id}/queue_position``: the contracts ahead of a
+        resting order in price-time priority (404 for an order that is unknown or not
+        resting)."""
+        ahead = self.venue.engine.queue_position(call.user_id, request.match_info["order_id"])
+        return _json({"queue_position_fp": format_count(ahead)})
+
+    async def queue_positions(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /portfolio/orders/queue_positions``: every resting order of ``subaccount``
+        (default 0), filtered by ``market_tickers`` (comma-separated) and ``event_ticker``."""
+        engine = self.venue.engine
+        sub = _query_subaccount_or_primary(request)
+        raw = request.query.get("market_tickers")
+        tickers = {t for t in raw.split(",") if t} if raw else None
+        event = request.query.get("event_ticker")
+        rows = [
+            ser.queue_position_json(o, engine.queue_position(call.user_id, o.order_id))
+            for o in engine.orders_of(call.user_id, sub)
+            if o.status is OrderStatus.RESTING
+            and (tickers is None or o.ticker in tickers)
+            and (not event or engine.markets[o.ticker].event_ticker == event)
+        ]
+        return _json({"queue_positions": rows})
 
     async def fills(self, request: web.Request, call: Call) -> web.Response:
         """``GET /portfolio/fills`` newest first (``ticker``, ``order_id``, time window,

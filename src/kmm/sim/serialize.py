@@ -64,6 +64,7 @@ __all__ = [
     "order_json",
     "orderbook_json",
     "position_json",
+    "queue_position_json",
     "rfc3339",
     "series_json",
     "settlement_json",
@@ -325,6 +326,15 @@ def fill_json(fill: SimFill) -> Json:
         "subaccount_number": fill.subaccount,
         "exchange_index": 0,
         "ts": fill.ts_ns // _NS_PER_S,
+    }
+
+
+def queue_position_json(order: SimOrder, ahead: Qty) -> Json:
+    """``OrderQueuePosition``: the contracts ahead of a resting order at its price."""
+    return {
+        "order_id": order.order_id,
+        "market_ticker": order.ticker,
+        "queue_position_fp": format_count(ahead),
     }
 
 
