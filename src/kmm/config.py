@@ -1072,6 +1072,12 @@ class RecordConfig(_Section):
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field(
         default="INFO", description="Lowest level written to the ops log (case-insensitive)."
     )
+    queue_positions_s: _Real = Field(
+        default=0.0,
+        ge=0,
+        description="Every this many seconds, read the queue place of each resting order "
+        "(GET /portfolio/orders/queue_positions, one Read) into the ops log; 0: never.",
+    )
 
 
 class SimConfig(_Section):

@@ -319,6 +319,8 @@ class LiveEngine:
             asyncio.create_task(self._watch(), name="kmm-watch"),
             asyncio.create_task(self._reconcile_loop(), name="kmm-reconcile"),
         ]
+        if self.config.record.queue_positions_s:
+            tasks.append(asyncio.create_task(self._queue_loop(), name="kmm-queue"))
         if self.signer.reuse_ms:
             presign = self.rest.presign_forever(more=self._amend_paths)
             tasks.append(asyncio.create_task(presign, name="kmm-presign"))
@@ -725,6 +727,19 @@ class LiveEngine:
             f"${format_money(unrealized)} | fills {self.report.fills} | orders/s {rate} | "
             f"live {core.live_orders()} | tokens {tokens}{sample}"
         )
+
+    async def _queue_loop(self) -> None:
+        """Logs each resting order's place in its queue (contracts ahead), every
+        ``record.queue_positions_s``."""
+        while True:
+            await asyncio.sleep(self.config.record.queue_positions_s)
+            try:
+                ahead = await self.rest.queue_positions(market_tickers=self.report.markets)
+            except VenueError as e:
+                log.info("queue: could not read queue positions: %s", e)
+                continue
+            for line in self.core.queue_lines(ahead):
+                log.info(line)
 
     async def _reconcile_loop(self) -> None:
         interval = self.config.execution.reconcile_interval_s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -273,3 +274,21 @@ async def test_make_run_on_its_defaults_trades_within_30_seconds(tmp_path: Path)
 
     assert fills, "no fill in 30 s of make run"
     assert process.returncode == 0, err.decode()
+
+
+@pytest.mark.asyncio
+async def test_a_run_can_log_the_queue_place_of_each_resting_order(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path, KMM__SIM__STATE_DIR=str(tmp_path / "state"), KMM__RECORD__QUEUE_POSITIONS_S="1"
+    )
+
+    status, err = await _kmm("--duration", "4s", env=env)
+
+    assert status == 0, err
+    (ops_log,) = (tmp_path / "runs").glob("*/ops.log")
+    lines = [line for line in ops_log.read_text().splitlines() if "queue: " in line]
+    assert lines, "no queue place logged"
+    assert all(line.endswith(" ahead") for line in lines)
+    assert re.search(
+        r"queue: KXSIM\S+ (bid|ask) \d+\.\d{2} @ 0\.\d{4} \S+: \d+\.\d{2} ahead", lines[0]
+    )

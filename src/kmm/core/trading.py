@@ -838,6 +838,20 @@ class TradingCore:
         cid = order.client_order_id or ""
         return cid.startswith(self.ids.prefix + "-") or self.tracker.get(order.order_id) is not None
 
+    def queue_lines(self, ahead: Mapping[str, Qty]) -> list[str]:
+        """One ops-log line per tracked resting order the venue gave a queue place for."""
+        lines = []
+        for ticker in self.pipeline.markets:
+            for order in self.tracker.live(ticker):
+                if order.order_id is None or order.order_id not in ahead:
+                    continue
+                lines.append(
+                    f"queue: {ticker} {order.side} {format_count(order.remaining)} @ "
+                    f"{format_price(order.price)} {order.client_order_id}: "
+                    f"{format_count(ahead[order.order_id])} ahead"
+                )
+        return lines
+
     def reconcile_orders(self, resting: Iterable[VenueOrder]) -> tuple[list[VenueOrder], list[str]]:
         """Compares the venue's resting orders with ours.
 
