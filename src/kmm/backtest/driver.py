@@ -30,9 +30,9 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -52,9 +52,17 @@ from kmm.core.planner import (
 from kmm.core.trading import RecordSink, TradingCore
 from kmm.errors import VenueError
 from kmm.execution.token_bucket import Backoff, RateBuckets, WriteScheduler
-from kmm.kalshi.rest import BatchItem, CreateAck, VenueOrder
+from kmm.kalshi.rest import (
+    BatchItem,
+    CreateAck,
+    MarketInfo,
+    OrderRequest,
+    SeriesInfo,
+    VenueOrder,
+    VenuePosition,
+)
 from kmm.sim.server import SimOptions
-from kmm.types import Money, format_money
+from kmm.types import BookSide, Fill, Money, Price, Qty, format_money
 
 __all__ = ["Backtest", "BacktestOptions", "BacktestResult", "Latency"]
 
@@ -139,6 +147,53 @@ class BacktestResult:
 Progress = Callable[[TradingCore, int, BacktestResult], None]
 
 
+class BacktestVenue(Protocol):
+    """What the driver needs of a simulated venue: the local exchange in process
+    (:class:`~kmm.backtest.sim_venue.GeneratedVenue`) or a capture replay. Frames come
+    with the time the venue sent them; writes and reads answer as the REST client would."""
+
+    def next_event_ns(self) -> int | None:
+        """When the venue next acts on its own (None: never)."""
+
+    def advance(self, now_ns: int) -> list[tuple[int, bytes]]:
+        """Runs the venue to ``now_ns``; the frames it sent meanwhile."""
+
+    def sent(self) -> list[tuple[int, bytes]]:
+        """The frames a write or command just caused."""
+
+    def command(self, body: dict[str, Any]) -> list[tuple[int, bytes]]:
+        """One websocket command (subscribe, update_subscription)."""
+
+    def markets(self) -> list[MarketInfo]:
+        """The markets to trade."""
+
+    def series_of(self, market: MarketInfo) -> SeriesInfo:
+        """A market's fee terms."""
+
+    def create_order(self, order: OrderRequest, now_ns: int) -> CreateAck | VenueError:
+        """A create's answer."""
+
+    def amend_order(
+        self, order_id: str, *, ticker: str, side: BookSide, price: Price, count: Qty, now_ns: int
+    ) -> CreateAck | VenueError:
+        """An amend's answer."""
+
+    def batch_cancel(self, order_ids: Sequence[str], now_ns: int) -> list[BatchItem]:
+        """A batch cancel's answers."""
+
+    def order(self, order_id: str) -> VenueOrder | None:
+        """One of our orders (None: the venue has no such order)."""
+
+    def resting_orders(self) -> list[VenueOrder]:
+        """Our resting orders."""
+
+    def fills(self, min_ts_s: int | None = None) -> list[Fill]:
+        """Our fills since ``min_ts_s``."""
+
+    def positions(self) -> list[VenuePosition]:
+        """Our positions."""
+
+
 class Backtest:
     """One backtest run; see the module docstring.
 
@@ -148,6 +203,7 @@ class Backtest:
         records: Where records go (a :class:`~kmm.record.Recorder`), or None.
         progress: Called about every ``progress_every_s`` simulated seconds.
         progress_every_s: How often ``progress`` is called.
+        venue: The venue (default: the local exchange in process, built from ``options``).
     """
 
     def __init__(
@@ -158,11 +214,12 @@ class Backtest:
         records: RecordSink | None = None,
         progress: Progress | None = None,
         progress_every_s: float = 60.0,
+        venue: BacktestVenue | None = None,
     ) -> None:
         self.config = config
         self.options = options
         self.rng = random.Random(options.seed)
-        self.venue = GeneratedVenue(
+        self.venue: BacktestVenue = venue or GeneratedVenue(
             SimOptions(
                 seed=options.seed,
                 markets=options.markets,
@@ -225,7 +282,7 @@ class Backtest:
             WriteScheduler[WriteRequest](buckets.write), exec_settings(self.config.execution),
             backoff,
         )  # fmt: skip
-        frames: list[bytes] = []
+        frames: list[tuple[int, bytes]] = []
         for number, channel in enumerate((*_MARKET_CHANNELS, *_ACCOUNT_CHANNELS), start=1):
             params: dict[str, Any] = {"channels": [channel]}
             if channel in _MARKET_CHANNELS:
@@ -233,7 +290,7 @@ class Backtest:
             if channel == "orderbook_delta":
                 params["use_yes_price"] = True
             frames += venue.command({"id": number, "cmd": "subscribe", "params": params})
-        self._deliver_later(now, frames)
+        self._deliver_later(frames)
         self._push(now + NS_PER_S, "tick")
         self._push(now + self._progress_every_ns, "progress")
         self._schedule_venue()
@@ -260,13 +317,19 @@ class Backtest:
 
     def _on_venue(self, now: int, _: Any) -> None:
         self._venue_at = None
-        self._deliver_later(now, self.venue.advance(now))
+        self._deliver_later(self.venue.advance(now))
         self._schedule_venue()
 
-    def _deliver_later(self, now: int, frames: list[bytes]) -> None:
-        if frames:
-            delay = self.options.latency.draw(self.options.latency.feed_ns, self.rng)
-            self._push(now + delay, "deliver", frames)
+    def _deliver_later(self, frames: list[tuple[int, bytes]]) -> None:
+        """Each group of frames the venue sent at one time reaches the core a feed latency
+        later."""
+        batch: list[bytes] = []
+        for i, (sent, frame) in enumerate(frames):
+            batch.append(frame)
+            if i + 1 == len(frames) or frames[i + 1][0] != sent:
+                delay = self.options.latency.draw(self.options.latency.feed_ns, self.rng)
+                self._push(sent + delay, "deliver", batch)
+                batch = []
 
     def _on_deliver(self, now: int, frames: list[bytes]) -> None:
         core = self.core
@@ -316,22 +379,22 @@ class Backtest:
         self, now: int, action: StartCreate | StartAmend | StartCancels | ReadBack
     ) -> None:
         venue = self.venue
-        self._deliver_later(now, venue.advance(now))  # the book as it is when the order lands
+        self._deliver_later(venue.advance(now))  # the book as it is when the order lands
         answer: object
         if isinstance(action, StartCreate):
-            answer = venue.create_order(action.order)
+            answer = venue.create_order(action.order, now)
         elif isinstance(action, StartAmend):
             amend = action.req.amend
             assert amend is not None
             answer = venue.amend_order(
                 action.order_id, ticker=action.req.ticker, side=amend.side, price=amend.price,
-                count=action.req.count,
+                count=action.req.count, now_ns=now,
             )  # fmt: skip
         elif isinstance(action, StartCancels):
-            answer = venue.batch_cancel(action.order_ids)
+            answer = venue.batch_cancel(action.order_ids, now)
         else:
             answer = self._read_back(action.client_order_id)
-        self._deliver_later(now, venue.feed.take())
+        self._deliver_later(venue.sent())
         self._schedule_venue()
         delay = self.options.latency.draw(self.options.latency.order_ns, self.rng)
         self._push(now + delay, "answer", (action, answer))
@@ -406,14 +469,14 @@ class Backtest:
                     "market_tickers": self._book_tickers,
                 },
             }
-            self._deliver_later(now, self.venue.command(body))
+            self._deliver_later(self.venue.command(body))
 
     def _go_flat(self, now: int) -> None:
         venue = self.venue
         resting = [o.order_id for o in venue.resting_orders() if self.core.is_ours(o)]
         if resting:
-            venue.batch_cancel(resting)
-            self._deliver_later(now, venue.feed.take())
+            venue.batch_cancel(resting, now)
+            self._deliver_later(venue.sent())
         if not [o for o in venue.resting_orders() if self.core.is_ours(o)]:
             self.core.confirm_flat(now)
 

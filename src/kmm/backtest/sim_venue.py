@@ -85,18 +85,24 @@ class GeneratedVenue:
         """When the background traders or the lifecycle next act."""
         return self.venue.next_event_ns()
 
-    def advance(self, now_ns: int) -> list[bytes]:
-        """Runs the venue up to ``now_ns``; returns the frames it sent meanwhile."""
+    def advance(self, now_ns: int) -> list[tuple[int, bytes]]:
+        """Runs the venue up to ``now_ns``; returns the frames it sent meanwhile, with the
+        time it sent them."""
         if now_ns > self.clock.now_ns():
             self.clock.set_ns(now_ns)
         self.venue.step(self.clock.now_ns())
-        return self.feed.take()
+        return self.sent()
 
-    def command(self, body: dict[str, Any]) -> list[bytes]:
+    def sent(self) -> list[tuple[int, bytes]]:
+        """The frames sent since the last call (a write's order updates and fills), now."""
+        now = self.clock.now_ns()
+        return [(now, frame) for frame in self.feed.take()]
+
+    def command(self, body: dict[str, Any]) -> list[tuple[int, bytes]]:
         """Sends one websocket command; returns the frames it caused (replies, snapshots)."""
         self.venue.publish()  # a snapshot must match the deltas already sent
         self.feed.send(orjson.dumps(body))
-        return self.feed.take()
+        return self.sent()
 
     # ----------------------------------------------------------------- reads
 
@@ -142,7 +148,7 @@ class GeneratedVenue:
 
     # ----------------------------------------------------------------- writes
 
-    def create_order(self, order: OrderRequest) -> CreateAck | VenueError:
+    def create_order(self, order: OrderRequest, now_ns: int) -> CreateAck | VenueError:
         """``POST /portfolio/events/orders``: the ack, or the error the client would raise."""
         try:
             result = self.venue.engine.create_order(
@@ -155,7 +161,7 @@ class GeneratedVenue:
         return parse_ack(ser.create_json(result))
 
     def amend_order(
-        self, order_id: str, *, ticker: str, side: BookSide, price: Price, count: Qty
+        self, order_id: str, *, ticker: str, side: BookSide, price: Price, count: Qty, now_ns: int
     ) -> CreateAck | VenueError:
         """``POST /portfolio/events/orders/{order_id}/amend``."""
         try:
@@ -169,7 +175,7 @@ class GeneratedVenue:
             self.venue.publish()
         return parse_ack({"order_id": order_id, **ser.amend_json(result)})
 
-    def batch_cancel(self, order_ids: Sequence[str]) -> list[BatchItem]:
+    def batch_cancel(self, order_ids: Sequence[str], now_ns: int) -> list[BatchItem]:
         """``DELETE /portfolio/events/orders/batched``: per-item results or errors."""
         engine, now = self.venue.engine, self.now_ns
         items = []
