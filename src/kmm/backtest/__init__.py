@@ -24,8 +24,11 @@ from kmm.backtest.queue import (
     QueuePos,
     fill_through,
 )
+from kmm.backtest.replay import PRIVATE_SIDS, ReplayExchange
+from kmm.record._markets import MarketMeta, load_markets_json
 
 __all__ = [
+    "PRIVATE_SIDS",
     "ConservativeQueue",
     "ConstantLatency",
     "EmpiricalLatency",
@@ -34,10 +37,13 @@ __all__ = [
     "LatencyModel",
     "LatencySpec",
     "LognormalLatency",
+    "MarketMeta",
     "ProbabilisticQueue",
     "QueueModel",
     "QueuePos",
+    "ReplayExchange",
     "RunLatencies",
     "fill_through",
     "latencies_from_run",
+    "load_markets_json",
 ]
