@@ -3,6 +3,7 @@ the trade/delta double count, trades through, netting, amend, cancel, close, mar
 
 from __future__ import annotations
 
+import io
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +23,9 @@ from kmm.backtest import (
 )
 from kmm.errors import ConfigError, MarketClosed, Rejected
 from kmm.kalshi.rest import MarketInfo, OrderRequest, SeriesInfo
-from kmm.record import write_markets_json
+from kmm.config import load_config
+from kmm.live import run_capture
+from kmm.record import iter_capture, write_markets_json
 from kmm.types import BookSide, format_count, format_price
 
 T = "KXT-26DEC05-T40"
@@ -73,10 +76,18 @@ def trade(price: int, count: int, taker_side: str) -> str:
     return _frame("trade", msg, sid=3)
 
 
+MS = 1_000_000
+
+
 def replay(
-    body: list[str], queue: QueueModel | None = None, balance: int = 10**9
+    body: list[str],
+    queue: QueueModel | None = None,
+    balance: int = 10**9,
+    times: list[int] | None = None,
 ) -> ReplayExchange:
-    frames = [(T0 + i * S, f) for i, f in enumerate(body)]
+    """Frame ``i`` at ``T0 + i`` seconds, or at ``times[i]``."""
+    stamps = times or [T0 + i * S for i in range(len(body))]
+    frames = list(zip(stamps, body, strict=True))
     return ReplayExchange(frames, {T: META}, queue or ConservativeQueue(), balance=balance)
 
 
@@ -160,7 +171,8 @@ def test_queue_fill_after_the_level_ahead_trades_and_no_double_count() -> None:
         trade(4000, 5000, "no"),
         delta("yes", 4000, -5000),
     ]
-    ex = replay(body, ProbabilisticQueue())
+    times = [T0, T0 + S, T0 + S + MS, T0 + 3 * S, T0 + 3 * S + MS]
+    ex = replay(body, ProbabilisticQueue(), times=times)
     ex.advance(T0)
     ack = ex.create_order(bid(4000, 2000), T0)
     assert (ack.filled, ack.remaining) == (0, 2000)
@@ -186,6 +198,33 @@ def test_queue_fill_after_the_level_ahead_trades_and_no_double_count() -> None:
     assert f.fee > 0  # quadratic_with_maker_fees charges makers
     (pos,) = ex.positions()
     assert (pos.position, pos.fees_paid, pos.market_exposure) == (1000, f.fee, 4000 * 1000)
+
+
+@pytest.mark.parametrize("model", [ConservativeQueue(), ProbabilisticQueue()], ids=repr)
+def test_a_delta_before_its_trade_print_is_not_counted_twice(model: QueueModel) -> None:
+    # The local exchange (and Kalshi) send the book decrease first, the print right after.
+    body = [BOOK, delta("yes", 4000, -6000), trade(4000, 6000, "no"), trade(4000, 5000, "no")]
+    times = [T0, T0 + S, T0 + S + MS, T0 + 2 * S]
+    ex = replay(body, model, times=times)
+    ex.advance(T0)
+    ack = ex.create_order(bid(4000, 2000), T0)
+    ex.advance(T0 + S + MS)
+    assert ex.queue_position(ack.order_id) == 4000
+    assert ex.fills() == []
+    ex.advance(T0 + 2 * S)
+    assert [f.qty for f in ex.fills()] == [1000]
+
+
+def test_an_unpaired_decrease_becomes_a_cancel_after_the_window() -> None:
+    body = [BOOK, delta("yes", 3900, 1), delta("yes", 4000, -5000), delta("yes", 3900, 1)]
+    times = [T0, T0 + S, T0 + 2 * S, T0 + 2 * S + 200 * MS]
+    ex = replay(body, ProbabilisticQueue(), times=times)
+    ex.advance(T0)
+    ack = ex.create_order(bid(4000, 1000), T0)
+    ex.advance(T0 + 2 * S + 50 * MS)
+    assert ex.queue_position(ack.order_id) == 10_000  # still waiting for a trade print
+    ex.advance(T0 + 2 * S + 200 * MS)
+    assert ex.queue_position(ack.order_id) == 5000  # nothing was behind us: all from ahead
 
 
 def test_trade_on_the_other_side_or_worse_price_does_not_fill() -> None:
@@ -339,3 +378,37 @@ def test_markets_json_errors_are_one_line(tmp_path: Path, text: str, message: st
     assert problem.startswith(f"{path}: ") and message in problem and "\n" not in problem
     with pytest.raises(ConfigError, match="cannot read markets file"):
         load_markets_json(tmp_path / "missing.json")
+
+
+@pytest.mark.asyncio
+async def test_a_capture_recorded_from_the_local_exchange_replays(tmp_path: Path) -> None:
+    environ = {
+        "KMM__RECORD__RUNS_DIR": str(tmp_path / "runs"),
+        "KMM__RECORD__LEDGER_PATH": str(tmp_path / "runs" / "ledger.sqlite"),
+        "KMM__SIM__STATE_DIR": str(tmp_path / "state"),
+        "KMM__SIM__MARKETS": "2",
+        "KMM__MARKETS__MAX_MARKETS": "2",
+    }
+    out = io.StringIO()
+    assert await run_capture(load_config(None, environ), duration_s=3.0, out=out) == 0
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    markets = load_markets_json(run_dir / "markets.json")
+    assert len(markets) == 2
+    captured = list(iter_capture(run_dir / "capture.jsonl.gz"))
+    ex = ReplayExchange(captured, markets, ConservativeQueue(), balance=10**10)
+    passed: list[tuple[int, bytes]] = []
+    placed: set[str] = set()
+    while (at := ex.next_time_ns()) is not None:
+        passed += ex.advance(at)
+        for ticker in markets:
+            # One bid at the best bid of each market as soon as it has a book.
+            best = ex.best(ticker, BookSide.BID)
+            if best is not None and ticker not in placed:
+                placed.add(ticker)
+                ex.create_order(OrderRequest(ticker, BookSide.BID, best, 100, f"c-{ticker}"), at)
+    public = [f for _, f in passed if orjson.loads(f)["type"] not in PRIVATE_SIDS]
+    assert public == [f.frame.encode() for f in captured]  # kmm capture has no private frames
+    assert ex.skipped == 0
+    assert placed == set(markets)
+    for fill in ex.fills():  # whatever filled is at the price we bid, as a maker
+        assert not fill.is_taker and fill.qty <= 100

@@ -26,9 +26,13 @@ Matching rules
   it advances / fills us through the queue model; at a price beyond ours (the book traded
   through our level) it fills us up to its ``count_fp``
   (:func:`~kmm.backtest.queue.fill_through`).
-* The book's decrease that a trade causes arrives again as an ``orderbook_delta``: each
-  level keeps a "traded, not yet seen in the book" counter, and only the decrease the
-  counter does not explain reaches the queue model as a cancel.
+* The book's decrease that a trade causes arrives again as an ``orderbook_delta``, before
+  or after the print. Each level keeps a "traded, not yet seen in the book" counter and a
+  "decreased, no trade yet" counter that pair up; only a decrease left unpaired for
+  ``pair_window_ns`` (or followed by another change at its level) reaches the queue model
+  as a cancel, so a trade never advances us twice. Until then a decrease does not move us
+  (the conservative model would otherwise cap ``ahead`` at the shrunken level, a second
+  advance).
 * A post-only order that would cross the captured opposite best is refused with Kalshi's
   post-only error (400 ``invalid_order``, "post only cross"). A non-post-only order that
   crosses takes the captured opposite levels up to its limit (taker fee), again without
@@ -111,6 +115,16 @@ class _Position:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """A level change not yet paired: a trade not yet seen in the book, or a decrease of the
+    book no trade has explained yet (``level_before`` is the level just before it)."""
+
+    qty: Qty
+    since_ns: int
+    level_before: Qty = 0
+
+
+@dataclass(slots=True)
 class _Market:
     meta: MarketMeta
     grid: PriceGrid
@@ -118,8 +132,28 @@ class _Market:
     levels: dict[BookSide, dict[Price, Qty]] = field(
         default_factory=lambda: {BookSide.BID: {}, BookSide.ASK: {}}
     )
-    unseen: dict[tuple[BookSide, Price], Qty] = field(default_factory=dict)
+    unseen: dict[tuple[BookSide, Price], _Pending] = field(default_factory=dict)
+    pending: dict[tuple[BookSide, Price], _Pending] = field(default_factory=dict)
     closed: bool = False
+
+
+def _qty(table: Mapping[tuple[BookSide, Price], _Pending], key: tuple[BookSide, Price]) -> Qty:
+    item = table.get(key)
+    return item.qty if item is not None else 0
+
+
+def _take(
+    table: dict[tuple[BookSide, Price], _Pending], key: tuple[BookSide, Price], qty: Qty
+) -> Qty:
+    """Pairs up to ``qty`` with the table's entry at ``key``; returns how much it paired."""
+    item = table.get(key)
+    if item is None:
+        return 0
+    paired = min(item.qty, qty)
+    item.qty -= paired
+    if not item.qty:
+        del table[key]
+    return paired
 
 
 def _cost(side: BookSide, price: Price, qty: Qty) -> Money:
@@ -138,6 +172,10 @@ class ReplayExchange:
         balance: Our starting cash in money units ($0.000001).
         use_yes_price: Whether the capture's book subscriptions used ``use_yes_price``
             (``kmm capture`` does): NO levels then come at YES prices.
+        pair_window_ns: How long a book decrease waits for the trade print that explains
+            it (and a trade for its book decrease), in either order, before the decrease
+            counts as a cancel (default 100 ms; the local exchange sends the delta first,
+            with the trade right behind it).
 
     Attributes:
         skipped: Captured frames that could not be decoded (counted and skipped).
@@ -151,6 +189,7 @@ class ReplayExchange:
         *,
         balance: Money,
         use_yes_price: bool = True,
+        pair_window_ns: int = 100_000_000,
     ) -> None:
         self._frames: Iterator[tuple[int, bytes | str]] = iter(frames)
         self._next: tuple[int, bytes | str] | None = next(self._frames, None)
@@ -161,6 +200,7 @@ class ReplayExchange:
         self._queue = queue
         self._balance = balance
         self._yes_price = use_yes_price
+        self._window = pair_window_ns
         self._orders: dict[str, _Order] = {}
         self._coids: set[str] = set()
         self._positions: dict[str, _Position] = {}
@@ -187,12 +227,14 @@ class ReplayExchange:
             recv_ns, frame = self._next
             self._next = next(self._frames, None)
             self._close_due(recv_ns)
+            self._expire(recv_ns)
             data = frame.encode() if isinstance(frame, str) else frame
             try:
                 self._apply(recv_ns, data)
             except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError):
                 self.skipped += 1
         self._close_due(until_ns)
+        self._expire(until_ns)
         ready = [item for item in self._out if item[0] <= until_ns]
         self._out = [item for item in self._out if item[0] > until_ns]
         ready.sort(key=lambda item: item[0])
@@ -233,7 +275,7 @@ class ReplayExchange:
         if kind == "orderbook_snapshot":
             self._snapshot(ticker, mkt, msg)
         elif kind == "orderbook_delta":
-            self._delta(ticker, mkt, msg)
+            self._delta(ticker, mkt, msg, recv_ns)
         elif kind == "trade":
             self._trade(ticker, mkt, msg, recv_ns)
         elif (
@@ -254,15 +296,19 @@ class ReplayExchange:
         }
         mkt.levels = {BookSide.BID: bids, BookSide.ASK: asks}
         mkt.unseen.clear()
+        mkt.pending.clear()
         for order in self._resting(ticker):
             level = mkt.levels[order.side].get(order.price, 0)
             order.queue.ahead = min(order.queue.ahead, level)
 
-    def _delta(self, ticker: str, mkt: _Market, msg: Mapping[str, Any]) -> None:
+    def _delta(self, ticker: str, mkt: _Market, msg: Mapping[str, Any], recv_ns: int) -> None:
         is_yes = msg["side"] == "yes"
         side = BookSide.BID if is_yes else BookSide.ASK
         price = self._yes(parse_price(msg["price_dollars"]), is_yes)
         delta = parse_count(msg["delta_fp"])
+        key = (side, price)
+        if key in mkt.pending:  # an earlier decrease at this level no trade explained
+            self._cancel_at(ticker, mkt, key, mkt.pending.pop(key))
         levels = mkt.levels[side]
         before = levels.get(price, 0)
         after = max(before + delta, 0)
@@ -272,27 +318,42 @@ class ReplayExchange:
             levels.pop(price, None)
         if delta >= 0:
             return
-        key = (side, price)
-        explained = min(mkt.unseen.get(key, 0), -delta)
-        if explained:
-            left = mkt.unseen[key] - explained
-            if left:
-                mkt.unseen[key] = left
-            else:
-                del mkt.unseen[key]
-        cancel = -delta - explained
+        rest = -delta - _take(mkt.unseen, key, -delta)
+        if rest:  # maybe the trade print is still to come: decide later
+            mkt.pending[key] = _Pending(rest, recv_ns, before + delta + rest)
+
+    def _cancel_at(
+        self, ticker: str, mkt: _Market, key: tuple[BookSide, Price], cancel: _Pending
+    ) -> None:
+        """A decrease no trade explained: a cancel for the queue model."""
+        side, price = key
+        level = mkt.levels[side].get(price, 0)
         for order in self._resting(ticker):
             if order.side is side and order.price == price:
-                if cancel > 0:
-                    self._queue.on_level_decrease(order.queue, cancel, before - explained)
-                order.queue.ahead = min(order.queue.ahead, after)
+                self._queue.on_level_decrease(order.queue, cancel.qty, cancel.level_before)
+                order.queue.ahead = min(order.queue.ahead, level + _qty(mkt.unseen, key))
+
+    def _expire(self, now_ns: int) -> None:
+        """Pairs that did not come within the window: decreases become cancels."""
+        cutoff = now_ns - self._window
+        for ticker, mkt in self._markets.items():
+            for key, item in list(mkt.pending.items()):
+                if item.since_ns < cutoff:
+                    del mkt.pending[key]
+                    self._cancel_at(ticker, mkt, key, item)
+            for key, item in list(mkt.unseen.items()):
+                if item.since_ns < cutoff:
+                    del mkt.unseen[key]
 
     def _trade(self, ticker: str, mkt: _Market, msg: Mapping[str, Any], recv_ns: int) -> None:
         price = parse_price(msg["yes_price_dollars"])
         count = parse_count(msg["count_fp"])
         hit = BookSide.ASK if msg["taker_side"] == "yes" else BookSide.BID
         key = (hit, price)
-        mkt.unseen[key] = mkt.unseen.get(key, 0) + count
+        unseen = count - _take(mkt.pending, key, count)
+        if unseen:
+            item = mkt.unseen.setdefault(key, _Pending(0, recv_ns))
+            item.qty += unseen
         for order in self._resting(ticker):
             if order.side is not hit:
                 continue
@@ -605,6 +666,19 @@ class ReplayExchange:
 
     def _resting(self, ticker: str) -> list[_Order]:
         return [o for o in self._orders.values() if o.ticker == ticker and self._live(o)]
+
+    def best(self, ticker: str, side: BookSide) -> Price | None:
+        """The captured best YES bid (``BID``) or YES ask (``ASK``) of a market, if any."""
+        mkt = self._markets.get(ticker)
+        levels = mkt.levels[side] if mkt is not None else None
+        if not levels:
+            return None
+        return max(levels) if side is BookSide.BID else min(levels)
+
+    def level(self, ticker: str, side: BookSide, price: Price) -> Qty:
+        """The captured quantity at one level (0 if none)."""
+        mkt = self._markets.get(ticker)
+        return mkt.levels[side].get(price, 0) if mkt is not None else 0
 
     def queue_position(self, order_id: str) -> Qty:
         """The model's quantity ahead of a resting order (0 once it is not resting).
