@@ -21,9 +21,9 @@ from kmm.backtest import (
     ReplayExchange,
     load_markets_json,
 )
+from kmm.config import load_config
 from kmm.errors import ConfigError, MarketClosed, Rejected
 from kmm.kalshi.rest import MarketInfo, OrderRequest, SeriesInfo
-from kmm.config import load_config
 from kmm.live import run_capture
 from kmm.record import iter_capture, write_markets_json
 from kmm.types import BookSide, format_count, format_price
