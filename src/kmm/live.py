@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -38,10 +38,17 @@ from kmm.config import KmmConfig, RecordConfig, masked_dump
 from kmm.engine import LiveEngine, select_markets
 from kmm.errors import AuthError, ConfigError, KmmError, Rejected, UnknownOutcome, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
-from kmm.kalshi.rest import KalshiRest
+from kmm.kalshi.rest import KalshiRest, MarketInfo, SeriesInfo
 from kmm.kalshi.wire import Event, WireDecoder
 from kmm.kalshi.ws import KalshiWs
-from kmm.record import LedgerLock, Recorder, account_id, new_run_dir, setup_logging
+from kmm.record import (
+    LedgerLock,
+    Recorder,
+    account_id,
+    new_run_dir,
+    setup_logging,
+    write_markets_json,
+)
 from kmm.sim.server import SimOptions, SimServer
 
 __all__ = ["EXIT_LEFT_RESTING", "VenueUnreachable", "check_reachable", "run_capture", "run_live"]
@@ -188,13 +195,30 @@ async def run_capture(config: KmmConfig, *, duration_s: float | None, out: TextI
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 rest = KalshiRest(session, rest_url, signer)
                 try:
-                    markets = [m.ticker for m in await select_markets(rest, config.markets)]
+                    infos = await select_markets(rest, config.markets)
+                    series = await _series_of(rest, infos)
                 except AuthError as e:
                     raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+                write_markets_json(recorder.run_dir, infos, series)
+                markets = [m.ticker for m in infos]
                 print(f"kmm capture: {len(markets)} markets into {recorder.run_dir}", file=out)
                 frames = await _capture_feed(ws_url, signer, markets, recorder, duration_s)
         print(f"kmm capture: {frames} frames in {recorder.run_dir / 'capture.jsonl.gz'}", file=out)
     return 0
+
+
+async def _series_of(rest: KalshiRest, markets: Sequence[MarketInfo]) -> dict[str, SeriesInfo]:
+    """Each market's series (fee type and multiplier), by event ticker, for ``markets.json``."""
+    found: dict[str, SeriesInfo] = {}
+    by_series: dict[str, SeriesInfo] = {}
+    for market in markets:
+        if market.event_ticker in found:
+            continue
+        name = await rest.event_series(market.event_ticker)
+        if name not in by_series:
+            by_series[name] = await rest.series(name)
+        found[market.event_ticker] = by_series[name]
+    return found
 
 
 async def _capture_feed(

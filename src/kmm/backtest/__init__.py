@@ -2,11 +2,61 @@
 
 * :mod:`~kmm.backtest.driver`: the discrete-event driver (:class:`Backtest`).
 * :mod:`~kmm.backtest.sim_venue`: the local exchange in process, as the venue.
+* :mod:`~kmm.backtest.replay`: a recorded capture as the venue, with queue models
+  (:mod:`~kmm.backtest.queue`) for our virtual orders.
+* :mod:`~kmm.backtest.latency`: feed and order latency models.
+
+The venue-side pieces are pure and independent of the bot's decision code.
 """
 
 from __future__ import annotations
 
-from kmm.backtest.driver import Backtest, BacktestOptions, BacktestResult, Latency
+from kmm.backtest.driver import Backtest, BacktestOptions, BacktestResult, BacktestVenue, Latency
+from kmm.backtest.latency import (
+    ConstantLatency,
+    EmpiricalLatency,
+    Latencies,
+    LatencyConfig,
+    LatencyModel,
+    LatencySpec,
+    LognormalLatency,
+    RunLatencies,
+    latencies_from_run,
+)
+from kmm.backtest.queue import (
+    ConservativeQueue,
+    ProbabilisticQueue,
+    QueueModel,
+    QueuePos,
+    fill_through,
+)
+from kmm.backtest.replay import PRIVATE_SIDS, ReplayExchange
 from kmm.backtest.sim_venue import GeneratedVenue
+from kmm.record._markets import MarketMeta, load_markets_json
 
-__all__ = ["Backtest", "BacktestOptions", "BacktestResult", "GeneratedVenue", "Latency"]
+__all__ = [
+    "PRIVATE_SIDS",
+    "Backtest",
+    "BacktestOptions",
+    "BacktestResult",
+    "BacktestVenue",
+    "ConservativeQueue",
+    "ConstantLatency",
+    "EmpiricalLatency",
+    "GeneratedVenue",
+    "Latencies",
+    "Latency",
+    "LatencyConfig",
+    "LatencyModel",
+    "LatencySpec",
+    "LognormalLatency",
+    "MarketMeta",
+    "ProbabilisticQueue",
+    "QueueModel",
+    "QueuePos",
+    "ReplayExchange",
+    "RunLatencies",
+    "fill_through",
+    "latencies_from_run",
+    "load_markets_json",
+]

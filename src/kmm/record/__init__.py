@@ -6,6 +6,7 @@ Everything is written by background threads; the trading path only enqueues. See
 
 from __future__ import annotations
 
+from kmm.record._markets import MARKETS_FILE, MarketMeta, load_markets_json, write_markets_json
 from kmm.record.logs import setup_logging
 from kmm.record.recorder import (
     FILL_COLUMNS,
@@ -26,16 +27,20 @@ from kmm.record.recorder import (
 __all__ = [
     "FILL_COLUMNS",
     "FILL_SOURCES",
+    "MARKETS_FILE",
     "ORDER_COLUMNS",
     "TAPE_COLUMNS",
     "CapturedFrame",
     "LedgerLock",
+    "MarketMeta",
     "RecordError",
     "Recorder",
     "account_id",
     "iter_capture",
     "last_fill_ns",
+    "load_markets_json",
     "new_run_dir",
     "read_day",
     "setup_logging",
+    "write_markets_json",
 ]
