@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
 from kmm.backtest.driver import BacktestOptions, Latency
+from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
+from kmm.backtest.replay_venue import ReplayVenue
 from kmm.backtest.run import run_backtest
 from kmm.config import (
     KmmConfig,
@@ -181,13 +183,34 @@ def _add_backtest_parser(commands: _Commands) -> None:
         "--markets", type=_positive_int, default=None, help="markets (default: sim.markets)"
     )
     backtest.add_argument(
-        "--duration", type=_duration, default=3600.0, help="simulated time: 90, 30s, 10m, 2h (1h)"
+        "--duration",
+        type=_duration,
+        default=None,
+        help="simulated time: 90, 30s, 10m, 2h (default 1h; a capture: to its end)",
     )
     backtest.add_argument(
-        "--latency-ms", type=_non_negative_ms, default=5.0, help="one-way order latency (5)"
+        "--capture",
+        type=Path,
+        default=None,
+        help="replay this capture.jsonl.gz (kmm capture; markets.json next to it) instead",
     )
     backtest.add_argument(
-        "--feed-latency-ms", type=_non_negative_ms, default=2.0, help="feed latency (2)"
+        "--queue",
+        choices=("conservative", "probabilistic"),
+        default=None,
+        help="a capture's queue model (backtest.queue_model)",
+    )
+    backtest.add_argument(
+        "--latency-ms",
+        type=_non_negative_ms,
+        default=None,
+        help="one-way order latency (backtest.order_latency_ms, 5)",
+    )
+    backtest.add_argument(
+        "--feed-latency-ms",
+        type=_non_negative_ms,
+        default=None,
+        help="feed latency (backtest.feed_latency_ms, 2)",
     )
 
 
@@ -374,19 +397,43 @@ def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
-    sim = config.sim
+    sim, settings = config.sim, config.backtest
+    feed_ms = settings.feed_latency_ms if args.feed_latency_ms is None else args.feed_latency_ms
+    order_ms = settings.order_latency_ms if args.latency_ms is None else args.latency_ms
+    latency = Latency(
+        feed_ns=int(feed_ms * 1_000_000),
+        order_ns=int(order_ms * 1_000_000),
+        jitter=settings.latency_jitter,
+    )
+    seed = sim.seed if args.seed is None else args.seed
+    if args.capture is None:
+        options = BacktestOptions(
+            scenario=args.scenario or sim.scenario,
+            seed=seed,
+            markets=args.markets or sim.markets,
+            duration_s=3600.0 if args.duration is None else args.duration,
+            tier=sim.tier,
+            latency=latency,
+        )
+        return run_backtest(config, options, sys.stdout)
+    queue_name = args.queue or settings.queue_model
+    queue: QueueModel = (
+        ConservativeQueue()
+        if queue_name == "conservative"
+        else ProbabilisticQueue(settings.queue_power)
+    )
+    balance = 100_000 * 1_000_000
+    venue = ReplayVenue(args.capture, queue, balance)
     options = BacktestOptions(
-        scenario=args.scenario or sim.scenario,
-        seed=sim.seed if args.seed is None else args.seed,
-        markets=args.markets or sim.markets,
+        seed=seed,
         duration_s=args.duration,
         tier=sim.tier,
-        latency=Latency(
-            feed_ns=int(args.feed_latency_ms * 1_000_000),
-            order_ns=int(args.latency_ms * 1_000_000),
-        ),
+        latency=latency,
+        start_ns=venue.start_ns,
+        balance=balance,
     )
-    return run_backtest(config, options, sys.stdout)
+    source = f"capture {args.capture} ({len(venue.metas)} markets, {queue_name} queue)"
+    return run_backtest(config, options, sys.stdout, venue=venue, source=source)
 
 
 _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {

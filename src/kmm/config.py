@@ -66,6 +66,7 @@ __all__ = [
     "ENV_PREFIX",
     "PORT_MAX",
     "AuthConfig",
+    "BacktestConfig",
     "ExecutionConfig",
     "KmmConfig",
     "LogLevel",
@@ -102,6 +103,7 @@ TierName = Literal["basic", "advanced", "expert", "premier", "paragon", "prime",
 """The usage tiers of :data:`kmm.kalshi.constants.TIERS` (a test keeps the two equal)."""
 Scenario = Literal["calm", "trending", "jump", "thin", "near_close", "settlement"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+QueueModelName = Literal["conservative", "probabilistic"]
 
 
 # --------------------------------------------------------------------------- field types
@@ -1116,6 +1118,32 @@ class SimConfig(_Section):
     )
 
 
+class BacktestConfig(_Section):
+    """``kmm backtest``: how the simulated venue treats our orders (flags override)."""
+
+    queue_model: QueueModelName = Field(
+        default="conservative",
+        description="Replaying a capture: how our virtual order advances in its queue "
+        "(conservative: only trades at our price advance it; probabilistic: cancels ahead "
+        "advance it too, with probability by position, as hftbacktest's power model).",
+    )
+    queue_power: _Real = Field(
+        default=2.0, gt=0, description="The probabilistic queue model's power."
+    )
+    order_latency_ms: _Real = Field(
+        default=5.0, ge=0, description="One-way order latency: request to exchange, and back."
+    )
+    feed_latency_ms: _Real = Field(
+        default=2.0, ge=0, description="Feed latency: exchange to bot (added to a capture's)."
+    )
+    latency_jitter: _Real = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Each delay is drawn uniformly within this fraction of itself (seeded).",
+    )
+
+
 class KmmConfig(_Section):
     """The whole configuration; every section defaults to its defaults."""
 
@@ -1127,6 +1155,7 @@ class KmmConfig(_Section):
     execution: ExecutionConfig = Field(default=ExecutionConfig(), description="Orders.")
     record: RecordConfig = Field(default=RecordConfig(), description="Recording.")
     sim: SimConfig = Field(default=SimConfig(), description="The local exchange.")
+    backtest: BacktestConfig = Field(default=BacktestConfig(), description="Backtests.")
 
     @model_validator(mode="after")
     def _check_credentials(self) -> KmmConfig:

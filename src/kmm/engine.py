@@ -66,7 +66,7 @@ from kmm.kalshi.wire import (
 )
 from kmm.kalshi.ws import KalshiWs
 from kmm.pipeline import Pipeline
-from kmm.record import Recorder, account_id, last_fill_ns, read_day
+from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_markets_json
 from kmm.risk import (
     KillSwitch,
     RiskContext,
@@ -379,11 +379,15 @@ class LiveEngine:
 
     async def _add_markets(self, markets: Sequence[MarketInfo]) -> None:
         series_of: dict[str, SeriesInfo] = {}
+        by_event: dict[str, SeriesInfo] = {}
         for market in markets:
             ticker = await self.rest.event_series(market.event_ticker)
             if ticker not in series_of:
                 series_of[ticker] = await self.rest.series(ticker)
+            by_event[market.event_ticker] = series_of[ticker]
             self.core.add_market(*market_spec(market, series_of[ticker]))
+        if self.recorder is not None and self.recorder.capturing:
+            write_markets_json(self.recorder.run_dir, markets, by_event)  # a replay needs it
 
     async def _startup_orders(self) -> None:
         resting = await self.rest.resting_orders()

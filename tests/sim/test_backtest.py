@@ -136,3 +136,69 @@ def test_a_live_run_and_the_backtest_of_the_same_scenario_agree_loosely(tmp_path
     # A loaded machine slows the live run's reactions (fewer fills): the bound is loose
     assert fills["run"] >= 5, fills
     assert 1 / 3 <= fills["backtest"] / fills["run"] <= 3.0, fills
+
+
+def _kmm(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kmm", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _run_dir(done: subprocess.CompletedProcess[str]) -> Path:
+    return Path(
+        next(
+            line.removeprefix("kmm: run directory ")
+            for line in reversed(done.stdout.splitlines())
+            if line.startswith("kmm: run directory ")
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A capture of the local exchange's ``jump`` flow, recorded by ``kmm capture``."""
+    home = tmp_path_factory.mktemp("capture")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KMM__RECORD__RUNS_DIR": str(home / "runs"),
+        "KMM__RECORD__LEDGER_PATH": str(home / "runs" / "ledger.sqlite"),
+        "KMM__SIM__STATE_DIR": str(home / "state"),
+        "KMM__SIM__SCENARIO": "jump",
+    }
+    done = _kmm(["capture", "--duration", "20s"], env)
+    assert done.returncode == 0, done.stderr
+    (path,) = (home / "runs").glob("*/capture.jsonl.gz")
+    return path, env
+
+
+@pytest.mark.parametrize("queue", ["conservative", "probabilistic"])
+def test_kmm_backtest_replays_a_capture_with_either_queue_model(
+    capture: tuple[Path, dict[str, str]], queue: str
+) -> None:
+    path, env = capture
+
+    first = _kmm(["backtest", "--capture", str(path), "--queue", queue], env)
+    again = _kmm(["backtest", "--capture", str(path), "--queue", queue], env)
+
+    assert first.returncode == 0, first.stderr
+    assert f"{queue} queue" in first.stdout.splitlines()[0]
+    fills = [(_run_dir(r) / "fills.csv").read_text().splitlines()[1:] for r in (first, again)]
+    assert fills[0] and [f.split(",")[1:] for f in fills[0]] == [
+        f.split(",")[1:] for f in fills[1]
+    ]  # the same replay, fill for fill (trade ids, prices, counts)
+    report = _kmm(["report", str(_run_dir(first))], env)
+    assert report.returncode == 0, report.stderr
+
+
+def test_a_capture_that_is_missing_or_lacks_its_markets_file_is_one_line_and_exit_2(
+    capture: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    path, env = capture
+    lonely = tmp_path / "capture.jsonl.gz"
+    lonely.write_bytes(path.read_bytes())
+
+    for target, says in ((tmp_path / "nope.jsonl.gz", "no such capture"), (lonely, "markets.json")):
+        done = _kmm(["backtest", "--capture", str(target)], env)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr

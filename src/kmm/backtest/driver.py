@@ -73,6 +73,7 @@ DEFAULT_START_NS: Final = 1_800_000_000 * NS_PER_S
 """A fixed simulated start (2027-01-15T08:00:00Z): the same seed gives the same run."""
 _MARKET_CHANNELS: Final = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2")
 _ACCOUNT_CHANNELS: Final = ("fill", "user_orders", "market_positions")
+_TIMERS: Final = frozenset({"tick", "progress"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ class BacktestOptions:
         scenario: The local exchange's scenario (``calm``, ``jump``, ...).
         seed: Seed of the universe, the traders and every draw of the backtest.
         markets: How many markets the venue lists (all are traded).
-        duration_s: Simulated seconds.
+        duration_s: Simulated seconds (None: until the venue has nothing left, the end of
+            a capture).
         tier: The account's rate-limit tier.
         latency: The latency model.
         start_ns: The simulated start time.
@@ -112,7 +114,7 @@ class BacktestOptions:
     scenario: str = "calm"
     seed: int = 7
     markets: int = 8
-    duration_s: float = 3600.0
+    duration_s: float | None = 3600.0
     tier: str = "basic"
     latency: Latency = field(default_factory=Latency)
     start_ns: int = DEFAULT_START_NS
@@ -255,14 +257,19 @@ class Backtest:
         """Runs the whole simulated duration; returns what happened."""
         wall = time.perf_counter()
         start = self.options.start_ns
-        end = start + int(self.options.duration_s * NS_PER_S)
+        duration = self.options.duration_s
+        end = None if duration is None else start + int(duration * NS_PER_S)
         self._start(start)
-        while self._heap and self._heap[0][0] <= end:
+        last = start
+        while self._heap and (end is None or self._heap[0][0] <= end):
             at, _, kind, payload = heapq.heappop(self._heap)
+            if end is None and kind in _TIMERS and self.venue.next_event_ns() is None:
+                continue  # the capture ended: time stops with it
             self._handlers[kind](at, payload)
             self.result.events += 1
             self._schedule_wake(at)
-        self._finish(end)
+            last = at
+        self._finish(last if end is None else end)
         self.result.wall_seconds = time.perf_counter() - wall
         return self.result
 
@@ -352,7 +359,8 @@ class Backtest:
     def _on_tick(self, now: int, _: Any) -> None:
         self.core.on_tick(now)
         self._act(now)
-        self._push(now + NS_PER_S, "tick")
+        if self.venue.next_event_ns() is not None:  # a capture that ended stops the clock
+            self._push(now + NS_PER_S, "tick")
 
     def _on_wake(self, now: int, _: Any) -> None:
         self._wake_at = None
@@ -371,7 +379,8 @@ class Backtest:
     def _on_progress(self, now: int, _: Any) -> None:
         if self._progress is not None:
             self._progress(self.core, now, self.result)
-        self._push(now + self._progress_every_ns, "progress")
+        if self.venue.next_event_ns() is not None:
+            self._push(now + self._progress_every_ns, "progress")
 
     # ----------------------------------------------------------------- the venue's side
 

@@ -14,7 +14,13 @@ from typing import TextIO
 
 import yaml
 
-from kmm.backtest.driver import Backtest, BacktestOptions, BacktestResult, progress_line
+from kmm.backtest.driver import (
+    Backtest,
+    BacktestOptions,
+    BacktestResult,
+    BacktestVenue,
+    progress_line,
+)
 from kmm.config import KmmConfig, masked_dump
 from kmm.core.trading import TradingCore
 from kmm.record import Recorder, new_run_dir, setup_logging
@@ -23,8 +29,22 @@ from kmm.types import format_money
 __all__ = ["run_backtest"]
 
 
-def run_backtest(config: KmmConfig, options: BacktestOptions, out: TextIO) -> int:
+def run_backtest(
+    config: KmmConfig,
+    options: BacktestOptions,
+    out: TextIO,
+    *,
+    venue: BacktestVenue | None = None,
+    source: str | None = None,
+) -> int:
     """Runs one backtest, records it and prints its progress and summary; returns 0.
+
+    Args:
+        config: The run's configuration (written as the run's ``config.yaml``).
+        options: What to simulate.
+        out: Where progress and the summary go.
+        venue: The venue (default: the local exchange in process, from ``options``).
+        source: What the venue is, for the first line and ``backtest.json``.
 
     Raises:
         OSError: if the run directory cannot be created.
@@ -33,17 +53,27 @@ def run_backtest(config: KmmConfig, options: BacktestOptions, out: TextIO) -> in
     run_dir = new_run_dir(record.runs_dir, time.time_ns())
     listener = setup_logging(run_dir, record.log_level, None)
     dump = masked_dump(config)
-    dump["backtest"] = {
-        "scenario": options.scenario,
-        "seed": options.seed,
-        "markets": options.markets,
-        "duration_s": options.duration_s,
-        "latency": {
-            "feed_ms": options.latency.feed_ns / 1e6,
-            "order_ms": options.latency.order_ns / 1e6,
-            "jitter": options.latency.jitter,
-        },
-    }
+    source = source or (
+        f"scenario {options.scenario}, seed {options.seed}, {options.markets} markets"
+    )
+    simulated = "to its end" if options.duration_s is None else f"{options.duration_s:g} s"
+    (run_dir / "backtest.json").write_text(
+        json.dumps(
+            {
+                "source": source,
+                "seed": options.seed,
+                "duration_s": options.duration_s,
+                "start_ns": options.start_ns,
+                "latency": {
+                    "feed_ms": options.latency.feed_ns / 1e6,
+                    "order_ms": options.latency.order_ns / 1e6,
+                    "jitter": options.latency.jitter,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     recorder = Recorder.open(
         run_dir,
         run_dir / "ledger.sqlite",
@@ -55,8 +85,7 @@ def run_backtest(config: KmmConfig, options: BacktestOptions, out: TextIO) -> in
         flush_interval_s=record.flush_interval_s,
     )
     print(
-        f"kmm backtest: scenario {options.scenario}, seed {options.seed}, "
-        f"{options.markets} markets, {options.duration_s:g} s simulated; run directory {run_dir}",
+        f"kmm backtest: {source}, {simulated} simulated; run directory {run_dir}",
         file=out,
         flush=True,
     )
@@ -64,11 +93,12 @@ def run_backtest(config: KmmConfig, options: BacktestOptions, out: TextIO) -> in
     def progress(core: TradingCore, now: int, result: BacktestResult) -> None:
         print(progress_line(core, now, result, options.start_ns), file=out, flush=True)
 
-    every = max(60.0, options.duration_s / 20)
+    every = max(60.0, (options.duration_s or 3600.0) / 20)
     try:
         result = Backtest(
-            config, options, records=recorder, progress=progress, progress_every_s=every
-        ).run()
+            config, options, records=recorder, progress=progress, progress_every_s=every,
+            venue=venue,
+        ).run()  # fmt: skip
     finally:
         recorder.close()
         listener.stop()
