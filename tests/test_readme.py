@@ -451,7 +451,44 @@ def backtest(docs: Docs) -> None:
     assert "net P&L after fees" in report.out
 
 
+CAPTURE_COMMAND = "python -m kmm capture --duration 20s"
+SAMPLE_CAPTURE = "runs/20261123T130000Z"
+REPLAY_COMMAND = (
+    f"python -m kmm backtest --capture {SAMPLE_CAPTURE}/capture.jsonl.gz --queue probabilistic"
+)
+
+
+def capture(docs: Docs) -> Path:
+    """The README's capture, as written; copied (once) to the run directory the replay
+    example names."""
+    target = docs.home / SAMPLE_CAPTURE
+    if not target.exists():
+        ran = docs.sh(CAPTURE_COMMAND)
+        assert ran.status == 0, ran.err
+        (made,) = [p for p in (docs.home / "runs").glob("*/capture.jsonl.gz") if p.parent != target]
+        assert (made.parent / "markets.json").is_file()
+        shutil.copytree(made.parent, target)
+    return target
+
+
+def capture_command(docs: Docs) -> None:
+    """The README's capture: ``capture.jsonl.gz`` and ``markets.json`` in a run directory."""
+    assert (capture(docs) / "capture.jsonl.gz").is_file()
+
+
+def replay(docs: Docs) -> None:
+    """The README's capture replay, as written, on the capture the README's example made."""
+    capture(docs)
+    ran = docs.sh(REPLAY_COMMAND)
+    assert ran.status == 0, ran.err
+    assert "probabilistic queue" in ran.out.splitlines()[0]
+    run_dir = docs.home / ran.out.strip().splitlines()[-1].removeprefix("kmm: run directory ")
+    assert (run_dir / "fills.csv").is_file() and (run_dir / "backtest.json").is_file()
+
+
 COMMANDS: dict[str, Callable[[Docs], None]] = {
+    CAPTURE_COMMAND: capture_command,
+    REPLAY_COMMAND: replay,
     BACKTEST_COMMAND: backtest,
     "make run": make_run,
     "make test": make_test,
