@@ -32,7 +32,17 @@ from kmm.kalshi.constants import ENV_HOSTS, TIERS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAsecret\n-----END RSA PRIVATE KEY-----\n"
-SECTIONS = ("venue", "auth", "markets", "strategy", "risk", "execution", "record", "sim", "backtest")
+SECTIONS = (
+    "venue",
+    "auth",
+    "markets",
+    "strategy",
+    "risk",
+    "execution",
+    "record",
+    "sim",
+    "backtest",
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
