@@ -34,11 +34,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
-from kmm.backtest.driver import BacktestOptions, Latency
+from kmm.backtest.driver import BacktestOptions
+from kmm.backtest.latency import (
+    ConstantLatency,
+    EmpiricalLatency,
+    Latencies,
+    LognormalLatency,
+    latencies_from_run,
+)
 from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
 from kmm.backtest.replay_venue import ReplayVenue
 from kmm.backtest.run import run_backtest
 from kmm.config import (
+    BacktestConfig,
     KmmConfig,
     load_config,
     masked_dump,
@@ -205,6 +213,12 @@ def _add_backtest_parser(commands: _Commands) -> None:
         type=_non_negative_ms,
         default=None,
         help="one-way order latency (backtest.order_latency_ms, 5)",
+    )
+    backtest.add_argument(
+        "--latency-from",
+        type=Path,
+        default=None,
+        help="draw latencies from this live run's recorded ones (backtest.latency_from)",
     )
     backtest.add_argument(
         "--feed-latency-ms",
@@ -396,16 +410,34 @@ def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
     return _run_async(run_live(config, duration_s=args.duration, out=sys.stdout))
 
 
-def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
-    sim, settings = config.sim, config.backtest
+def _latencies(settings: BacktestConfig, args: argparse.Namespace, seed: int) -> Latencies:
+    """The feed and order latency models: a live run's recorded delays, or lognormal or
+    constant ones (flags over config)."""
+    run = args.latency_from or settings.latency_from
+    if run is not None:
+        recorded = latencies_from_run(run)
+        if not recorded.feed or not recorded.order:
+            raise ConfigError([f"--latency-from: {run} recorded no feed or no order latency"])
+        return Latencies(
+            feed=EmpiricalLatency(recorded.feed, seed * 2),
+            order=EmpiricalLatency([ns // 2 for ns in recorded.order], seed * 2 + 1),
+        )
     feed_ms = settings.feed_latency_ms if args.feed_latency_ms is None else args.feed_latency_ms
     order_ms = settings.order_latency_ms if args.latency_ms is None else args.latency_ms
-    latency = Latency(
-        feed_ns=int(feed_ms * 1_000_000),
-        order_ns=int(order_ms * 1_000_000),
-        jitter=settings.latency_jitter,
+    feed_ns, order_ns = int(feed_ms * 1_000_000), int(order_ms * 1_000_000)
+    sigma = settings.latency_sigma
+    if not sigma:
+        return Latencies(feed=ConstantLatency(feed_ns), order=ConstantLatency(order_ns))
+    return Latencies(
+        feed=LognormalLatency(feed_ns, sigma, seed * 2),
+        order=LognormalLatency(order_ns, sigma, seed * 2 + 1),
     )
+
+
+def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
+    sim, settings = config.sim, config.backtest
     seed = sim.seed if args.seed is None else args.seed
+    latency = _latencies(settings, args, seed)
     if args.capture is None:
         options = BacktestOptions(
             scenario=args.scenario or sim.scenario,

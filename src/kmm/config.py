@@ -1136,11 +1136,17 @@ class BacktestConfig(_Section):
     feed_latency_ms: _Real = Field(
         default=2.0, ge=0, description="Feed latency: exchange to bot (added to a capture's)."
     )
-    latency_jitter: _Real = Field(
+    latency_sigma: _Real = Field(
         default=0.0,
         ge=0,
-        le=1,
-        description="Each delay is drawn uniformly within this fraction of itself (seeded).",
+        description="0: the latencies above are constant; above 0: each delay is drawn "
+        "lognormally around them with this sigma (seeded).",
+    )
+    latency_from: Path | None = Field(
+        default=None,
+        description="A live run directory whose recorded delays the backtest draws from "
+        "(feed: tape.csv latency_ms; order: half of each orders.csv sent -> acked); "
+        "overrides the latencies above.",
     )
 
 

@@ -3,23 +3,34 @@ in process. No socket, no event loop; the same seed gives the same run."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from kmm.backtest import Backtest, BacktestOptions, Latency
+from kmm.backtest import (
+    Backtest,
+    BacktestOptions,
+    ConstantLatency,
+    Latencies,
+    LognormalLatency,
+    default_latencies,
+)
 from kmm.config import KmmConfig
 from kmm.core.trading import TradingCore
 
 
 def _run(
-    scenario: str = "jump", seed: int = 3, duration_s: float = 90.0, latency: Latency | None = None
+    scenario: str = "jump",
+    seed: int = 3,
+    duration_s: float = 90.0,
+    latency: Latencies | None = None,
 ) -> Backtest:
     options = BacktestOptions(
         scenario=scenario, seed=seed, markets=4, duration_s=duration_s,
-        latency=latency or Latency(),
+        latency=latency or default_latencies(),
     )  # fmt: skip
     backtest = Backtest(KmmConfig(), options)
     backtest.run()
@@ -63,16 +74,17 @@ def test_every_order_we_rest_is_tracked_as_live() -> None:
 
 
 def test_order_latency_changes_what_the_orders_meet() -> None:
-    fast = _run(latency=Latency(feed_ns=0, order_ns=0))
-    slow = _run(latency=Latency(feed_ns=20_000_000, order_ns=80_000_000))
+    fast = _run(latency=Latencies(ConstantLatency(0), ConstantLatency(0)))
+    slow = _run(latency=Latencies(ConstantLatency(20_000_000), ConstantLatency(80_000_000)))
 
     assert _fills(fast) != _fills(slow)
 
 
-def test_latency_jitter_is_drawn_from_the_seed() -> None:
-    jittery = Latency(feed_ns=2_000_000, order_ns=10_000_000, jitter=0.5)
+def test_drawn_latencies_are_drawn_from_the_seed() -> None:
+    def drawn() -> Latencies:
+        return Latencies(LognormalLatency(2_000_000, 0.5, 1), LognormalLatency(10_000_000, 0.5, 2))
 
-    assert _fills(_run(latency=jittery)) == _fills(_run(latency=jittery))
+    assert _fills(_run(latency=drawn())) == _fills(_run(latency=drawn()))
 
 
 @pytest.mark.parametrize("scenario", ["calm", "thin", "settlement"])
@@ -189,6 +201,25 @@ def test_kmm_backtest_replays_a_capture_with_either_queue_model(
     ]  # the same replay, fill for fill (trade ids, prices, counts)
     report = _kmm(["report", str(_run_dir(first))], env)
     assert report.returncode == 0, report.stderr
+
+
+def test_a_backtest_can_draw_its_latencies_from_a_live_run(
+    capture: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = capture
+    live = _kmm(["run", "--duration", "5s"], env)
+    assert live.returncode == 0, live.stderr
+    run_dir = _run_dir(live)
+
+    done = _kmm(["backtest", "--duration", "30s", "--latency-from", str(run_dir)], env)
+
+    assert done.returncode == 0, done.stderr
+    described = json.loads((_run_dir(done) / "backtest.json").read_text())["latency"]
+    assert described["order"].startswith("empirical") and described["feed"].startswith("empirical")
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    refused = _kmm(["backtest", "--latency-from", str(empty)], env)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_a_capture_that_is_missing_or_lacks_its_markets_file_is_one_line_and_exit_2(

@@ -11,7 +11,13 @@ The venue-side pieces are pure and independent of the bot's decision code.
 
 from __future__ import annotations
 
-from kmm.backtest.driver import Backtest, BacktestOptions, BacktestResult, BacktestVenue, Latency
+from kmm.backtest.driver import (
+    Backtest,
+    BacktestOptions,
+    BacktestResult,
+    BacktestVenue,
+    default_latencies,
+)
 from kmm.backtest.latency import (
     ConstantLatency,
     EmpiricalLatency,
@@ -45,7 +51,6 @@ __all__ = [
     "EmpiricalLatency",
     "GeneratedVenue",
     "Latencies",
-    "Latency",
     "LatencyConfig",
     "LatencyModel",
     "LatencySpec",
@@ -56,6 +61,7 @@ __all__ = [
     "QueuePos",
     "ReplayExchange",
     "RunLatencies",
+    "default_latencies",
     "fill_through",
     "latencies_from_run",
     "load_markets_json",

@@ -18,7 +18,8 @@ timed events is popped in order, and every one is a call into the core or the ve
 * ``tick``: the core's once-a-second tick (marks, kill switch), and ``wake``: the planner's
   own next wake-up (token refill, deadlines, backoff).
 
-Latencies come from a :class:`Latency` model (constant by default, seeded draws otherwise),
+Latencies come from :mod:`kmm.backtest.latency` models (constant by default; lognormal or
+drawn from a live run's recorded delays, seeded),
 so a quote acts on a book that has moved. Records go to the same recorder as a live run's, so
 ``kmm report`` reads a backtest's run directory unchanged.
 """
@@ -37,6 +38,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from kmm.app import build_core, exec_settings
+from kmm.backtest.latency import ConstantLatency, Latencies
 from kmm.backtest.sim_venue import GeneratedVenue
 from kmm.config import KmmConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
@@ -64,7 +66,7 @@ from kmm.kalshi.rest import (
 from kmm.sim.server import SimOptions
 from kmm.types import BookSide, Fill, Money, Price, Qty, format_money
 
-__all__ = ["Backtest", "BacktestOptions", "BacktestResult", "Latency"]
+__all__ = ["Backtest", "BacktestOptions", "BacktestResult", "BacktestVenue", "default_latencies"]
 
 log = logging.getLogger("kmm.backtest")
 
@@ -76,23 +78,9 @@ _ACCOUNT_CHANNELS: Final = ("fill", "user_orders", "market_positions")
 _TIMERS: Final = frozenset({"tick", "progress"})
 
 
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """One-way delays, in ns: feed (venue → core) and order (core → venue, and back).
-
-    With ``jitter`` > 0 each delay is drawn uniformly in ``[d·(1−jitter), d·(1+jitter)]``
-    from the backtest's seeded generator.
-    """
-
-    feed_ns: int = 2_000_000
-    order_ns: int = 5_000_000
-    jitter: float = 0.0
-
-    def draw(self, base_ns: int, rng: random.Random) -> int:
-        """One delay around ``base_ns``."""
-        if not self.jitter:
-            return base_ns
-        return max(0, int(base_ns * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))))
+def default_latencies() -> Latencies:
+    """2 ms feed, 5 ms each way for orders: loopback to a nearby venue."""
+    return Latencies(feed=ConstantLatency(2_000_000), order=ConstantLatency(5_000_000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +94,8 @@ class BacktestOptions:
         duration_s: Simulated seconds (None: until the venue has nothing left, the end of
             a capture).
         tier: The account's rate-limit tier.
-        latency: The latency model.
+        latency: The feed and order latency models (:mod:`kmm.backtest.latency`); the order
+            delay applies each way.
         start_ns: The simulated start time.
         balance: The account's cash, in $0.000001.
     """
@@ -116,7 +105,7 @@ class BacktestOptions:
     markets: int = 8
     duration_s: float | None = 3600.0
     tier: str = "basic"
-    latency: Latency = field(default_factory=Latency)
+    latency: Latencies = field(default_factory=default_latencies)
     start_ns: int = DEFAULT_START_NS
     balance: Money = 100_000 * 1_000_000
 
@@ -334,7 +323,7 @@ class Backtest:
         for i, (sent, frame) in enumerate(frames):
             batch.append(frame)
             if i + 1 == len(frames) or frames[i + 1][0] != sent:
-                delay = self.options.latency.draw(self.options.latency.feed_ns, self.rng)
+                delay = self.options.latency.feed.draw()
                 self._push(sent + delay, "deliver", batch)
                 batch = []
 
@@ -405,7 +394,7 @@ class Backtest:
             answer = self._read_back(action.client_order_id)
         self._deliver_later(venue.sent())
         self._schedule_venue()
-        delay = self.options.latency.draw(self.options.latency.order_ns, self.rng)
+        delay = self.options.latency.order.draw()
         self._push(now + delay, "answer", (action, answer))
 
     def _read_back(self, client_order_id: str) -> VenueOrder | None:
@@ -449,7 +438,7 @@ class Backtest:
     def _perform(self, actions: Iterable[Action], now: int) -> None:
         for action in actions:
             if isinstance(action, StartCreate | StartAmend | StartCancels | ReadBack):
-                delay = self.options.latency.draw(self.options.latency.order_ns, self.rng)
+                delay = self.options.latency.order.draw()
                 self._push(now + delay, "arrive", action)
             elif isinstance(action, ExecEvent):
                 self.core.on_exec_event(action, now)

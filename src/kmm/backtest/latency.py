@@ -82,6 +82,9 @@ class ConstantLatency:
         """See :meth:`LatencyModel.draw`."""
         return self._ns
 
+    def __repr__(self) -> str:
+        return f"constant {self._ns / _NS_PER_MS:g} ms"
+
 
 class LognormalLatency:
     """``median_ns * exp(sigma * N(0, 1))``, from a seeded :class:`random.Random`.
@@ -102,6 +105,9 @@ class LognormalLatency:
     def draw(self) -> int:
         """See :meth:`LatencyModel.draw`."""
         return int(self._median * math.exp(self._sigma * self._rng.gauss(0.0, 1.0)))
+
+    def __repr__(self) -> str:
+        return f"lognormal median {self._median / _NS_PER_MS:g} ms, sigma {self._sigma:g}"
 
 
 class EmpiricalLatency:
@@ -124,6 +130,9 @@ class EmpiricalLatency:
     def draw(self) -> int:
         """See :meth:`LatencyModel.draw`."""
         return self._samples[self._rng.randrange(len(self._samples))]
+
+    def __repr__(self) -> str:
+        return f"empirical, {len(self._samples)} samples"
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,9 +65,8 @@ def run_backtest(
                 "duration_s": options.duration_s,
                 "start_ns": options.start_ns,
                 "latency": {
-                    "feed_ms": options.latency.feed_ns / 1e6,
-                    "order_ms": options.latency.order_ns / 1e6,
-                    "jitter": options.latency.jitter,
+                    "feed": repr(options.latency.feed),
+                    "order": repr(options.latency.order),
                 },
             },
             indent=2,
