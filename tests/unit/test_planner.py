@@ -164,6 +164,8 @@ def test_a_429_pauses_places_with_backoff_while_cancels_still_go() -> None:
     assert _of(StartCreate, paused) == []
     wake = planner.next_wake_ns(T0 + 2 * MS)
     assert wake is not None
+    # The 429'd create's tokens were settled after the drain: the model pays for the refused
+    # request too (conservative), so the refill takes 2 s longer than the venue's would
     later = planner.plan(wake + 5_000 * MS)  # the bucket refilled, the pause is over
     assert [c.order.side for c in _of(StartCreate, later)] == [BookSide.ASK]
     assert len(_of(StartCancels, later)) == 1  # the bid is cancelled too
