@@ -433,6 +433,7 @@ def sql_block(docs: Docs) -> None:
 
 
 BACKTEST_COMMAND = "python -m kmm backtest --scenario jump --seed 3 --duration 10m"
+BACKTEST_REPORT = "text: kmm report: runs/20261203T155633Z"
 
 
 def backtest(docs: Docs) -> None:
@@ -449,6 +450,10 @@ def backtest(docs: Docs) -> None:
     report = docs.sh(f"python -m kmm report {run_dir.relative_to(docs.home)}")
     assert report.status == 0, report.err
     assert "net P&L after fees" in report.out
+    shown = list(next(b for b in readme_blocks() if b.key == BACKTEST_REPORT).lines[1:])
+    assert_shows([line for line in shown if words(line)], report.out)
+    figures = [line for line in shown if line.startswith("  = net")]
+    assert figures and figures[0] in report.out  # the same seed gives the same run
 
 
 CAPTURE_COMMAND = "python -m kmm capture --duration 20s"
@@ -520,6 +525,9 @@ NOT_COMMANDS: dict[str, str] = {
         "make bench's output (not run by tests)"
     ),
     "src/kmm/": "the source layout",
+    BACKTEST_REPORT: (
+        "the report of the README's backtest: backtest() compares it with a real one"
+    ),
 }
 """Every other block, and why it is not a command."""
 

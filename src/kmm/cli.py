@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, Final, NoReturn, TypeAlias
 
 from kmm.backtest.driver import BacktestOptions
 from kmm.backtest.latency import (
@@ -556,6 +556,15 @@ def _fail(line: str, status: int) -> int:
     return status
 
 
+EXIT_BROKEN_PIPE: Final = 141
+"""128 + SIGPIPE, as a shell reports a program whose reader went away (``kmm ... | head``)."""
+
+
 def main_entry() -> None:
-    """The ``kmm`` console script."""
-    sys.exit(main())
+    """The ``kmm`` console script. A reader that closes stdout early ends it quietly."""
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        sys.exit(EXIT_BROKEN_PIPE)

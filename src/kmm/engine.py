@@ -340,6 +340,7 @@ class LiveEngine:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_SHUTDOWN_READ_S):
                     await self._backfill_fills("shutdown")  # what filled until the cancels
+            self.core.tape_end(self.clock.now_ns())
             for task in [*tasks, stopper]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)

@@ -25,6 +25,25 @@ once, half to even) and the plots leave the integers.
   fill's time. A **markout** at Δ is the same with the mid at fill time + Δ
   (``pandas.merge_asof`` by ticker), so a negative markout is adverse selection. A fill whose
   time + Δ is past the end of the run has no markout at Δ. Both are averaged over fills.
+  Where the book was one-sided (no mid), the row's ``mark`` stands in for the mid.
+* **P&L attribution** splits each market's net P&L exactly into parts that add up, with
+  ``ref`` the mid (or mark) at the fill, ``M`` the market's last mark (the one its last
+  unrealized P&L used; before its settlement, if it settled) and ``S`` the settlement value,
+  each fill signed ``s`` (+1 buy, −1 sell):
+
+  - *spread captured* Σ s·q·(ref − price): the edge over the mid when the fill happened;
+  - *inventory* Σ s·q·(M − ref): how the mark moved on what the fills left us holding;
+  - *settlement* Σ s·q·(S − M): what settlement paid over the last mark;
+  - *fees*, maker and taker;
+  - *carried in*: net − (spread + inventory + settlement − fees), the P&L of what the run
+    started with (an adopted position, a restored day's P&L and fees). It is 0 for a run that
+    starts flat, and a market that starts flat yet has a carried-in amount is warned about
+    (its fills are not all in ``fills.csv``).
+
+  The parts are exact in $0.00000001 and printed to $0.000001; ``rounding`` is what that
+  printing leaves between the parts and the net. *Adverse selection* at Δ is the part of the
+  spread captured that the mid gave back by then, Σ s·q·(ref − ref at fill + Δ), over the
+  fills that have a markout at Δ. The same split is made for maker and for taker fills.
 
 ``report.json``: amounts are exact decimal strings (dollars with 6 decimals, prices with 4 or
 5, contracts with 2, time-weighted means with 4, shares with 4), counts of things are JSON
@@ -112,6 +131,8 @@ _ORDERS_COLUMNS: Final = ("ts", "ticker", "event")
 _SIDE_SIGN: Final[Mapping[str, int]] = {"bid": 1, "ask": -1}
 _BOOL: Final[Mapping[str, bool]] = {"True": True, "False": False}
 _MONEY_PER_PRICE: Final = MONEY_SCALE // PRICE_SCALE
+_SUB_PER_MONEY: Final = 100
+"""Attribution amounts are ``qty × money per contract``: $0.00000001, 100 per money unit."""
 _NS_PER_S: Final = 1_000_000_000
 _NS_PER_US: Final = 1_000
 _PLOTTED_MARKETS: Final = 6
@@ -120,6 +141,8 @@ _UNITS: Final[Mapping[str, str]] = {
     "means": "time-weighted inventory in contracts (4 decimals); per-fill means in dollars",
     "spread_and_markouts": "dollars per contract, mean over fills; negative = adverse selection",
     "counts": "JSON integers",
+    "attribution": "dollars (6 decimals); spread + inventory + settlement + carried_in - fees"
+    " + rounding == net",
 }
 
 
@@ -142,8 +165,10 @@ class RunData:
     """A run's files, typed. Times are ``int`` ns since the epoch; amounts exact integers.
 
     Attributes:
-        tape: ``ts_ns, ticker, event, mid`` (money per contract, NA if none),
-            ``inventory`` (Qty), ``realized, unrealized, fees`` (Money); sorted by time.
+        tape: ``ts_ns, ticker, event, mid`` (money per contract, NA if none), ``mark``
+            (the P&L's mark, money per contract, NA if none; the mid on a tape that predates
+            the column), ``ref`` (the mid, else the mark), ``inventory`` (Qty),
+            ``realized, unrealized, fees`` (Money); sorted by time.
         fills: ``ts_ns, trade_id, ticker, sign`` (+1 bid, -1 ask), ``price`` (Price),
             ``qty`` (Qty), ``fee`` (Money), ``is_taker`` (bool); sorted by time.
         orders: ``orders.csv`` as strings (empty if the file is absent).
@@ -281,12 +306,20 @@ def _ends_cleanly(path: Path) -> bool:
 
 def tape_frame(raw: pd.DataFrame) -> pd.DataFrame:
     """Types ``tape.csv`` read as strings (columns as in :class:`RunData`)."""
+    mid = _exact(raw["mid"], parse_money, "tape.csv mid", required=False)
+    if "mark" in raw.columns:
+        mark = _exact(raw["mark"], parse_price, "tape.csv mark", required=False)
+        mark = mark * _MONEY_PER_PRICE
+    else:
+        mark = mid
     frame = _pandas().DataFrame(
         {
             "ts_ns": _times(raw["ts"], "tape.csv ts"),
             "ticker": raw["ticker"],
             "event": raw["event"],
-            "mid": _exact(raw["mid"], parse_money, "tape.csv mid", required=False),
+            "mid": mid,
+            "mark": mark,
+            "ref": mid.fillna(mark),
             "inventory": _exact(raw["inventory"], parse_count, "tape.csv inventory"),
             "realized": _exact(raw["realized_pnl"], parse_money, "tape.csv realized_pnl"),
             "unrealized": _exact(raw["unrealized_pnl"], parse_money, "tape.csv unrealized_pnl"),
@@ -393,25 +426,156 @@ def fill_marks(fills: pd.DataFrame, tape: pd.DataFrame, end_ns: int) -> pd.DataF
         end_ns: The end of the run; a markout whose horizon passes it is NA.
 
     Returns:
-        ``fills`` plus ``edge`` and ``markout_<Δ>s`` for Δ in :data:`MARKOUT_HORIZONS_S`,
-        in money units per contract (``Int64``, NA where the market had no mid yet).
+        ``fills`` plus ``ref`` (the mid, else the mark, at the fill), ``edge`` and
+        ``markout_<Δ>s`` for Δ in :data:`MARKOUT_HORIZONS_S`, in money units per contract
+        (``Int64``, NA where the market had no mid or mark yet).
     """
-    mids = tape.loc[tape["mid"].notna(), ["ts_ns", "ticker", "mid"]]
+    refs = tape.loc[tape["ref"].notna(), ["ts_ns", "ticker", "ref"]]
     price = fills["price"] * _MONEY_PER_PRICE
-    columns = {"edge": fills["sign"] * (_mid_at(fills, mids, fills["ts_ns"]) - price)}
+    ref = _ref_at(fills, refs, fills["ts_ns"])
+    columns = {"ref": ref, "edge": fills["sign"] * (ref - price)}
     for horizon in MARKOUT_HORIZONS_S:
         at = fills["ts_ns"] + horizon * _NS_PER_S
-        markout = fills["sign"] * (_mid_at(fills, mids, at) - price)
+        markout = fills["sign"] * (_ref_at(fills, refs, at) - price)
         columns[f"markout_{horizon}s"] = markout.where(at <= end_ns)
     return fills.assign(**columns)
 
 
-def _mid_at(fills: pd.DataFrame, mids: pd.DataFrame, at: pd.Series) -> pd.Series:
-    """The mid of each fill's market at the times ``at`` (the last tape mid at or before)."""
+def _ref_at(fills: pd.DataFrame, refs: pd.DataFrame, at: pd.Series) -> pd.Series:
+    """The mid (or mark) of each fill's market at the times ``at`` (the last at or before)."""
     pd = _pandas()
     left = pd.DataFrame({"ts_ns": at, "ticker": fills["ticker"]})
-    merged = pd.merge_asof(left, mids, on="ts_ns", by="ticker", direction="backward")
-    return merged["mid"].set_axis(fills.index)
+    merged = pd.merge_asof(left, refs, on="ts_ns", by="ticker", direction="backward")
+    return merged["ref"].set_axis(fills.index)
+
+
+def attribute(marked: pd.DataFrame, tape: pd.DataFrame) -> pd.DataFrame:
+    """Each fill's share of the P&L attribution (see the module docstring).
+
+    Args:
+        marked: The fills from :func:`fill_marks`.
+        tape: The typed tape, sorted by time.
+
+    Returns:
+        ``marked`` plus ``spread``, ``inventory`` and ``settlement`` in $0.00000001
+        (``int64``). A fill before its market's first mid or mark counts at its own price
+        (no spread); a market never marked keeps everything in spread and settlement.
+    """
+    ends = _market_ends(tape).reindex(marked["ticker"]).set_axis(marked.index)
+    price = marked["price"] * _MONEY_PER_PRICE
+    ref = marked["ref"].fillna(price)
+    mark = ends["mark"].fillna(ref)
+    settle = ends["settle"].fillna(mark)
+    signed = marked["sign"] * marked["qty"]
+    parts = {
+        "spread": signed * (ref - price),
+        "inventory": signed * (mark - ref),
+        "settlement": signed * (settle - mark),
+    }
+    return marked.assign(**{name: part.astype("int64") for name, part in parts.items()})
+
+
+def _market_ends(tape: pd.DataFrame) -> pd.DataFrame:
+    """Per ticker: ``mark``, the last mark before its settlement (or the end), and
+    ``settle``, its settlement value (NA if it did not settle); money per contract."""
+    pd = _pandas()
+    closes = tape[(tape["event"] == "close") & tape["mid"].notna()]
+    first_close = closes.groupby("ticker", sort=False)[["ts_ns", "mid"]].first()
+    close_ts = first_close["ts_ns"].astype("Int64").reindex(tape["ticker"])
+    before = tape["ts_ns"].to_numpy() < close_ts.fillna(2**62).to_numpy(dtype="int64")
+    marks = tape[before & tape["mark"].notna().to_numpy()]
+    last_mark = marks.groupby("ticker", sort=False)["mark"].last()
+    return pd.DataFrame({"mark": last_mark, "settle": first_close["mid"]}).astype("Int64")
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The P&L of some fills split into its sources, exact in $0.00000001.
+
+    ``spread + inventory + settlement + carried_in - fees_maker - fees_taker == net``.
+    ``given_back`` holds, per markout horizon (s), the spread the mid took back by then and
+    the fills that had a markout there.
+    """
+
+    spread: int
+    inventory: int
+    settlement: int
+    fees_maker: int
+    fees_taker: int
+    carried_in: int
+    net: int
+    given_back: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def of(cls, fills: pd.DataFrame, net: int | None = None) -> Attribution:
+        """Sums :func:`attribute`'s columns over ``fills``.
+
+        Args:
+            fills: Fills with the attribution columns.
+            net: The P&L (money units) the parts must add up to; what they leave is
+                ``carried_in``. ``None``: the fills' own P&L (nothing carried in).
+        """
+        taker = fills["is_taker"]
+        fees = fills["fee"] * _SUB_PER_MONEY
+        spread = int(fills["spread"].sum())
+        inventory = int(fills["inventory"].sum())
+        settlement = int(fills["settlement"].sum())
+        fees_maker, fees_taker = int(fees[~taker].sum()), int(fees[taker].sum())
+        own = spread + inventory + settlement - fees_maker - fees_taker
+        total = own if net is None else net * _SUB_PER_MONEY
+        given_back = []
+        for horizon in MARKOUT_HORIZONS_S:
+            markout = fills[f"markout_{horizon}s"]
+            known = markout.notna() & fills["ref"].notna()
+            back = (fills["edge"] - markout)[known] * fills["qty"][known]
+            given_back.append((horizon, int(back.sum()), int(known.sum())))
+        return cls(
+            spread, inventory, settlement, fees_maker, fees_taker, total - own, total,
+            tuple(given_back),
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """The attribution as ``report.json`` holds it: dollars with 6 decimals."""
+        parts = (self.spread, self.inventory, self.settlement, self.carried_in)
+        fees = self.fees_maker + self.fees_taker
+        rounded = sum(round(Fraction(part, _SUB_PER_MONEY)) for part in parts)
+        rounding = (self.net + fees) // _SUB_PER_MONEY - rounded
+        return {
+            "spread": _sub_dollars(self.spread),
+            "inventory": _sub_dollars(self.inventory),
+            "settlement": _sub_dollars(self.settlement),
+            "carried_in": _sub_dollars(self.carried_in),
+            "fees": _sub_dollars(fees),
+            "fees_maker": _sub_dollars(self.fees_maker),
+            "fees_taker": _sub_dollars(self.fees_taker),
+            "rounding": format_money(rounding),
+            "net": _sub_dollars(self.net),
+            "adverse_selection": {
+                f"{horizon}s": {"given_back": _sub_dollars(back), "fills": fills}
+                for horizon, back, fills in self.given_back
+            },
+        }
+
+
+def _sub_dollars(amount: int) -> str:
+    return _decimal(amount, 8, 6) or ""
+
+
+def _attribution_json(fills: pd.DataFrame, net: int) -> dict[str, Any]:
+    """An attribution of ``net`` over ``fills``, with the maker and taker fills' own."""
+    result = Attribution.of(fills, net).to_json()
+    for name, rows in (("maker", fills[~fills["is_taker"]]), ("taker", fills[fills["is_taker"]])):
+        own = Attribution.of(rows)
+        result[name] = {
+            "fills": len(rows),
+            "contracts": format_count(int(rows["qty"].sum())),
+            "spread": _sub_dollars(own.spread),
+            "inventory": _sub_dollars(own.inventory),
+            "settlement": _sub_dollars(own.settlement),
+            "fees": _sub_dollars(own.fees_maker + own.fees_taker),
+            "pnl": _sub_dollars(own.net),
+        }
+    return result
 
 
 def market_results(tape: pd.DataFrame, marked: pd.DataFrame, end_ns: int) -> list[MarketResult]:
@@ -485,23 +649,38 @@ def summarize(data: RunData, curve: pd.DataFrame | None = None) -> dict[str, Any
         curve: Its :func:`equity_curve`, if already computed.
 
     Returns:
-        A JSON-ready dict: ``run``, ``pnl``, ``fills``, ``markouts``, ``inventory``,
+        A JSON-ready dict: ``run``, ``pnl``, ``fills``, ``markouts``, ``attribution``,
+        ``inventory``,
         ``orders``, ``markets``, ``warnings`` and ``units`` (see the module docstring).
     """
     curve = equity_curve(data.tape) if curve is None else curve
     span = data.span_ns()
     end_ns = span[1] if span else 0
-    marked = fill_marks(data.fills, data.tape, end_ns)
+    marked = attribute(fill_marks(data.fills, data.tape, end_ns), data.tape)
     markets = market_results(data.tape, marked, end_ns)
+    taped = marked[marked["ticker"].isin([m.ticker for m in markets])]
+    by_market = dict(tuple(taped.groupby("ticker", sort=False)))
+    market_rows = [
+        {
+            **m.to_json(),
+            "attribution": _attribution_json(by_market.get(m.ticker, taped.iloc[0:0]), m.net),
+        }
+        for m in markets
+    ]
     return {
         "run": _period(span),
         "pnl": _pnl(markets, curve),
         "fills": _fill_stats(marked),
         "markouts": _markouts(marked),
+        "attribution": _attribution_json(taped, sum(m.net for m in markets)),
         "inventory": _inventory(curve, end_ns),
         "orders": _order_counts(data.orders),
-        "markets": [market.to_json() for market in markets],
-        "warnings": [*data.warnings, *_checks(markets, marked)],
+        "markets": market_rows,
+        "warnings": [
+            *data.warnings,
+            *_checks(markets, marked),
+            *_unexplained(data.tape, market_rows),
+        ],
         "units": dict(_UNITS),
     }
 
@@ -598,6 +777,18 @@ def _checks(markets: list[MarketResult], marked: pd.DataFrame) -> list[str]:
     return warnings
 
 
+def _unexplained(tape: pd.DataFrame, markets: list[dict[str, Any]]) -> list[str]:
+    """Markets that start flat on the tape but whose attribution carries P&L in."""
+    first = tape.groupby("ticker", sort=False)[["inventory", "realized", "fees"]].first()
+    flat = first[(first == 0).all(axis=1)].index
+    return [
+        f"{m['ticker']}: started flat but {_usd(m['attribution']['carried_in'])} of its P&L "
+        "is not explained by fills.csv (fills missing from it?)"
+        for m in markets
+        if m["ticker"] in flat and m["attribution"]["carried_in"] != "0.000000"
+    ]
+
+
 def _decimal(value: Fraction | int | None, unit_digits: int, digits: int) -> str | None:
     """``value`` × 10**-unit_digits as a decimal string with ``digits`` places (half to even)."""
     if value is None:
@@ -644,6 +835,8 @@ def format_report(report: Mapping[str, Any], title: str) -> str:
     if report["markets"]:
         rows = [_market_cells(market) for market in report["markets"]]
         lines += ["", *_table(_MARKET_HEADER, rows)]
+        rows = [_attribution_cells(market) for market in report["markets"]]
+        lines += ["", *_table(_ATTRIBUTION_HEADER, rows)]
     lines += [f"warning: {warning}" for warning in report["warnings"]]
     return "\n".join(lines) + "\n"
 
@@ -672,10 +865,45 @@ def _summary_pairs(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
     for horizon, markout in report["markouts"].items():
         pairs.append((f"markout {horizon}", _per_fill(markout["mean"], markout["fills"], count)))
+    pairs += _attribution_pairs(report["attribution"])
     gross_mean, gross_max = inventory["gross_mean"] or "-", inventory["gross_max"] or "-"
     pairs.append(("inventory Σ|q|", f"time-weighted mean {gross_mean}, max {gross_max} contracts"))
     orders = ", ".join(f"{event} {n}" for event, n in report["orders"].items())
     pairs.append(("order events", orders or "none"))
+    return pairs
+
+
+def _attribution_pairs(parts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs = [
+        ("P&L attribution", "spread + inventory + settlement + carried in - fees = net"),
+        ("  spread captured", _usd(parts["spread"])),
+        ("  inventory", _usd(parts["inventory"])),
+        ("  settlement", _usd(parts["settlement"])),
+        ("  carried in", _usd(parts["carried_in"])),
+        (
+            "  - fees",
+            f"{_usd(parts['fees'])} (maker {_usd(parts['fees_maker'])}, "
+            f"taker {_usd(parts['fees_taker'])})",
+        ),
+    ]
+    if parts["rounding"] != "0.000000":
+        pairs.append(("  rounding", _usd(parts["rounding"])))
+    pairs.append(("  = net", _usd(parts["net"])))
+    given_back = ", ".join(
+        f"{_usd(back['given_back'])} by {horizon} ({back['fills']} fills)"
+        for horizon, back in parts["adverse_selection"].items()
+    )
+    pairs.append(("spread given back", given_back))
+    for name in ("maker", "taker"):
+        own = parts[name]
+        pairs.append(
+            (
+                f"{name} fills",
+                f"{own['fills']}, {own['contracts']} contracts: P&L {_usd(own['pnl'])} = "
+                f"spread {_usd(own['spread'])} + inventory {_usd(own['inventory'])} + "
+                f"settlement {_usd(own['settlement'])} - fees {_usd(own['fees'])}",
+            )
+        )
     return pairs
 
 
@@ -706,6 +934,33 @@ def _market_cells(market: Mapping[str, Any]) -> list[str]:
         market["inventory_mean"],
         market["inventory_min"],
         market["inventory_max"],
+    ]
+
+
+_ATTRIBUTION_HEADER: Final = (
+    "market",
+    "spread",
+    "inventory",
+    "settlement",
+    "carried in",
+    "fees",
+    "net",
+    "maker P&L",
+    "taker P&L",
+    f"given back {MARKOUT_HORIZONS_S[-1]}s",
+)
+
+
+def _attribution_cells(market: Mapping[str, Any]) -> list[str]:
+    parts = market["attribution"]
+    keys = ("spread", "inventory", "settlement", "carried_in", "fees", "net")
+    last = parts["adverse_selection"][f"{MARKOUT_HORIZONS_S[-1]}s"]["given_back"]
+    return [
+        market["ticker"],
+        *(parts[key] for key in keys),
+        parts["maker"]["pnl"],
+        parts["taker"]["pnl"],
+        last,
     ]
 
 

@@ -117,6 +117,13 @@ def test_kmm_backtest_writes_a_run_directory_that_kmm_report_reads(tmp_path: Pat
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "net P&L after fees" in report.stdout
+    written = json.loads((run_dir / "report.json").read_text())
+    parts = written["attribution"]
+    assert written["fills"]["count"] > 0
+    assert parts["net"] == written["pnl"]["net"]
+    assert parts["carried_in"] == "0.000000"  # a backtest starts flat: fills explain it all
+    assert parts["maker"]["fills"] + parts["taker"]["fills"] == written["fills"]["count"]
+    assert written["warnings"] == []
 
 
 def test_a_live_run_and_the_backtest_of_the_same_scenario_agree_loosely(tmp_path: Path) -> None:
@@ -233,3 +240,20 @@ def test_a_capture_that_is_missing_or_lacks_its_markets_file_is_one_line_and_exi
         done = _kmm(["backtest", "--capture", str(target)], env)
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
+
+
+def test_a_reader_that_closes_stdout_early_ends_kmm_without_a_traceback(tmp_path: Path) -> None:
+    env = {"KMM__RECORD__RUNS_DIR": str(tmp_path / "runs"), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "kmm", "backtest", "--scenario", "jump", "--duration", "10m"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    ) as kmm:
+        assert kmm.stdout is not None and kmm.stderr is not None
+        first = kmm.stdout.readline()
+        kmm.stdout.close()  # like `| head -1`
+        status = kmm.wait(timeout=120)
+        err = kmm.stderr.read()
+
+    assert first.startswith("kmm backtest: scenario jump")
+    assert status == 141
+    assert "Traceback" not in err

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.image import imread
 
+from kmm.execution.inventory import Position
 from kmm.report import (
     EQUITY_PLOT,
     FILLS_PLOT,
@@ -28,6 +29,7 @@ from kmm.report import (
     run_report,
     summarize,
 )
+from kmm.types import BookSide, format_count, format_money, format_price
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 A = "KXA-26NOV23-T50"
@@ -191,6 +193,8 @@ def test_each_market_is_marked_at_its_settlement_or_else_at_its_last_mid(run_dir
     markets = report_of(run_dir)["markets"]
 
     # Assert: A's last row has no mid, so its mark is the half-tick mid before it
+    for market in markets:
+        market.pop("attribution")  # tested below
     assert markets == [
         {
             "ticker": A,
@@ -302,6 +306,11 @@ def test_a_run_without_fills_still_writes_the_report_and_both_plots(tmp_path: Pa
     assert report["markouts"]["1s"] == {"mean": None, "fills": 0}
     assert report["pnl"]["net"] == "0.000000"
     assert report["inventory"] == {"gross_mean": "0.0000", "gross_max": "0.00"}
+    parts = report["attribution"]
+    assert {parts[k] for k in ("spread", "inventory", "settlement", "carried_in", "net")} == {
+        "0.000000"
+    }
+    assert parts["maker"]["fills"] == parts["taker"]["fills"] == 0
     assert "no fills" in out.getvalue()
     assert (run_dir / EQUITY_PLOT).stat().st_size > 0
     assert (run_dir / FILLS_PLOT).stat().st_size > 0
@@ -350,7 +359,9 @@ def test_fees_that_disagree_between_the_tape_and_the_fills_are_warned_about(
     # Assert
     assert warnings == [
         "the tape's fees $0.090000 differ from fills.csv's $0.070000 "
-        "(fills from before this run, or lost rows)"
+        "(fills from before this run, or lost rows)",
+        f"{A}: started flat but -$0.070500 of its P&L is not explained by fills.csv "
+        "(fills missing from it?)",
     ]
 
 
@@ -542,3 +553,192 @@ def test_max_drawdown_is_the_largest_fall_from_an_earlier_peak(values: list[int]
     else:
         pairs = (values[i] - values[j] for i in range(len(values)) for j in range(i, len(values)))
         assert drawdown == max(pairs)
+
+
+# --- P&L attribution ------------------------------------------------------------------------
+
+
+def _parts_sum(parts: dict[str, str]) -> int:
+    """spread + inventory + settlement + carried in - fees + rounding, in $0.000001."""
+    micros = {k: round(float(parts[k]) * 1_000_000) for k in parts if isinstance(parts[k], str)}
+    added = ("spread", "inventory", "settlement", "carried_in", "rounding")
+    return sum(micros[k] for k in added) - micros["fees"]
+
+
+def test_the_attribution_splits_net_pnl_into_spread_inventory_settlement_and_fees(
+    run_dir: Path,
+) -> None:
+    # Act
+    report = report_of(run_dir)
+
+    # Assert: A bought 10 at 0.49 under a 0.50 mid (+0.10) and sold 10 at 0.51 over a 0.48
+    # mid (+0.30); the mark's move on the 10 held is -0.20. B sold 5 at 0.61 under a 0.60
+    # mid (+0.05) and settled at 1.00 from a 0.60 mark (-2.00).
+    parts = report["attribution"]
+    assert {k: v for k, v in parts.items() if isinstance(v, str)} == {
+        "spread": "0.450000",
+        "inventory": "-0.200000",
+        "settlement": "-2.000000",
+        "carried_in": "0.000000",
+        "fees": "0.090000",
+        "fees_maker": "0.040000",
+        "fees_taker": "0.050000",
+        "rounding": "0.000000",
+        "net": report["pnl"]["net"],
+    }
+    by_market = {m["ticker"]: m["attribution"] for m in report["markets"]}
+    assert (by_market[A]["spread"], by_market[A]["inventory"]) == ("0.400000", "-0.200000")
+    assert (by_market[B]["settlement"], by_market[B]["net"]) == ("-2.000000", "-2.000000")
+    for market in report["markets"]:
+        assert _parts_sum(market["attribution"]) == round(float(market["net"]) * 1_000_000)
+
+
+def test_maker_and_taker_fills_are_attributed_apart(run_dir: Path) -> None:
+    # Act
+    parts = report_of(run_dir)["attribution"]
+
+    # Assert
+    assert parts["maker"] == {
+        "fills": 2,
+        "contracts": "20.00",
+        "spread": "0.400000",
+        "inventory": "-0.200000",
+        "settlement": "0.000000",
+        "fees": "0.040000",
+        "pnl": "0.160000",
+    }
+    assert parts["taker"] == {
+        "fills": 1,
+        "contracts": "5.00",
+        "spread": "0.050000",
+        "inventory": "0.000000",
+        "settlement": "-2.000000",
+        "fees": "0.050000",
+        "pnl": "-2.000000",
+    }
+
+
+def test_adverse_selection_is_the_spread_the_mid_gave_back_by_each_horizon(
+    run_dir: Path,
+) -> None:
+    # Act
+    given_back = report_of(run_dir)["attribution"]["adverse_selection"]
+
+    # Assert: by 1 s, A's buy (mid 0.50 -> 0.48) gave back 0.20 of its 0.10; by 10 s the
+    # mid is 0.48 then 0.51505 for the sell (-0.35 + ...); at 60 s the last fill has no
+    # markout and B's short met its settlement at 1.00.
+    assert given_back == {
+        "1s": {"given_back": "0.200000", "fills": 3},
+        "10s": {"given_back": "0.550500", "fills": 3},
+        "60s": {"given_back": "1.849500", "fills": 2},
+    }
+
+
+def test_the_printed_report_shows_the_attribution_and_its_table(run_dir: Path) -> None:
+    # Act
+    text = format_report(report_of(run_dir), "run")
+
+    # Assert
+    assert "P&L attribution" in text
+    assert "  spread captured   $0.450000" in text
+    assert "  settlement        -$2.000000" in text
+    assert "  = net             -$1.840000" in text
+    assert "given back 60s" in text
+    row = [line for line in text.splitlines() if line.startswith(B)][-1]
+    assert row.split()[1:4] == ["0.050000", "0.000000", "-2.000000"]
+
+
+def test_a_position_carried_into_the_run_is_attributed_as_carried_in(tmp_path: Path) -> None:
+    # Arrange: the run adopted 10 A at a cost of 0.40 (realized 0) and never traded it; the
+    # mark went from 0.50 to 0.48
+    tape = [
+        (0, A, "quote", "0.5000", "10.00", "1.000000", "0.000000", "0.000000"),
+        (5000, A, "quote", "0.4800", "10.00", "0.800000", "0.000000", "0.000000"),
+    ]
+    run_dir = write_run(tmp_path / "run", tape=tape, fills=[], orders=[])
+
+    # Act
+    report = report_of(run_dir)
+
+    # Assert
+    assert report["attribution"]["carried_in"] == "0.800000"
+    assert report["attribution"]["net"] == report["pnl"]["net"] == "0.800000"
+    assert report["warnings"] == []
+
+
+MARKED_HEADER = TAPE_HEADER + ",quote_bid,quote_bid_qty,quote_ask,quote_ask_qty,mark,mark_source"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 5_000),  # ms since the last event
+            st.sampled_from(["bid", "ask", "book", "one_sided"]),
+            st.integers(100, 9_900),  # price or mid, in $0.0001
+            st.integers(1, 2_000),  # qty in 0.01 contract
+            st.integers(0, 20_000),  # fee in $0.000001
+            st.booleans(),  # is_taker
+        ),
+        max_size=30,
+    ),
+    st.sampled_from([None, "yes", "no"]),
+)
+def test_the_attribution_adds_up_to_the_positions_own_pnl_exactly(
+    tmp_path_factory: pytest.TempPathFactory,
+    events: list[tuple[int, str, int, int, int, bool]],
+    settlement: str | None,
+) -> None:
+    """Fills and book moves booked by the engine's own :class:`Position`, written as tape and
+    fills rows; the attribution must leave nothing carried in and add up to the net."""
+    # Arrange
+    position = Position(A)
+    mark, mid, now = 5_000, "0.50000", 0
+    tape_lines, fill_lines = [MARKED_HEADER], [FILLS_HEADER]
+
+    def row(event: str, mid: str, mark: int | None) -> str:
+        unrealized = position.unrealized(mark) if mark is not None else 0
+        return (
+            f"{ts(now)},{A},{event},{mid},,,,0.00,,0.00,{format_count(position.qty)},"
+            f"{format_money(unrealized)},{format_money(position.realized)},"
+            f"{format_money(position.fees_paid)},,,0.00,,0.00,"
+            f"{'' if mark is None else format_price(mark)},mid"
+        )
+
+    tape_lines.append(row("quote", mid, mark))
+    for n, (step, kind, price, qty, fee, taker) in enumerate(events):
+        now += step
+        if kind in ("book", "one_sided"):
+            # a two-sided book's mid is half a tick over the mark; a one-sided one has none
+            mark = price
+            mid = "" if kind == "one_sided" else f"{price // 10_000}.{price % 10_000:04d}5"
+            tape_lines.append(row(kind, mid, mark))
+            continue
+        side = BookSide.BID if kind == "bid" else BookSide.ASK
+        position.apply(side, price, qty, fee)
+        fill_lines.append(
+            f"{ts(now)},t{n},o{n},{A},{kind},{format_price(price)},{format_count(qty)},"
+            f"{format_money(fee)},{taker},{format_count(position.qty)}"
+        )
+        tape_lines.append(row("fill", mid, mark))
+    if settlement is not None:
+        now += 1_000
+        position.settle(settlement)  # type: ignore[arg-type]
+        value = "1.0000" if settlement == "yes" else "0.0000"
+        tape_lines.append(row("close", value, None))
+    run_dir = tmp_path_factory.mktemp("run")
+    (run_dir / "tape.csv").write_text("\n".join(tape_lines) + "\n")
+    (run_dir / "fills.csv").write_text("\n".join(fill_lines) + "\n")
+
+    # Act
+    report = summarize(load_run(run_dir))
+
+    # Assert
+    parts = report["attribution"]
+    assert parts["net"] == report["pnl"]["net"]
+    assert parts["net"] == format_money(position.realized + position.unrealized(mark))
+    assert parts["carried_in"] == "0.000000"
+    assert _parts_sum(parts) == position.realized + position.unrealized(mark)
+    assert report["warnings"] == []
+    if settlement is None:
+        assert parts["settlement"] == "0.000000"

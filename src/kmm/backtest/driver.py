@@ -293,7 +293,7 @@ class Backtest:
 
     def _finish(self, end: int) -> None:
         core = self.core
-        core.update_marks()
+        core.tape_end(end)
         portfolio = core.portfolio
         result = self.result
         result.sim_seconds = (end - self.options.start_ns) / NS_PER_S

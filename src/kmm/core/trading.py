@@ -750,6 +750,14 @@ class TradingCore:
             for ticker in self.pipeline.markets:
                 self._tape(ticker, "halt", now_ns)
 
+    def tape_end(self, now_ns: int) -> None:
+        """One ``end`` row per market at the end of a run: every position at its final mark,
+        so the tape's last P&L is the run's (``kmm report`` reads it from there)."""
+        self.update_marks()
+        for ticker in self.pipeline.markets:
+            if ticker not in self._settled:
+                self._tape(ticker, "end", now_ns)
+
     def stop_placing(self, now_ns: int) -> None:
         """From now on only cancels (shutdown, a halt): every order of ours is cancelled."""
         if self.planner is not None:
