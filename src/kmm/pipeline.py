@@ -17,6 +17,15 @@ the websocket shell requests with ``update_subscription``/``get_snapshot``. A ma
 trusted again when its fresh snapshot arrives. A book integrity error (a level would go
 negative) does the same for the subscription of that market. A crossed book is not quoted.
 
+The fair price leaves our own orders out. Each market keeps our resting orders (the
+trading core sets them from its order tracker), and the mid or microprice is taken from the
+book without them, level by level (:meth:`~kmm.book.orderbook.OrderBook.top_without`): a
+quoter that centred on a book holding its own quotes would chase them. When our orders are
+all one side has, the whole book's fair price is used. A size change at a level where we rest
+is decided again even with the mid as fair price, since it can uncover or hide others there.
+The post-only guards still use the whole book (our own bid is as much in the way of an ask as
+anyone's).
+
 Everything that is not order-book traffic (fills, order updates, positions, lifecycle,
 command replies) is returned to the caller; trades also feed the κ estimator and lifecycle
 messages update a market's close time and price grid.
@@ -102,6 +111,28 @@ class MarketState:
     last_book_ns: int = 0
     decided_bid: Price | None = None
     decided_ask: Price | None = None
+    own_yes: dict[Price, Qty] = field(default_factory=dict)
+    """Our resting YES bids, price to remaining (kept by the trading core)."""
+    own_no: dict[Price, Qty] = field(default_factory=dict)
+    """Our resting YES asks as NO bids (NO-leg prices), price to remaining."""
+
+    def others_top(self) -> tuple[Price | None, Qty, Price | None, Qty]:
+        """The best bid and ask of the book without our own orders, with their sizes."""
+        book = self.book
+        if not self.own_yes and not self.own_no:
+            return book.best_bid, book.best_bid_qty, book.best_ask, book.best_ask_qty
+        return book.top_without(self.own_yes, self.own_no)
+
+    def others_fair(self, fair_value: FairValue) -> float | None:
+        """The fair price of the book without our own orders (the mid or the microprice);
+        the whole book's when our orders are all one side has."""
+        bid, bid_qty, ask, ask_qty = self.others_top()
+        if bid is None or ask is None:
+            book = self.book
+            return book.microprice() if fair_value == "microprice" else book.mid()
+        if fair_value == "microprice":
+            return (bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty)
+        return (bid + ask) / 2
 
 
 @dataclass(slots=True)
@@ -198,6 +229,18 @@ class Pipeline:
         self._seq_last = self.tracker.last_by_sid
         # With the mid as fair value, a change of size alone at the top cannot move a quote
         self._size_sensitive = self.fair_value == "microprice"
+
+    def set_own_orders(
+        self, ticker: str, own_yes: dict[Price, Qty], own_no: dict[Price, Qty], now_ns: int
+    ) -> None:
+        """Our resting orders in a market changed: the fair price leaves them out, so the
+        market is decided again when they differ from what it last knew."""
+        market = self.markets.get(ticker)
+        if market is None or (own_yes == market.own_yes and own_no == market.own_no):
+            return
+        market.own_yes, market.own_no = own_yes, own_no
+        if market.book.trusted:
+            self.decide(ticker, now_ns)
 
     def add_market(self, spec: MarketSpec) -> MarketState:
         """Starts tracking a market; its book is untrusted until a snapshot arrives."""
@@ -310,6 +353,7 @@ class Pipeline:
             self._size_sensitive
             or book.best_bid != market.decided_bid
             or book.best_ask != market.decided_ask
+            or price in (market.own_yes if is_yes else market.own_no)
         ):
             self.decide(ticker, now_ns)
 
@@ -409,7 +453,7 @@ class Pipeline:
         ticker = spec.ticker
         best_bid = market.decided_bid = book.best_bid
         best_ask = market.decided_ask = book.best_ask
-        fair = book.microprice() if self.fair_value == "microprice" else book.mid()
+        fair = market.others_fair(self.fair_value)
         if not book.trusted or fair is None or book.is_crossed():
             return empty_quote(ticker)
         vol = market.vol

@@ -257,3 +257,25 @@ def test_a_reader_that_closes_stdout_early_ends_kmm_without_a_traceback(tmp_path
     assert first.startswith("kmm backtest: scenario jump")
     assert status == 141
     assert "Traceback" not in err
+
+
+def test_a_backtest_does_not_depend_on_string_hashing(tmp_path: Path) -> None:
+    """Two processes with different ``PYTHONHASHSEED``: the same orders and fills (markets
+    competing for the token bucket must be planned in an order no hash decides)."""
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {
+            "KMM__RECORD__RUNS_DIR": str(tmp_path / hash_seed),
+            "PATH": "/usr/bin:/bin",
+            "PYTHONHASHSEED": hash_seed,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "kmm", "backtest", "--scenario", "jump", "--seed", "3",
+             "--duration", "5m"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        run_dir = Path(done.stdout.strip().splitlines()[-1].removeprefix("kmm: run directory "))
+        outputs.append(((run_dir / "orders.csv").read_text(), (run_dir / "fills.csv").read_text()))
+
+    assert outputs[0] == outputs[1]

@@ -544,3 +544,55 @@ def test_a_delta_taking_a_level_below_zero_always_raises_and_changes_nothing(
         book.apply_delta(is_yes, price, -levels.get(price, 0) - excess)
 
     assert (top(book), dict(book.yes_levels), dict(book.no_levels)) == before
+
+
+# The book without our own orders
+
+
+def test_the_top_without_our_orders_skips_a_level_that_is_only_ours() -> None:
+    # Arrange: the 22¢ bid is all ours (33300), the 44¢ ask (NO 56¢) is ours in part
+    book = make_book()
+
+    # Act
+    others = book.top_without({2200: 33300}, {5600: 600})
+
+    # Assert
+    assert others == (800, 30000, 4400, 14000)
+    assert top(book) == (2200, 33300, 4400, 14600)  # the book itself is untouched
+
+
+def test_the_top_without_our_orders_is_the_top_when_we_rest_below_it() -> None:
+    book = make_book()
+
+    assert book.top_without({800: 100}, {5400: 2000}) == top(book)
+
+
+def test_our_size_beyond_a_level_removes_that_level_only() -> None:
+    book = make_book()
+
+    # ours at 22¢ is more than the feed shows (our order's delta has not arrived yet)
+    assert book.top_without({2200: 99999}, {}) == (800, 30000, 4400, 14600)
+
+
+def test_a_side_that_is_all_ours_is_empty_without_it() -> None:
+    book = make_book()
+
+    assert book.top_without({}, {5600: 14600, 5400: 2000}) == (2200, 33300, None, 0)
+
+
+@settings(max_examples=100)
+@given(
+    st.dictionaries(st.integers(1, 9999), st.integers(1, 10_000), max_size=8),
+    st.dictionaries(st.integers(1, 9999), st.integers(0, 12_000), max_size=8),
+)
+def test_the_top_without_our_orders_is_the_best_level_with_something_left(
+    levels: dict[Price, Qty], own: dict[Price, Qty]
+) -> None:
+    book = OrderBook("T")
+    book.apply_snapshot(list(levels.items()), [])
+
+    bid, qty, _, _ = book.top_without(own, {})
+
+    left = {p: q - own.get(p, 0) for p, q in levels.items() if q - own.get(p, 0) > 0}
+    best = max(left, default=None)
+    assert (bid, qty) == (best, left[best] if best is not None else 0)

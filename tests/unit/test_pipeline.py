@@ -452,3 +452,47 @@ def test_every_refused_frame_is_counted_by_kind(frame: bytes, kind: str) -> None
             pipeline.on_frame(frame, NOW)
 
     assert pipeline.stats.rejected == {kind: 3}
+
+
+def test_the_fair_price_leaves_our_own_resting_orders_out() -> None:
+    # Arrange: the book is 45¢ @ 47¢, and the whole 45¢ bid (20) is ours
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    market = pipeline.markets[TICKER]
+    with_ours = market.others_fair("mid")
+
+    # Act
+    pipeline.set_own_orders(TICKER, {4500: 2000}, {}, NOW + 1)
+
+    # Assert: others bid 44¢, so the fair is 45.5¢, not 46¢, and the market was decided again
+    assert with_ours == 4600
+    assert market.others_fair("mid") == 4550
+    assert market.others_top() == (4400, 5000, 4700, 3000)
+    assert TICKER in mailbox.take()
+
+
+def test_a_size_change_where_we_rest_is_decided_again_even_with_the_mid_as_fair() -> None:
+    # Arrange: 10 of the 20 at the 45¢ bid are ours
+    pipeline, mailbox = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+    pipeline.set_own_orders(TICKER, {4500: 1000}, {}, NOW)
+    mailbox.take()
+    before = pipeline.stats.decisions
+
+    # Act: the others' 10 at 45¢ leave; the book's top price does not change
+    pipeline.on_frame(_delta(TICKER, 1, 2, "yes", "0.4500", "-10.00"), NOW + 1)
+
+    # Assert: decided again, and the fair now sits between others' 44¢ and 47¢
+    assert pipeline.stats.decisions == before + 1
+    assert pipeline.markets[TICKER].book.best_bid == 4500
+    assert pipeline.markets[TICKER].others_fair("mid") == 4550
+
+
+def test_when_our_orders_are_all_one_side_has_the_whole_books_fair_price_is_used() -> None:
+    pipeline, _ = _pipeline()
+    pipeline.on_frame(_book(), NOW)
+
+    pipeline.set_own_orders(TICKER, {}, {5300: 3000}, NOW)  # the only ask, 47¢, is ours
+
+    assert pipeline.markets[TICKER].others_top() == (4500, 2000, None, 0)
+    assert pipeline.markets[TICKER].others_fair("mid") == 4600

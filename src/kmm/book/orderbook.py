@@ -331,6 +331,26 @@ class OrderBook:
             return None
         return (bid_qty - ask_qty) / total
 
+    def top_without(
+        self, own_yes: Mapping[Price, Qty], own_no: Mapping[Price, Qty]
+    ) -> tuple[Price | None, Qty, Price | None, Qty]:
+        """The top of the book without some resting orders (ours): what others offer.
+
+        Args:
+            own_yes: Our resting YES bids, price to remaining size.
+            own_no: Our resting YES asks as NO bids (NO-leg prices, ``ONE_DOLLAR`` minus the
+                ask), price to remaining size.
+
+        Returns:
+            ``(best_bid, bid_qty, best_ask, ask_qty)`` in YES prices once our sizes are taken
+            off their levels; a level left with nothing is skipped, and a side left empty is
+            ``None`` with size 0. Our size beyond a level's (an order the feed has not shown
+            yet) removes that level and no more.
+        """
+        bid, bid_qty = _top_of(self._yes_occ, self._yes, self._best_yes, own_yes)
+        no, ask_qty = _top_of(self._no_occ, self._no, self._best_no, own_no)
+        return bid, bid_qty, (None if no is None else ONE_DOLLAR - no), ask_qty
+
     def depth(self, levels: int) -> tuple[list[tuple[Price, Qty]], list[tuple[Price, Qty]]]:
         """The top ``levels`` levels of each side, best first, in YES prices.
 
@@ -348,6 +368,19 @@ class OrderBook:
             (ONE_DOLLAR - price, size) for price, size in _walk_down(self._no_occ, self._no, levels)
         ]
         return bids, asks
+
+
+def _top_of(
+    occupancy: bytearray, levels: dict[Price, Qty], best: Price, own: Mapping[Price, Qty]
+) -> tuple[Price | None, Qty]:
+    """One side's best level and size once ``own`` sizes are taken off (``best`` 0: empty)."""
+    price = best
+    while price > 0:
+        left = levels[price] - own.get(price, 0)
+        if left > 0:
+            return price, left
+        price = occupancy.rfind(1, 0, price)
+    return None, 0
 
 
 def _walk_down(

@@ -229,8 +229,10 @@ class OrderPlanner:
         self.approve = approve
         self.desired: dict[str, Quote] = {}
         self.counters = PlannerCounters()
-        self._dirty: set[str] = set()
-        self._deferred: set[str] = set()
+        # insertion-ordered (dicts, not sets): markets are planned in the order they were
+        # touched, so a run does not depend on string hashing (PYTHONHASHSEED)
+        self._dirty: dict[str, None] = {}
+        self._deferred: dict[str, None] = {}
         self._backoff = backoff or Backoff()
         self._places_paused_until = 0
         self._holds = RefusalCooldown()
@@ -242,11 +244,11 @@ class OrderPlanner:
     def submit(self, quotes: Mapping[str, Quote]) -> None:
         """Replaces the targets of these markets (acted on at the next :meth:`plan`)."""
         self.desired.update(quotes)
-        self._dirty.update(quotes)
+        self._dirty.update(dict.fromkeys(quotes))
 
     def touch(self, ticker: str) -> None:
         """Marks a market for a fresh diff (after a fill, a venue cancel, a reconcile)."""
-        self._dirty.add(ticker)
+        self._dirty[ticker] = None
 
     def pull_all(self) -> None:
         """Sets every market's target to no quote: everything of ours gets cancelled."""
@@ -300,18 +302,18 @@ class OrderPlanner:
         self._plan(now_ns)
         return self._admit(now_ns)
 
-    def _known_tickers(self) -> set[str]:
-        return set(self.desired) | set(self.grids)
+    def _known_tickers(self) -> dict[str, None]:
+        return dict.fromkeys([*self.desired, *self.grids])
 
     def _plan(self, now: int) -> None:
         if self._deferred and self._places_allowed(now):
-            self._dirty |= self._deferred
+            self._dirty.update(self._deferred)
             self._deferred.clear()
         if self._held_until:
             for ticker in [t for t, until in self._held_until.items() if until <= now]:
                 del self._held_until[ticker]
-                self._dirty.add(ticker)
-        dirty, self._dirty = self._dirty, set()
+                self._dirty[ticker] = None
+        dirty, self._dirty = self._dirty, {}
         for ticker in dirty:
             quote = self.desired.get(ticker)
             if quote is not None:
@@ -330,7 +332,7 @@ class OrderPlanner:
             self._queue_cancel(quote.ticker, cid, now)
         if not self._places_allowed(now):
             if result.place or result.amend:
-                self._deferred.add(quote.ticker)  # revisit when places resume
+                self._deferred[quote.ticker] = None  # revisit when places resume
             return
         deadline = now + self.settings.freshness_ns
         for amend in result.amend:
@@ -441,7 +443,7 @@ class OrderPlanner:
             self.tracker.on_reject(req.client_order_id, now)
         elif req.kind == "amend":
             self.tracker.on_amend_reject(req.client_order_id, now)
-        self._dirty.add(req.ticker)
+        self._dirty[req.ticker] = None
         return self._event("dropped", req, "target went stale before the bucket could pay for it")
 
     def _event(self, what: str, req: WriteRequest, detail: str = "", code: str = "") -> ExecEvent:
@@ -472,7 +474,7 @@ class OrderPlanner:
         self._backoff.reset()
         if req.intent is not None:
             self._holds.accepted(req.ticker, req.intent.side)
-        self._dirty.add(req.ticker)
+        self._dirty[req.ticker] = None
         return [self._event("acked", req)]
 
     def on_amended(self, req: WriteRequest, ack: CreateAck, now_ns: int) -> list[ExecAction]:
@@ -483,7 +485,7 @@ class OrderPlanner:
             req.client_order_id, now_ns, filled=ack.filled, remaining=ack.remaining
         )
         self._holds.accepted(req.ticker, amend.side)
-        self._dirty.add(req.ticker)
+        self._dirty[req.ticker] = None
         return [self._event("amended", req, f"{amend.price} x {amend.qty}")]
 
     def on_cancels(
@@ -497,7 +499,7 @@ class OrderPlanner:
                 actions.append(self._event("canceled", req))
             else:
                 actions += self.on_error(req, item.error, now_ns)
-            self._dirty.add(req.ticker)
+            self._dirty[req.ticker] = None
         return actions
 
     def on_error(self, req: WriteRequest, error: VenueError, now_ns: int) -> list[ExecAction]:
@@ -508,7 +510,7 @@ class OrderPlanner:
             actions = self._on_unknown(req, error, now_ns)
         else:
             actions = self._on_rejected(req, error, now_ns)
-        self._dirty.add(req.ticker)
+        self._dirty[req.ticker] = None
         return actions
 
     def on_batch_error(
@@ -595,7 +597,7 @@ class OrderPlanner:
             )
             detail = f"venue says {venue.status}"
         tracked = self.tracker.get(cid)
-        self._dirty.add(ticker)
+        self._dirty[ticker] = None
         return [
             ExecEvent(
                 "settled",

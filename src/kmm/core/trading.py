@@ -249,6 +249,24 @@ class TradingCore:
             filled=order.filled,
             remaining=order.remaining,
         )
+        self._refresh_own(order.ticker, now_ns)
+
+    def _refresh_own(self, ticker: str, now_ns: int) -> None:
+        """Tells the pipeline which of a market's orders are ours, so its fair price leaves
+        them out: every order the venue confirmed resting, at its price, by remaining size."""
+        if ticker not in self.pipeline.markets:
+            return
+        own_yes: dict[Price, Qty] = {}
+        own_no: dict[Price, Qty] = {}
+        for order in self.tracker.live(ticker):
+            if order.state not in _RESTING_STATES or order.remaining <= 0:
+                continue
+            if order.side is BookSide.BID:
+                own_yes[order.price] = own_yes.get(order.price, 0) + order.remaining
+            else:
+                leg = ONE_DOLLAR - order.price
+                own_no[leg] = own_no.get(leg, 0) + order.remaining
+        self.pipeline.set_own_orders(ticker, own_yes, own_no, now_ns)
 
     def align_position(self, position: VenuePosition) -> None:
         """At start: the venue's position where the fills read back disagree with it."""
@@ -394,6 +412,7 @@ class TradingCore:
                     f"reconciliation: {e}"
                 )
             )
+        self._refresh_own(fill.ticker, now_ns)
         if not self.portfolio.on_fill(fill):
             return False
         self.fills.append(fill)
@@ -426,7 +445,7 @@ class TradingCore:
         new = [f for f in fills if self.book_fill(f, source, now_ns)]
         if new:
             self._say(f"{source}: {len(new)} fills read back from the venue and recorded")
-        for ticker in {f.ticker for f in new}:
+        for ticker in dict.fromkeys(f.ticker for f in new):
             if ticker in self.pipeline.markets:
                 self.pipeline.decide(ticker, now_ns)
                 self._touch(ticker)
@@ -469,6 +488,7 @@ class TradingCore:
             filled=order.fill_count,
             remaining=order.remaining_count,
         )
+        self._refresh_own(order.ticker, now_ns)
         self._touch(order.ticker)
 
     def _on_position(self, position: MarketPosition, now_ns: int) -> None:
@@ -664,6 +684,7 @@ class TradingCore:
                 event.code,
                 event.detail,
             )
+        self._refresh_own(event.ticker, now_ns)
         if event.what == "rejected" and event.code in PAUSE_CODES:
             self.set_paused(True)
         if event.what == "rejected" and event.code in CLOSED_CODES:
@@ -801,11 +822,11 @@ class TradingCore:
     def mark(self, ticker: str) -> Mark | None:
         """The mark of our position in ``ticker`` now, from its book, last trade and history."""
         market = self.pipeline.markets.get(ticker)
-        book = market.book if market is not None else None
+        bid, _, ask, _ = market.others_top() if market is not None else (None, 0, None, 0)
         return mark_position(
             self.portfolio.net_qty(ticker),
-            book.best_bid if book is not None else None,
-            book.best_ask if book is not None else None,
+            bid,
+            ask,
             self._last_trade.get(ticker),
             self._reference.get(ticker),
             self.config.risk.one_sided_mark_haircut,
