@@ -41,13 +41,11 @@ from kmm.app import build_core, exec_settings
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
-from kmm.core.markets import GridView, market_spec
+from kmm.core.markets import market_spec
 from kmm.core.trading import CoreReport
 from kmm.errors import ConfigError, KmmError, VenueError
 from kmm.execution.executor import ExecEvent, Executor, WriteRequest
-from kmm.execution.inventory import Portfolio
-from kmm.execution.marks import Mark
-from kmm.execution.orders import OrderState, OrderTracker
+from kmm.execution.orders import OrderState
 from kmm.execution.token_bucket import Backoff, TokenBucket, WriteScheduler
 from kmm.kalshi.auth import Signer
 from kmm.kalshi.constants import CANCEL_COST, DEFAULT_COST
@@ -65,17 +63,13 @@ from kmm.kalshi.wire import (
     Event,
 )
 from kmm.kalshi.ws import KalshiWs
-from kmm.pipeline import Pipeline
 from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_markets_json
 from kmm.risk import (
-    KillSwitch,
-    RiskContext,
     Trigger,
 )
 from kmm.types import (
     ONE_DOLLAR,
     QTY_SCALE,
-    Fill,
     Money,
     OrderIntent,
     Price,
@@ -194,53 +188,6 @@ class LiveEngine:
         self._group_id: str | None = None
         self._status_checked_ns = 0
         self._flat_requested = False
-
-    # ----------------------------------------------------------------- the core's state
-
-    @property
-    def portfolio(self) -> Portfolio:
-        """Positions and P&L."""
-        return self.core.portfolio
-
-    @property
-    def fills(self) -> list[Fill]:
-        """The run's fills, in booking order."""
-        return self.core.fills
-
-    @property
-    def tracker(self) -> OrderTracker:
-        """Our orders."""
-        return self.core.tracker
-
-    @property
-    def pipeline(self) -> Pipeline:
-        """Books, specs and quotes per market."""
-        return self.core.pipeline
-
-    @property
-    def grids(self) -> GridView:
-        """Each market's price grid."""
-        return self.core.grids
-
-    @property
-    def marks(self) -> dict[str, Price]:
-        """Each market's mark for P&L."""
-        return self.core.marks
-
-    @property
-    def kill_switch(self) -> KillSwitch:
-        """The kill switch (the only halt state)."""
-        return self.core.kill_switch
-
-    @property
-    def risk(self) -> RiskContext:
-        """Limits, exposures, pause and the venue's market status."""
-        return self.core.risk
-
-    @property
-    def halted(self) -> str | None:
-        """Why the run is halted, or None."""
-        return self.core.halted
 
     # ----------------------------------------------------------------- accessors
 
@@ -495,10 +442,10 @@ class LiveEngine:
         planner = self.core.start_trading(WriteScheduler[WriteRequest](bucket), settings, Backoff())
         self._exec = Executor(
             self.rest,
-            self.tracker,
+            self.core.tracker,
             planner.scheduler,
             self.clock,
-            self.grids,
+            self.core.grids,
             settings,
             on_event=self._on_exec_event,
             planner=planner,
@@ -621,9 +568,6 @@ class LiveEngine:
         GoFlat: _request_flat,
     }
 
-    def _resting_top(self, ticker: str) -> tuple[Price | None, Qty, Price | None, Qty]:
-        return self.core.resting_top(ticker)
-
     def _on_disconnect(self, reason: str) -> None:
         self.core.on_disconnect(reason)
         self._act()
@@ -649,8 +593,8 @@ class LiveEngine:
         """The amend path of every live order: a quote move then signs nothing on the loop."""
         return [
             self.rest.amend_path(order.order_id)
-            for ticker in self.pipeline.markets
-            for order in self.tracker.live(ticker)
+            for ticker in self.core.pipeline.markets
+            for order in self.core.tracker.live(ticker)
             if order.order_id is not None
         ]
 
@@ -700,32 +644,24 @@ class LiveEngine:
             self.core.confirm_flat(self.clock.now_ns())
             self._act()
 
-    def _pnl_marks(self) -> dict[str, Price]:
-        return self.core.pnl_marks()
-
-    def _mark(self, ticker: str) -> Mark | None:
-        return self.core.mark(ticker)
-
-    @property
-    def _last_trade(self) -> dict[str, Price]:
-        return self.core._last_trade
-
     def summary_line(self) -> str:
         """One line: markets, quotes, inventory, P&L, orders/s, tokens left."""
         core = self.core
         elapsed = (self.clock.now_ns() - core.started_ns) / 1e9
-        markets = self.pipeline.markets
+        markets = self.core.pipeline.markets
         quoting = core.quoting()
-        inventory = sum(abs(self.portfolio.net_qty(t)) for t in markets)
-        realized = self.portfolio.realized()
-        unrealized = self.portfolio.unrealized(core.pnl_marks())
+        inventory = sum(abs(self.core.portfolio.net_qty(t)) for t in markets)
+        realized = self.core.portfolio.realized()
+        unrealized = self.core.portfolio.unrealized(core.pnl_marks())
         sent = self.executor.counters.sent
         rate = sent - self._sent_at_last_summary
         self._sent_at_last_summary = sent
         tokens = self.executor.scheduler.bucket.available(self.clock.now_ns())
         first = next(iter(quoting), None)
         sample = f" | {first} {_resting_text(core.resting_top(first))}" if first else ""
-        state = "HALTED" if self.halted is not None else f"quoting {len(quoting)}/{len(markets)}"
+        state = (
+            "HALTED" if self.core.halted is not None else f"quoting {len(quoting)}/{len(markets)}"
+        )
         return (
             f"t={elapsed:5.0f}s {state} | inv "
             f"{format_count(inventory)} | pnl real ${format_money(realized)} unreal "
@@ -850,10 +786,10 @@ class LiveEngine:
                 continue
             left += [oid for oid, item in zip(chunk, items, strict=False) if item.error]
         for order_id in ids:
-            tracked = self.tracker.get(order_id)
+            tracked = self.core.tracker.get(order_id)
             if tracked is not None and order_id not in left:
                 with contextlib.suppress(KmmError):
-                    self.tracker.reconcile(order_id, OrderState.CANCELED, self.clock.now_ns())
+                    self.core.tracker.reconcile(order_id, OrderState.CANCELED, self.clock.now_ns())
         return left
 
     async def _shutdown(self) -> None:

@@ -116,9 +116,9 @@ async def assert_in_sync(run: Run) -> None:
     """The bot's fills, resting orders and positions equal the exchange's, exactly."""
     await run.until(lambda: _fills_match(run), "the bot's fills to equal the exchange's")
     venue_positions = run.venue.positions_of(run.sim.user_id)
-    for ticker in run.engine.pipeline.markets:
+    for ticker in run.engine.core.pipeline.markets:
         venue = venue_positions[ticker].position if ticker in venue_positions else 0
-        assert run.engine.portfolio.net_qty(ticker) == venue, ticker
+        assert run.engine.core.portfolio.net_qty(ticker) == venue, ticker
     await run.until(
         lambda: _tracked_ids(run) == set(run.our_resting()),
         "the bot's live orders to equal the exchange's resting orders",
@@ -126,7 +126,11 @@ async def assert_in_sync(run: Run) -> None:
 
 
 def _tracked_ids(run: Run) -> set[str | None]:
-    return {o.order_id for t in run.engine.pipeline.markets for o in run.engine.tracker.live(t)}
+    return {
+        o.order_id
+        for t in run.engine.core.pipeline.markets
+        for o in run.engine.core.tracker.live(t)
+    }
 
 
 def _fills_match(run: Run) -> bool:
@@ -134,7 +138,9 @@ def _fills_match(run: Run) -> bool:
         (f.trade_id, f.ticker, f.book_side, f.yes_price, f.count, f.fee)
         for f in run.venue.fills_of(run.sim.user_id)
     )
-    ours = sorted((f.trade_id, f.ticker, f.side, f.price, f.qty, f.fee) for f in run.engine.fills)
+    ours = sorted(
+        (f.trade_id, f.ticker, f.side, f.price, f.qty, f.fee) for f in run.engine.core.fills
+    )
     return venue == ours
 
 
@@ -153,7 +159,7 @@ async def start(sim_state_dir: Path, tmp_path: Path) -> AsyncIterator[Callable[.
         run = Run(sim, engine, asyncio.create_task(engine.run()))
         runs.append(run)
         await run.until(lambda: engine.ready.is_set(), "the engine to start")
-        for ticker in engine.pipeline.markets:
+        for ticker in engine.core.pipeline.markets:
             await run.until(lambda t=ticker: run.quoting(t), f"two-sided quotes in {ticker}")
         return run
 
@@ -170,7 +176,7 @@ async def test_the_bot_quotes_two_sided_inside_the_book_and_leaves_nothing_on_st
 ) -> None:
     run: Run = await start()
 
-    for ticker in run.engine.pipeline.markets:
+    for ticker in run.engine.core.pipeline.markets:
         mine = {o.book_side: o.price for o in run.our_resting().values() if o.ticker == ticker}
         others_bid, others_ask = _others_best(run, ticker)
         assert mine[BookSide.BID] < others_ask and mine[BookSide.ASK] > others_bid
@@ -182,7 +188,7 @@ async def test_the_bot_quotes_two_sided_inside_the_book_and_leaves_nothing_on_st
     assert run.our_resting() == {}
     assert run.engine.report.left_resting == []
     # The orders went over the order lane (written in the call that decided them)
-    assert run.engine.report.lane_writes >= len(run.engine.pipeline.markets) * 2
+    assert run.engine.report.lane_writes >= len(run.engine.core.pipeline.markets) * 2
     assert run.engine.report.lane_fallbacks == 0
 
 
@@ -206,12 +212,12 @@ async def test_a_price_crash_fills_our_bid_and_the_quotes_follow_down_within_cap
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     before = {o.book_side: o.price for o in run.our_resting().values() if o.ticker == ticker}
 
     _crash(run, ticker)
 
-    await run.until(lambda: run.engine.portfolio.net_qty(ticker) > 0, "our bid to be hit")
+    await run.until(lambda: run.engine.core.portfolio.net_qty(ticker) > 0, "our bid to be hit")
     await run.until(
         lambda: (
             all(
@@ -223,7 +229,7 @@ async def test_a_price_crash_fills_our_bid_and_the_quotes_follow_down_within_cap
         ),
         "both quotes to move below where they were",
     )
-    position = run.engine.portfolio.net_qty(ticker)
+    position = run.engine.core.portfolio.net_qty(ticker)
     assert 0 < position <= run.engine.config.risk.max_position
     await assert_in_sync(run)
     await run.stop()
@@ -232,17 +238,17 @@ async def test_a_price_crash_fills_our_bid_and_the_quotes_follow_down_within_cap
 
 async def test_a_sequence_gap_resyncs_without_reconnecting(start: Callable[..., Any]) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     run.sim.venue.faults.drop_ws_messages(1)
-    gaps_before = run.engine.pipeline.stats.gaps
+    gaps_before = run.engine.core.pipeline.stats.gaps
 
     run.trade(ticker, BookSide.BID, 100, 1, rest=True)  # one book delta: dropped
     run.trade(ticker, BookSide.BID, 200, 1, rest=True)  # the next delta exposes the gap
 
-    await run.until(lambda: run.engine.pipeline.stats.gaps > gaps_before, "a gap to be seen")
+    await run.until(lambda: run.engine.core.pipeline.stats.gaps > gaps_before, "a gap to be seen")
     await run.until(lambda: run.engine.ws.stats.resyncs >= 1, "a get_snapshot resync")
     await run.until(
-        lambda: all(m.book.trusted for m in run.engine.pipeline.markets.values()),
+        lambda: all(m.book.trusted for m in run.engine.core.pipeline.markets.values()),
         "every book trusted again",
     )
     await run.until(lambda: run.quoting(ticker), "quoting again")
@@ -255,16 +261,20 @@ async def test_a_dropped_socket_reconnects_and_orders_and_position_match_after(
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     run.sim.venue.faults.close_sockets()
     run.sim.venue.publish()
 
     await run.until(lambda: run.engine.ws.stats.reconnects >= 1, "a reconnect")
-    await run.until(lambda: run.engine.pipeline.markets[ticker].book.trusted, "a fresh snapshot")
+    await run.until(
+        lambda: run.engine.core.pipeline.markets[ticker].book.trusted, "a fresh snapshot"
+    )
     await run.until(lambda: run.quoting(ticker), "quoting again after the reconnect")
     await assert_in_sync(run)
     _crash(run, ticker)
-    await run.until(lambda: run.engine.portfolio.net_qty(ticker) > 0, "a fill after reconnecting")
+    await run.until(
+        lambda: run.engine.core.portfolio.net_qty(ticker) > 0, "a fill after reconnecting"
+    )
     await run.until(lambda: run.quoting(ticker), "quoting again")
     await assert_in_sync(run)
     await run.stop()
@@ -275,7 +285,7 @@ async def test_a_5xx_on_an_accepted_order_ends_with_the_order_known_and_tracked(
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     run.sim.venue.faults.fail_next_writes(1, "5xx", accepted=True)
 
     _crash(run, ticker)  # moves the book: the bot re-quotes
@@ -290,8 +300,8 @@ async def test_a_5xx_on_an_accepted_order_ends_with_the_order_known_and_tracked(
 def _no_unknown(run: Run) -> bool:
     return all(
         o.state.value != "unknown"
-        for t in run.engine.pipeline.markets
-        for o in run.engine.tracker.live(t)
+        for t in run.engine.core.pipeline.markets
+        for o in run.engine.core.tracker.live(t)
     )
 
 
@@ -315,10 +325,10 @@ async def test_the_kill_file_halts_quoting_and_leaves_no_resting_order(
     (tmp_path / "KILL").write_text("stop\n")
 
     await run.until(
-        lambda: run.engine.kill_switch.state is HaltState.HALTED, "the kill switch to halt"
+        lambda: run.engine.core.kill_switch.state is HaltState.HALTED, "the kill switch to halt"
     )
     assert run.our_resting() == {}
-    assert run.engine.halted is not None and "kill file" in run.engine.halted
+    assert run.engine.core.halted is not None and "kill file" in run.engine.core.halted
     await asyncio.sleep(1.5)  # a few watch cycles: nothing is placed while halted
     assert run.our_resting() == {}
     await assert_in_sync(run)
@@ -374,7 +384,7 @@ async def test_a_trading_pause_pulls_quotes_and_quoting_resumes_after_it(
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     faults = run.sim.venue.faults
     clock = run.sim.venue.clock
 
@@ -382,7 +392,7 @@ async def test_a_trading_pause_pulls_quotes_and_quoting_resumes_after_it(
     run.sim.venue.publish()
 
     await run.until(lambda: run.our_resting() == {}, "no order of ours resting in the pause")
-    await run.until(lambda: run.engine.risk.exchange_paused, "the bot to see the pause", 30)
+    await run.until(lambda: run.engine.core.risk.exchange_paused, "the bot to see the pause", 30)
     faults.resume_trading(clock.now_ns())
     run.sim.venue.publish()
     await run.until(lambda: run.quoting(ticker), "quoting again after the pause", 30)
@@ -406,7 +416,7 @@ async def test_reconciliation_cancels_a_resting_order_of_ours_it_does_not_track(
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     stray = OrderRequest(
         ticker, BookSide.BID, 100, QTY_SCALE, client_order_id=f"{run.engine.tracker_prefix}-9999"
     )
@@ -424,11 +434,11 @@ async def test_a_settled_market_pays_out_once_and_the_position_goes_flat(
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     _crash(run, ticker)
-    await run.until(lambda: run.engine.portfolio.net_qty(ticker) > 0, "a long position")
+    await run.until(lambda: run.engine.core.portfolio.net_qty(ticker) > 0, "a long position")
     await assert_in_sync(run)
-    position = run.engine.portfolio.position(ticker)
+    position = run.engine.core.portfolio.position(ticker)
     expected = position.realized + position.unrealized(ONE_DOLLAR)
     now = run.sim.venue.clock.now_ns
 
@@ -437,8 +447,8 @@ async def test_a_settled_market_pays_out_once_and_the_position_goes_flat(
     run.venue.settle_market(ticker, now())
     run.sim.venue.publish()
 
-    await run.until(lambda: run.engine.portfolio.net_qty(ticker) == 0, "the settlement booked")
-    assert run.engine.portfolio.position(ticker).realized == expected
+    await run.until(lambda: run.engine.core.portfolio.net_qty(ticker) == 0, "the settlement booked")
+    assert run.engine.core.portfolio.position(ticker).realized == expected
     assert not any(o.ticker == ticker for o in run.our_resting().values())
     await run.stop()
     assert run.our_resting() == {}
@@ -448,16 +458,16 @@ async def test_an_operator_halt_cancels_everything_and_resume_quotes_again(
     start: Callable[..., Any],
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
 
     run.engine.halt("operator")
 
     await run.until(
-        lambda: run.engine.kill_switch.state is HaltState.HALTED, "halted and confirmed flat"
+        lambda: run.engine.core.kill_switch.state is HaltState.HALTED, "halted and confirmed flat"
     )
     assert run.our_resting() == {}
     run.engine.resume()
     await run.until(lambda: run.quoting(ticker), "quoting again after resume")
-    assert run.engine.halted is None
+    assert run.engine.core.halted is None
     await assert_in_sync(run)
     await run.stop()

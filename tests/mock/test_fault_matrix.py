@@ -99,7 +99,7 @@ async def test_after_combined_faults_fills_orders_and_positions_equal_the_exchan
     case: str,
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
 
     await CASES[case](run, ticker)
 

@@ -19,16 +19,16 @@ async def test_a_market_deactivated_then_activated_is_quoted_again_from_a_fresh_
     start: Callable[..., Any],  # noqa: F811
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     clock = run.sim.venue.clock
-    snapshots = run.engine.pipeline.stats.snapshots
+    snapshots = run.engine.core.pipeline.stats.snapshots
 
     bid, ask = run.venue.best(ticker)
     run.sim.venue.faults.deactivate_market(ticker, clock.now_ns())
     run.sim.venue.publish()
     await run.until(lambda: not any(o.ticker == ticker for o in run.our_resting().values()),
                     "the deactivated market's quotes pulled")  # fmt: skip
-    await run.until(lambda: "deactivated" in (run.engine.risk.blocked.get(ticker) or ""),
+    await run.until(lambda: "deactivated" in (run.engine.core.risk.blocked.get(ticker) or ""),
                     "the bot to see the deactivation")  # fmt: skip
 
     run.sim.venue.faults.activate_market(ticker, clock.now_ns())
@@ -38,8 +38,8 @@ async def test_a_market_deactivated_then_activated_is_quoted_again_from_a_fresh_
     run.trade(ticker, BookSide.ASK, ask, 10, rest=True)
 
     await run.until(lambda: run.quoting(ticker), "quoting again after activation", 30)
-    assert run.engine.pipeline.stats.snapshots > snapshots
-    assert ticker not in run.engine.risk.blocked
+    assert run.engine.core.pipeline.stats.snapshots > snapshots
+    assert ticker not in run.engine.core.risk.blocked
     await assert_in_sync(run)
     await run.stop()
 
@@ -49,7 +49,7 @@ async def test_a_closed_market_is_reported_closed_not_as_a_sequence_gap(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     run: Run = await start()
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     caplog.set_level(logging.INFO)
 
     run.venue.close_market(ticker, run.sim.venue.clock.now_ns())
@@ -69,23 +69,23 @@ async def test_a_long_whose_bids_are_all_gone_is_marked_below_the_last_trade_not
 ) -> None:
     config = _config(tmp_path, risk={"max_position_contracts": 5})
     run: Run = await start(config)
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     bid, ask = run.venue.best(ticker)
     old_mid = (bid + ask) // 2
 
     run.trade(ticker, BookSide.ASK, 100, 100_000)  # sells into every bid there is
-    await run.until(lambda: run.engine.portfolio.net_qty(ticker) >= 500, "a long at its cap")
+    await run.until(lambda: run.engine.core.portfolio.net_qty(ticker) >= 500, "a long at its cap")
     await run.until(lambda: run.venue.best(ticker)[0] is None, "no bid left at the venue")
-    mark = run.engine._mark(ticker)
-    await run.until(lambda: run.engine.marks.get(ticker) == mark.price if mark else False,
+    mark = run.engine.core.mark(ticker)
+    await run.until(lambda: run.engine.core.marks.get(ticker) == mark.price if mark else False,
                     "the P&L mark to follow")  # fmt: skip
 
     haircut = config.risk.one_sided_mark_haircut
-    last_trade = run.engine._last_trade[ticker]
+    last_trade = run.engine.core._last_trade[ticker]
     assert mark is not None and mark.source.endswith("-haircut"), mark
     assert mark.price <= last_trade - haircut < old_mid
-    position = run.engine.portfolio.position(ticker)
-    assert run.engine.portfolio.unrealized(run.engine._pnl_marks()) == position.unrealized(
+    position = run.engine.core.portfolio.position(ticker)
+    assert run.engine.core.portfolio.unrealized(run.engine.core.pnl_marks()) == position.unrealized(
         mark.price
     )
     await run.stop()
@@ -95,10 +95,10 @@ async def test_the_summary_counts_markets_with_resting_orders_and_shows_a_halt(
     start: Callable[..., Any],  # noqa: F811
 ) -> None:
     run: Run = await start()
-    markets = len(run.engine.pipeline.markets)
+    markets = len(run.engine.core.pipeline.markets)
     assert f"quoting {markets}/{markets}" in run.engine.summary_line()
 
-    ticker = next(iter(run.engine.pipeline.markets))
+    ticker = next(iter(run.engine.core.pipeline.markets))
     run.sim.venue.faults.deactivate_market(ticker, run.sim.venue.clock.now_ns())
     run.sim.venue.publish()
     await run.until(lambda: not any(o.ticker == ticker for o in run.our_resting().values()),

@@ -489,7 +489,7 @@ async def test_a_bot_on_subaccount_3_trades_there_and_never_touches_the_primary_
     task = asyncio.create_task(bot.run())
     try:
         await _until(lambda: bot.ready.is_set(), "the engine to start", task)
-        for t in bot.pipeline.markets:
+        for t in bot.core.pipeline.markets:
             await _until(
                 lambda t=t: (
                     {o.book_side for o in _resting(sim, 3).values() if o.ticker == t}
@@ -498,9 +498,9 @@ async def test_a_bot_on_subaccount_3_trades_there_and_never_touches_the_primary_
                 f"two-sided quotes in {t} on subaccount 3",
                 task,
             )
-        elsewhere = next(t for t in active if t not in bot.pipeline.markets)
+        elsewhere = next(t for t in active if t not in bot.core.pipeline.markets)
         _take(sim, elsewhere)
-        decoder = bot.pipeline.decoder
+        decoder = bot.core.pipeline.decoder
         await _until(
             lambda: (
                 decoder.foreign_counts.get("fill", 0) > 0
@@ -509,16 +509,16 @@ async def test_a_bot_on_subaccount_3_trades_there_and_never_touches_the_primary_
             "the primary account's fill and position frames to be skipped",
             task,
         )
-        ours = {o.order_id for m in bot.pipeline.markets for o in bot.tracker.live(m)}
+        ours = {o.order_id for m in bot.core.pipeline.markets for o in bot.core.tracker.live(m)}
 
         # Assert: the bot's orders are subaccount 3's, the primary's are untouched
         assert engine.get_order(sim.user_id, stray).status is OrderStatus.CANCELED
         assert engine.get_order(sim.user_id, primary_order).status is OrderStatus.RESTING
         assert ours == set(_resting(sim, 3))
         assert None not in {o.order_group_id for o in _resting(sim, 3).values()}
-        assert bot.portfolio.net_qty(filled) == 0  # the primary's fills are not the bot's
-        assert bot.portfolio.net_qty(elsewhere) == 0
-        assert bot.fills == []
+        assert bot.core.portfolio.net_qty(filled) == 0  # the primary's fills are not the bot's
+        assert bot.core.portfolio.net_qty(elsewhere) == 0
+        assert bot.core.fills == []
     finally:
         bot.stop()
         await asyncio.wait_for(task, 30)

@@ -123,7 +123,7 @@ class Feed:
 
     def frame(self) -> dict[str, Any]:
         rng = self.rng
-        untrusted = [t for t in MARKETS if not self.engine.pipeline.markets[t].book.trusted]
+        untrusted = [t for t in MARKETS if not self.engine.core.pipeline.markets[t].book.trusted]
         roll = rng.random()
         if untrusted and roll < 0.25:
             return self.snapshot(rng.choice(untrusted))
@@ -162,7 +162,7 @@ class Feed:
         rng = self.rng
         ticker = self.ticker()
         is_yes = rng.random() < 0.5
-        market = self.engine.pipeline.markets.get(ticker)
+        market = self.engine.core.pipeline.markets.get(ticker)
         levels = {} if market is None else (
             market.book.yes_levels if is_yes else market.book.no_levels
         )  # fmt: skip
@@ -401,7 +401,7 @@ def _engine(clock: ManualClock, session: aiohttp.ClientSession) -> LiveEngine:
     )
     for ticker in MARKETS:
         grid = PriceGrid.linear_cent()
-        engine.pipeline.add_market(MarketSpec(ticker, grid, START_NS + 86_400 * 10**9, 0.0175))
+        engine.core.pipeline.add_market(MarketSpec(ticker, grid, START_NS + 86_400 * 10**9, 0.0175))
         engine.report.markets.append(ticker)
     engine._rest = KalshiRest(session, rest_url, signer)
     engine._build_executor(AccountLimits("basic", 20, 200, 10, 100))
@@ -418,16 +418,16 @@ def _track_orders(engine: LiveEngine, now: int) -> list[tuple[str, str]]:
     ids = []
     for ticker in MARKETS:
         for side, price in ((BookSide.BID, 4000), (BookSide.ASK, 6000)):
-            order = engine.tracker.new(OrderIntent(ticker, side, price, 1_000), now)
+            order = engine.core.tracker.new(OrderIntent(ticker, side, price, 1_000), now)
             order_id = f"oid-{order.client_order_id}"
-            engine.tracker.on_ack(order.client_order_id, order_id, now)
+            engine.core.tracker.on_ack(order.client_order_id, order_id, now)
             ids.append((order.client_order_id, order_id))
     return ids
 
 
 def broken_invariants(engine: LiveEngine) -> list[str]:
     problems = []
-    for ticker, market in engine.pipeline.markets.items():
+    for ticker, market in engine.core.pipeline.markets.items():
         book = market.book
         problems += [f"{ticker}: {p}" for p in book.invariant_violations()]
         quote = market.quote
@@ -440,7 +440,7 @@ def broken_invariants(engine: LiveEngine) -> list[str]:
         ]
         if len(sides) == 2 and sides[0] >= sides[1]:
             problems.append(f"{ticker}: quote {quote} is crossed")
-        if engine.grids[ticker] is not grid:
+        if engine.core.grids[ticker] is not grid:
             problems.append(f"{ticker}: the executor's grid is not the pipeline's")
     return problems
 
@@ -505,7 +505,7 @@ async def test_mutated_frames_never_escape_the_receive_path_nor_break_a_book(
 
     assert not failures.seen, failures.report()
     # The mutations reached the value checks and the valid frames reached the strategy
-    stats = engine.pipeline.stats
+    stats = engine.core.pipeline.stats
     assert stats.decisions > 1_000 and stats.snapshots > 1_000
     assert engine.report.fills > 100
     assert len(stats.rejected) > 60
@@ -543,7 +543,7 @@ def _book(engine: LiveEngine, ticker: str = MARKETS[0]) -> None:
         ),
         START_NS,
     )
-    assert engine.pipeline.markets[ticker].book.trusted
+    assert engine.core.pipeline.markets[ticker].book.trusted
 
 
 @pytest.mark.asyncio
@@ -562,7 +562,7 @@ async def test_a_refused_frame_is_logged_once_per_kind_and_counted_every_time(
     for frame in frames:
         assert engine.on_frame(frame, START_NS) is None
 
-    assert engine.pipeline.stats.rejected == {
+    assert engine.core.pipeline.stats.rejected == {
         "fill.yes_price_dollars": 3,
         "fill.count_fp": 1,
         "frame.json": 1,
@@ -570,7 +570,7 @@ async def test_a_refused_frame_is_logged_once_per_kind_and_counted_every_time(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3
     assert "fill.yes_price_dollars" in warnings[0] and "1.0000" in warnings[0]
-    assert engine.fills == []
+    assert engine.core.fills == []
 
 
 @pytest.mark.asyncio
@@ -582,10 +582,10 @@ async def test_a_valid_band_update_replaces_the_grid_the_executor_reads(
 
     engine.on_frame(_sample("market_lifecycle_v2.price_level_structure_updated"), START_NS)
 
-    grid = engine.pipeline.markets[ticker].spec.grid
+    grid = engine.core.pipeline.markets[ticker].spec.grid
     assert grid == PriceGrid.from_ranges([(0, ONE_DOLLAR, 10)])
     assert engine.executor.grids[ticker] is grid
-    assert engine.grids[ticker] is grid
+    assert engine.core.grids[ticker] is grid
 
 
 @pytest.mark.asyncio
@@ -594,17 +594,17 @@ async def test_a_bad_band_update_keeps_the_grid_and_pulls_the_markets_quotes(
 ) -> None:
     ticker = MARKETS[2]
     _book(engine, ticker)
-    old = engine.grids[ticker]
+    old = engine.core.grids[ticker]
     bad = [{"start": "0.0000", "end": "1.0000", "step": "0.0000"}]
 
     engine.on_frame(
         _sample("market_lifecycle_v2.price_level_structure_updated", price_ranges=bad), START_NS
     )
 
-    assert engine.grids[ticker] is old
-    assert engine.pipeline.markets[ticker].spec.grid is old
+    assert engine.core.grids[ticker] is old
+    assert engine.core.pipeline.markets[ticker].spec.grid is old
     assert engine.executor.desired[ticker] == Quote(ticker, None, 0, None, 0)
-    assert engine.pipeline.stats.rejected == {"market_lifecycle_v2.price_ranges": 1}
+    assert engine.core.pipeline.stats.rejected == {"market_lifecycle_v2.price_ranges": 1}
 
 
 @pytest.mark.asyncio
@@ -613,16 +613,16 @@ async def test_a_scalar_settlement_without_a_value_is_refused_and_books_nothing(
 ) -> None:
     ticker = MARKETS[2]  # the lifecycle samples' market
     engine.on_frame(_sample("fill", market_ticker=ticker), START_NS)
-    held = engine.portfolio.net_qty(ticker)
+    held = engine.core.portfolio.net_qty(ticker)
 
     engine.on_frame(
         _sample("market_lifecycle_v2.determined", result="scalar", settlement_value=None),
         START_NS,
     )
 
-    assert engine.pipeline.stats.rejected == {"market_lifecycle_v2.settlement_value": 1}
+    assert engine.core.pipeline.stats.rejected == {"market_lifecycle_v2.settlement_value": 1}
     assert held != 0
-    assert engine.portfolio.net_qty(ticker) == held
+    assert engine.core.portfolio.net_qty(ticker) == held
 
 
 @pytest.mark.asyncio
@@ -630,7 +630,7 @@ async def test_an_order_update_that_contradicts_a_tracked_order_is_counted_not_r
     engine: LiveEngine,
 ) -> None:
     _track_orders(engine, START_NS)
-    order = next(iter(engine.tracker.live(MARKETS[0])))
+    order = next(iter(engine.core.tracker.live(MARKETS[0])))
 
     event = engine.on_frame(
         _sample(
@@ -640,8 +640,8 @@ async def test_an_order_update_that_contradicts_a_tracked_order_is_counted_not_r
     )
 
     assert event is None
-    assert engine.pipeline.stats.rejected == {"order.order_id": 1}
-    assert engine.tracker.get(order.client_order_id) is order
+    assert engine.core.pipeline.stats.rejected == {"order.order_id": 1}
+    assert engine.core.tracker.get(order.client_order_id) is order
 
 
 @pytest.mark.asyncio
