@@ -17,6 +17,7 @@ from kmm.execution.inventory import Portfolio
 from kmm.execution.orders import ClientOrderIds, OrderTracker
 from kmm.pipeline import Pipeline, QuoteMailbox
 from kmm.risk import KillSwitch, RiskContext, RiskLimits
+from kmm.strategy.baselines import QUOTERS
 from kmm.strategy.quoter import StrategyParams
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
 from kmm.types import Qty
@@ -49,6 +50,8 @@ def strategy_params(config: KmmConfig) -> StrategyParams:
         extreme_low=strategy.extreme_low,
         extreme_high=strategy.extreme_high,
         edge=strategy.edge,
+        baseline_ticks=strategy.baseline_ticks,
+        skew_contracts=strategy.baseline_skew_contracts,
     )
 
 
@@ -125,6 +128,7 @@ def build_pipeline(
         use_yes_price=use_yes_price,
         fair_value=config.strategy.fair_value,
         subaccount=config.venue.subaccount,
+        quoter=QUOTERS[config.strategy.model],
     )
 
 

@@ -45,6 +45,7 @@ from kmm.backtest.latency import (
 from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
 from kmm.backtest.replay_venue import ReplayVenue
 from kmm.backtest.run import run_backtest
+from kmm.backtest.scoreboard import MODELS, format_board, run_scoreboard
 from kmm.config import (
     BacktestConfig,
     KmmConfig,
@@ -167,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_sim_parser(commands)
     _add_capture_parser(commands)
     _add_backtest_parser(commands)
+    _add_bench_parser(commands)
     return parser
 
 
@@ -225,6 +227,42 @@ def _add_backtest_parser(commands: _Commands) -> None:
         type=_non_negative_ms,
         default=None,
         help="feed latency (backtest.feed_latency_ms, 2)",
+    )
+
+
+def _names(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """A comma-separated list of some of ``choices`` (one-line error naming the unknown)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            got = ", ".join(unknown) or "an empty list"
+            raise argparse.ArgumentTypeError(f"{got}: expected some of {', '.join(choices)}")
+        return names
+
+    return parse
+
+
+def _add_bench_parser(commands: _Commands) -> None:
+    bench = _command(
+        commands,
+        "bench",
+        "score kmm's quoter against the baselines through the backtest (make bench runs it)",
+    )
+    bench.add_argument("what", choices=("strategy",), help="what to score")
+    bench.add_argument(
+        "--scenarios", type=_names(SCENARIOS), default=SCENARIOS, help="default: all of them"
+    )
+    bench.add_argument(
+        "--models", type=_names(MODELS), default=MODELS, help=f"default: {','.join(MODELS)}"
+    )
+    bench.add_argument("--seeds", type=_positive_int, default=5, help="seeds 1..N (default 5)")
+    bench.add_argument(
+        "--duration", type=_duration, default=1800.0, help="simulated time per run (default 30m)"
+    )
+    bench.add_argument(
+        "--jobs", type=_positive_int, default=None, help="worker processes (default: the cores)"
     )
 
 
@@ -468,9 +506,31 @@ def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
     return run_backtest(config, options, sys.stdout, venue=venue, source=source)
 
 
+def _cmd_bench(config: KmmConfig, args: argparse.Namespace) -> int:
+    jobs = args.jobs or os.cpu_count() or 1
+    runs = len(args.scenarios) * len(args.models) * args.seeds
+    print(
+        f"kmm bench strategy: {runs} backtests ({', '.join(args.models)} on "
+        f"{', '.join(args.scenarios)}; seeds 1-{args.seeds}; {args.duration:g} s each; "
+        f"{jobs} jobs)",
+        flush=True,
+    )
+    board = run_scoreboard(
+        config,
+        scenarios=args.scenarios,
+        models=args.models,
+        seeds=range(1, args.seeds + 1),
+        duration_s=args.duration,
+        jobs=jobs,
+    )
+    print(format_board(board), end="")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "run": _cmd_run,
     "backtest": _cmd_backtest,
+    "bench": _cmd_bench,
     "config": _cmd_config,
     "report": _cmd_report,
     "capture": _cmd_capture,

@@ -728,6 +728,24 @@ class StrategyConfig(_Section):
         description="The price the quotes centre on: mid (average of best bid and ask) or "
         "microprice (mid weighted by the sizes at the top).",
     )
+    model: Literal["kmm", "fixed", "join", "hbot_as"] = Field(
+        default="kmm",
+        description="The quoter: kmm (the binary-adapted Avellaneda-Stoikov), or one of the "
+        "scoreboard's baselines: fixed (fair price ± baseline_ticks), join (the touch, skewed one "
+        "tick per baseline_skew_contracts of inventory), hbot_as (textbook Avellaneda-Stoikov on a "
+        "fixed horizon, no binary bound, fee floor or bands).",
+    )
+    baseline_ticks: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description="The fixed baseline's distance from the fair price, in grid ticks a side.",
+    )
+    baseline_skew_contracts: _Real = Field(
+        default=5.0,
+        gt=0,
+        description="The join baseline's skew: one tick per this many contracts of inventory.",
+    )
 
     @field_validator("kappa_min_per_dollar", "sigma_min_per_sqrt_s")
     @classmethod

@@ -65,7 +65,7 @@ from kmm.kalshi.wire import (
     WireDecoder,
 )
 from kmm.strategy.alpha import AlphaFn, zero_alpha
-from kmm.strategy.quoter import QuoteInputs, StrategyParams, compute_quote
+from kmm.strategy.quoter import QuoteInputs, Quoter, StrategyParams, compute_quote
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
 from kmm.types import ONE_DOLLAR, Outcome, Price, Qty, Quote
 
@@ -202,6 +202,8 @@ class Pipeline:
         alpha: External skew in price units, added to the reservation price.
         fair_value: ``"mid"`` or ``"microprice"`` as the quoter's fair price.
         subaccount: The account messages to decode (the bot's subaccount; ``None``: all).
+        quoter: What turns a market's inputs into its quote (:func:`compute_quote`, or a
+            baseline of :mod:`kmm.strategy.baselines`).
     """
 
     params: StrategyParams
@@ -213,6 +215,7 @@ class Pipeline:
     alpha: AlphaFn = zero_alpha
     fair_value: FairValue = "mid"
     subaccount: int | None = None
+    quoter: Quoter = compute_quote
     markets: dict[str, MarketState] = field(default_factory=dict)
     stats: PipelineStats = field(default_factory=PipelineStats)
     decoder: WireDecoder = field(init=False)
@@ -469,7 +472,7 @@ class Pipeline:
             spec.maker_fee_rate,
             self.alpha(ticker, now_ns),
         )
-        return compute_quote(ticker, inputs, self.params, spec.grid)
+        return self.quoter(ticker, inputs, self.params, spec.grid)
 
     def _tau_s(self, spec: MarketSpec, now_ns: int) -> float:
         if spec.close_ns is None:

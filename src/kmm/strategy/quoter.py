@@ -33,6 +33,7 @@ of about 4.2¢ at mid and a reservation-price skew of 1.8¢ at 10 contracts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -41,7 +42,7 @@ from kmm.errors import ConfigError
 from kmm.strategy.avellaneda_stoikov import bounded_sigma, optimal_spread, reservation_price
 from kmm.types import ONE_DOLLAR, QTY_SCALE, Price, Qty, Quote
 
-__all__ = ["QuoteInputs", "StrategyParams", "compute_quote"]
+__all__ = ["QuoteInputs", "Quoter", "StrategyParams", "compute_quote"]
 
 # Model prices are floats in $0.0001 units; a value within this of a grid price is taken to
 # be on it, so that float noise (0.52 × 10 000 = 5200.000000000001) cannot cost a tick
@@ -69,6 +70,8 @@ class StrategyParams:
             ``ONE_DOLLAR`` disables).
         edge: Extra half-spread in $0.0001 units, added on top of the model's half-spread
             (or of the maker fee, when that is larger).
+        baseline_ticks: The fixed-spread baseline's distance from the fair price, in ticks.
+        skew_contracts: The join-the-touch baseline's skew: a tick per this many contracts.
 
     Raises:
         ConfigError: listing every parameter out of range.
@@ -87,6 +90,8 @@ class StrategyParams:
     extreme_low: Price = 500
     extreme_high: Price = 9500
     edge: Price = 0
+    baseline_ticks: int = 2
+    skew_contracts: float = 5.0
 
     def __post_init__(self) -> None:
         problems = _positive_problems(self) + _range_problems(self)
@@ -100,6 +105,8 @@ def _positive_problems(params: StrategyParams) -> list[str]:
         "kappa_default": params.kappa_default,
         "horizon_s": params.horizon_s,
         "lot_qty": params.lot_qty,
+        "baseline_ticks": params.baseline_ticks,
+        "skew_contracts": params.skew_contracts,
     }
     non_negative = {
         "sigma_min": params.sigma_min,
@@ -200,6 +207,11 @@ def compute_quote(
         ask,
         ask_qty if ask is not None else 0,
     )
+
+
+Quoter = Callable[[str, QuoteInputs, StrategyParams, PriceGrid], Quote]
+"""A quoter: the market, its inputs now, the parameters and its grid → the quote
+(:func:`compute_quote`, or a baseline of :mod:`kmm.strategy.baselines`)."""
 
 
 def _model_prices(fair: float, inputs: QuoteInputs, params: StrategyParams) -> tuple[float, float]:
