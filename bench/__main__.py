@@ -7,6 +7,7 @@ to its baseline. Nothing here asserts a time: the targets are printed next to th
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import orjson
 from bench import backtest, latency, matching, record
 from bench.baseline import NaivePipeline
 from kmm.app import build_pipeline
+from kmm.backtest.scoreboard import format_board, run_scoreboard
 from kmm.book.grid import PriceGrid
 from kmm.config import KmmConfig
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox
@@ -249,6 +251,18 @@ def bench_record() -> None:
     print(f"  ratio                {logging_us / tape:6.1f}x cheaper")
 
 
+def bench_strategy() -> None:
+    """The strategy scoreboard (``kmm bench strategy`` on its defaults): kmm against the
+    baselines on every scenario, 5 seeds x 30 simulated minutes each, one job per core."""
+    config = KmmConfig()
+    jobs = os.cpu_count() or 1
+    start = time.perf_counter()
+    board = run_scoreboard(config, jobs=jobs)
+    wall = time.perf_counter() - start
+    print(f"strategy scoreboard ({len(board.runs)} backtests in {wall:.0f} s on {jobs} jobs):")
+    print(format_board(board), end="")
+
+
 def main() -> int:
     """Runs every benchmark and prints its figures."""
     print(f"python {sys.version.split()[0]} on {sys.platform}")
@@ -257,6 +271,7 @@ def main() -> int:
     bench_matching()
     bench_record()
     bench_latency()
+    bench_strategy()
     return 0
 
 

@@ -433,7 +433,7 @@ def sql_block(docs: Docs) -> None:
 
 
 BACKTEST_COMMAND = "python -m kmm backtest --scenario jump --seed 3 --duration 10m"
-BACKTEST_REPORT = "text: kmm report: runs/20261203T162345Z"
+BACKTEST_REPORT = "text: kmm report: runs/20261203T173435Z"
 
 
 def backtest(docs: Docs) -> None:
@@ -454,6 +454,23 @@ def backtest(docs: Docs) -> None:
     assert_shows([line for line in shown if words(line)], report.out)
     figures = [line for line in shown if line.startswith("  = net")]
     assert figures and figures[0] in report.out  # the same seed gives the same run
+
+
+BENCH_STRATEGY_COMMAND = (
+    "python -m kmm bench strategy --scenarios calm,thin --seeds 2 --duration 5m"
+)
+
+
+def bench_strategy(docs: Docs) -> None:
+    """The README's quick scoreboard, as written: both scenarios' tables and the goals."""
+    ran = docs.sh(BENCH_STRATEGY_COMMAND)
+    assert ran.status == 0, ran.err
+    for scenario in ("calm", "thin"):
+        assert f"{scenario} (2 seeds x 5 min; kmm ranks" in ran.out
+    for model in ("kmm", "fixed", "join", "hbot_as"):
+        assert any(line.split()[:1] == [model] for line in ran.out.splitlines())
+    assert "calm: kmm >= the best baseline" in ran.out
+    assert "every run within its inventory cap" in ran.out
 
 
 CAPTURE_COMMAND = "python -m kmm capture --duration 20s"
@@ -495,6 +512,7 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     CAPTURE_COMMAND: capture_command,
     REPLAY_COMMAND: replay,
     BACKTEST_COMMAND: backtest,
+    BENCH_STRATEGY_COMMAND: bench_strategy,
     "make run": make_run,
     "make test": make_test,
     f"export KMM__AUTH__KEY_ID={KEY_ID}": export_key_id,
@@ -527,6 +545,10 @@ NOT_COMMANDS: dict[str, str] = {
         "make bench's output (not run by tests)"
     ),
     "src/kmm/": "the source layout",
+    "text: kmm bench strategy: 120 backtests (kmm, fixed, join, hbot_as on calm, trending, "
+    "jump, thin, near_close, settlement; seeds 1-5; 1800 s each; 2 jobs)": (
+        "make bench's scoreboard (not run by tests; the quick board above is)"
+    ),
     BACKTEST_REPORT: (
         "the report of the README's backtest: backtest() compares it with a real one"
     ),

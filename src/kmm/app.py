@@ -18,7 +18,10 @@ from kmm.execution.orders import ClientOrderIds, OrderTracker
 from kmm.pipeline import Pipeline, QuoteMailbox
 from kmm.risk import KillSwitch, RiskContext, RiskLimits
 from kmm.strategy.baselines import QUOTERS
+from kmm.strategy.flow import TakerFlow
 from kmm.strategy.quoter import StrategyParams
+from kmm.strategy.throttles import ThrottleParams
+from kmm.strategy.toxicity import ToxicityParams
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
 from kmm.types import Qty
 
@@ -50,6 +53,7 @@ def strategy_params(config: KmmConfig) -> StrategyParams:
         extreme_low=strategy.extreme_low,
         extreme_high=strategy.extreme_high,
         edge=strategy.edge,
+        improve_ticks=strategy.improve_ticks,
         baseline_ticks=strategy.baseline_ticks,
         skew_contracts=strategy.baseline_skew_contracts,
     )
@@ -129,6 +133,48 @@ def build_pipeline(
         fair_value=config.strategy.fair_value,
         subaccount=config.venue.subaccount,
         quoter=QUOTERS[config.strategy.model],
+        throttle=throttle_params(config) if config.strategy.model == "kmm" else None,
+        new_flow=flow_factory(config.strategy) if config.strategy.model == "kmm" else None,
+        toxicity=toxicity_params(config.strategy) if config.strategy.model == "kmm" else None,
+    )
+
+
+def toxicity_params(strategy: StrategyConfig) -> ToxicityParams | None:
+    """kmm's adverse-selection guard from the ``strategy`` section (None: disabled)."""
+    if not strategy.toxic_trigger:
+        return None
+    return ToxicityParams(
+        horizon_ns=int(strategy.toxic_horizon_s * 1e9),
+        trigger=strategy.toxic_trigger,
+        recover=strategy.toxic_recover,
+        calm_ns=int(strategy.toxic_calm_s * 1e9),
+        widen=strategy.toxic_widen,
+    )
+
+
+def flow_factory(strategy: StrategyConfig) -> Callable[[], TakerFlow] | None:
+    """Makes kmm's taker-flow skew per market (None: the skew is disabled)."""
+    per_contract = strategy.flow_skew_cents_per_contract * 100  # cents -> $0.0001
+    if not per_contract:
+        return None
+    cap = strategy.flow_skew_max_cents * 100
+    return lambda: TakerFlow(strategy.flow_halflife_s, per_contract, cap)
+
+
+def throttle_params(config: KmmConfig) -> ThrottleParams | None:
+    """kmm's quote throttles from the ``strategy`` section (None: both disabled); the
+    scoreboard's baselines run without them."""
+    strategy = config.strategy
+    if not strategy.fill_cooldown_ms and not strategy.jump_cents:
+        return None
+    ms = 1_000_000
+    return ThrottleParams(
+        fill_cooldown_ns=strategy.fill_cooldown_ms * ms,
+        settle_ns=strategy.settle_ms * ms,
+        max_hold_ns=strategy.max_hold_ms * ms,
+        jump_ticks=strategy.jump,
+        jump_window_ns=strategy.jump_window_ms * ms,
+        settle_move=strategy.settle_move,
     )
 
 

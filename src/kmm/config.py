@@ -723,6 +723,86 @@ class StrategyConfig(_Section):
         description="Extra half-spread added on top of the model's (and of any maker fee), in "
         "cents.",
     )
+    improve_ticks: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="How far a quote may improve on others' best price, in grid ticks: a model "
+        "price inside the touch by more is moved back to the touch plus this (0: only join).",
+    )
+    fill_cooldown_ms: _Whole = Field(
+        default=500,
+        ge=0,
+        description="After a fill, that side is not quoted for this long, and then not until "
+        "the fair price has stood still for settle_ms (kmm's quoter only). 0 disables it.",
+    )
+    settle_ms: _Whole = Field(
+        default=500,
+        ge=0,
+        description="A fill cooldown or a jump hold ends once the fair price has not moved for "
+        "this long.",
+    )
+    settle_move_cents: _Cents = Field(
+        default=Decimal(0),
+        ge=0,
+        description="A change of the fair price smaller than this does not count as a move when "
+        "waiting for it to settle, in cents. 0 counts every change: on the scoreboard 1 earned "
+        "more in thin, whose touch flickers, and lost more in jump.",
+    )
+    max_hold_ms: _Whole = Field(
+        default=5000,
+        ge=0,
+        description="No fill cooldown or jump hold lasts longer than this.",
+    )
+    jump_cents: _Cents = Field(
+        default=Decimal(3),
+        ge=0,
+        description="A move of the fair price of at least this within jump_window_ms pulls both "
+        "sides until it settles (kmm's quoter only). 0 disables the jump guard.",
+    )
+    jump_window_ms: _Whole = Field(
+        default=1000, gt=0, description="The window a jump of the fair price is measured over."
+    )
+    toxic_horizon_s: _Real = Field(
+        default=5.0,
+        gt=0,
+        description="How long after a fill its markout is checked by the toxicity guard, in s.",
+    )
+    toxic_trigger: _Whole = Field(
+        default=0,
+        ge=0,
+        description="Fills in a row whose markout went against us that make a market toxic "
+        "(kmm's quoter only; 0 disables the toxicity guard, the default: on the scoreboard, "
+        "2 earned more in calm, trending and thin but lost more in jump, and less in all).",
+    )
+    toxic_recover: _Whole = Field(
+        default=3, ge=1, description="Good markouts in a row that end a market's toxic state."
+    )
+    toxic_calm_s: _Real = Field(
+        default=60.0,
+        gt=0,
+        description="A toxic market is normal again after this long without a bad markout, in s.",
+    )
+    toxic_widen_cents: _Cents = Field(
+        default=Decimal(2),
+        ge=0,
+        description="Extra half-spread a side while a market is toxic, in cents.",
+    )
+    flow_halflife_s: _Real = Field(
+        default=5.0,
+        gt=0,
+        description="Half-life of the net taker flow (signed size of public trades) that skews "
+        "kmm's quotes toward where takers push, in seconds.",
+    )
+    flow_skew_cents_per_contract: _Real = Field(
+        default=0.0,
+        ge=0,
+        description="Skew of the reservation price per contract of net taker flow, in cents "
+        "(0 disables the taker-flow skew).",
+    )
+    flow_skew_max_cents: _Real = Field(
+        default=3.0, ge=0, description="The largest taker-flow skew either way, in cents."
+    )
     fair_value: Literal["mid", "microprice"] = Field(
         default="mid",
         description="The price the quotes centre on: mid (average of best bid and ask) or "
@@ -808,6 +888,21 @@ class StrategyConfig(_Section):
     def edge(self) -> Price:
         """``edge_cents`` in $0.0001 units."""
         return _price(self.edge_cents)
+
+    @property
+    def settle_move(self) -> Price:
+        """``settle_move_cents`` in $0.0001 units."""
+        return _price(self.settle_move_cents)
+
+    @property
+    def toxic_widen(self) -> Price:
+        """``toxic_widen_cents`` in $0.0001 units."""
+        return _price(self.toxic_widen_cents)
+
+    @property
+    def jump(self) -> Price:
+        """``jump_cents`` in $0.0001 units."""
+        return _price(self.jump_cents)
 
 
 def _default_name(name: str | None) -> str:

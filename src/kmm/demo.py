@@ -6,6 +6,10 @@ sequence check → book → quote), and every quote taken from the mailbox is di
 paper order tracker whose creates, amends and cancels are acknowledged at once. Nothing is sent
 anywhere and no order can fill: the demo shows what the bot would quote and how much order
 traffic the diff's hysteresis lets through. One summary line per second goes to ``out``.
+
+The generated walk is a load test, not a market: replayed at hundreds of frames a second it
+moves several cents a second, which the jump guard (``strategy.jump_cents``) would rightly
+stand aside from all the time. The demo therefore runs without the jump guard.
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ async def run_demo(config: KmmConfig, options: DemoOptions, out: TextIO) -> int:
     """
     feed = SyntheticFeed(markets=options.markets, seed=options.seed)
     mailbox = QuoteMailbox()
+    no_jump_guard = config.strategy.model_copy(update={"jump_cents": 0})
+    config = config.model_copy(update={"strategy": no_jump_guard})
     pipeline = build_pipeline(config, lambda _ticker: 0, mailbox, use_yes_price=False)
     for ticker in feed.tickers:
         pipeline.add_market(MarketSpec(ticker, PriceGrid.linear_cent()))

@@ -65,9 +65,12 @@ from kmm.kalshi.wire import (
     WireDecoder,
 )
 from kmm.strategy.alpha import AlphaFn, zero_alpha
+from kmm.strategy.flow import TakerFlow
 from kmm.strategy.quoter import QuoteInputs, Quoter, StrategyParams, compute_quote
+from kmm.strategy.throttles import MarketThrottle, ThrottleParams, throttle_quote
+from kmm.strategy.toxicity import ToxicityGuard, ToxicityParams
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
-from kmm.types import ONE_DOLLAR, Outcome, Price, Qty, Quote
+from kmm.types import ONE_DOLLAR, QTY_SCALE, BookSide, Outcome, Price, Qty, Quote
 
 __all__ = ["MarketSpec", "MarketState", "Pipeline", "PipelineStats", "QuoteMailbox"]
 
@@ -115,6 +118,13 @@ class MarketState:
     """Our resting YES bids, price to remaining (kept by the trading core)."""
     own_no: dict[Price, Qty] = field(default_factory=dict)
     """Our resting YES asks as NO bids (NO-leg prices), price to remaining."""
+    throttle: MarketThrottle | None = None
+    """The quote's throttles (None: none), and when one of its holds may end."""
+    flow: TakerFlow | None = None
+    """The net taker flow that skews the quote (None: no skew)."""
+    toxicity: ToxicityGuard | None = None
+    """The adverse-selection guard that widens the quote (None: none)."""
+    recheck_ns: int | None = None
 
     def others_top(self) -> tuple[Price | None, Qty, Price | None, Qty]:
         """The best bid and ask of the book without our own orders, with their sizes."""
@@ -123,10 +133,15 @@ class MarketState:
             return book.best_bid, book.best_bid_qty, book.best_ask, book.best_ask_qty
         return book.top_without(self.own_yes, self.own_no)
 
-    def others_fair(self, fair_value: FairValue) -> float | None:
+    def others_fair(
+        self,
+        fair_value: FairValue,
+        top: tuple[Price | None, Qty, Price | None, Qty] | None = None,
+    ) -> float | None:
         """The fair price of the book without our own orders (the mid or the microprice);
-        the whole book's when our orders are all one side has."""
-        bid, bid_qty, ask, ask_qty = self.others_top()
+        the whole book's when our orders are all one side has. ``top``: :meth:`others_top`,
+        if already read."""
+        bid, bid_qty, ask, ask_qty = self.others_top() if top is None else top
         if bid is None or ask is None:
             book = self.book
             return book.microprice() if fair_value == "microprice" else book.mid()
@@ -204,6 +219,12 @@ class Pipeline:
         subaccount: The account messages to decode (the bot's subaccount; ``None``: all).
         quoter: What turns a market's inputs into its quote (:func:`compute_quote`, or a
             baseline of :mod:`kmm.strategy.baselines`).
+        throttle: When to hold a side after a fill or in a jump
+            (:mod:`kmm.strategy.throttles`); ``None``: never.
+        new_flow: Makes a market's taker-flow skew (:mod:`kmm.strategy.flow`); ``None``:
+            no skew.
+        toxicity: When our fills count as picked off and how much wider to quote then
+            (:mod:`kmm.strategy.toxicity`); ``None``: never.
     """
 
     params: StrategyParams
@@ -216,6 +237,9 @@ class Pipeline:
     fair_value: FairValue = "mid"
     subaccount: int | None = None
     quoter: Quoter = compute_quote
+    throttle: ThrottleParams | None = None
+    new_flow: Callable[[], TakerFlow] | None = None
+    toxicity: ToxicityParams | None = None
     markets: dict[str, MarketState] = field(default_factory=dict)
     stats: PipelineStats = field(default_factory=PipelineStats)
     decoder: WireDecoder = field(init=False)
@@ -245,9 +269,34 @@ class Pipeline:
         if market.book.trusted:
             self.decide(ticker, now_ns)
 
+    def on_own_fill(self, ticker: str, is_bid: bool, price: Price, now_ns: int) -> None:
+        """One of our orders filled (``is_bid``: our bid) at ``price``: its side's throttle
+        starts, and the toxicity guard will check its markout."""
+        market = self.markets.get(ticker)
+        if market is None:
+            return
+        if market.throttle is not None:
+            market.throttle.on_fill(is_bid, now_ns)
+        if market.toxicity is not None:
+            market.toxicity.on_fill(is_bid, price, now_ns)
+
+    def recheck(self, now_ns: int) -> None:
+        """Decides again every market whose throttle hold may have ended by ``now_ns``."""
+        for ticker, market in self.markets.items():
+            if market.recheck_ns is not None and market.recheck_ns <= now_ns:
+                market.recheck_ns = None
+                if market.book.trusted:
+                    self.decide(ticker, now_ns)
+
     def add_market(self, spec: MarketSpec) -> MarketState:
         """Starts tracking a market; its book is untrusted until a snapshot arrives."""
         state = MarketState(spec, OrderBook(spec.ticker), self.new_vol(), self.new_kappa())
+        if self.throttle is not None:
+            state.throttle = MarketThrottle(self.throttle)
+        if self.new_flow is not None:
+            state.flow = self.new_flow()
+        if self.toxicity is not None:
+            state.toxicity = ToxicityGuard(self.toxicity)
         self.markets[spec.ticker] = state
         return state
 
@@ -394,6 +443,9 @@ class Pipeline:
         market = self.markets.get(trade.ticker)
         if market is None:
             return
+        if market.flow is not None:
+            bought = trade.taker_book_side is BookSide.BID
+            market.flow.on_trade(bought, trade.qty / QTY_SCALE, self._now_ns)
         fair = market.book.mid()
         if fair is not None:
             market.kappa.update(trade.yes_price, fair / ONE_DOLLAR)
@@ -456,11 +508,15 @@ class Pipeline:
         ticker = spec.ticker
         best_bid = market.decided_bid = book.best_bid
         best_ask = market.decided_ask = book.best_ask
-        fair = market.others_fair(self.fair_value)
+        others = market.others_top()
+        fair = market.others_fair(self.fair_value, others)
         if not book.trusted or fair is None or book.is_crossed():
             return empty_quote(ticker)
         vol = market.vol
         vol.update(fair / ONE_DOLLAR, now_ns)
+        toxicity = market.toxicity
+        if toxicity is not None:
+            toxicity.on_fair(fair, now_ns)
         inputs = QuoteInputs(
             fair,
             best_bid,
@@ -470,9 +526,21 @@ class Pipeline:
             vol.sigma(),
             market.kappa.kappa(),
             spec.maker_fee_rate,
-            self.alpha(ticker, now_ns),
+            self.alpha(ticker, now_ns) + (market.flow.skew(now_ns) if market.flow else 0.0),
+            others[0],
+            others[2],
+            toxicity.widen if toxicity is not None else 0.0,
         )
-        return self.quoter(ticker, inputs, self.params, spec.grid)
+        quote = self.quoter(ticker, inputs, self.params, spec.grid)
+        throttle = market.throttle
+        if throttle is None:
+            return quote
+        throttle.on_fair(fair, now_ns)
+        if throttle.idle(now_ns):
+            market.recheck_ns = None
+            return quote
+        market.recheck_ns = throttle.next_change_ns(now_ns)
+        return throttle_quote(quote, throttle.held(now_ns))
 
     def _tau_s(self, spec: MarketSpec, now_ns: int) -> float:
         if spec.close_ns is None:

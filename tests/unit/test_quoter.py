@@ -391,3 +391,39 @@ def test_quotes_are_on_the_grid_passive_uncrossed_and_within_every_cap(
         assert best_bid is None or quote.ask_price > best_bid
     if quote.bid_price is not None and quote.ask_price is not None:
         assert quote.bid_price < quote.ask_price
+
+
+def _touch(inputs: QuoteInputs, bid: int | None, ask: int | None) -> QuoteInputs:
+    return inputs._replace(touch_bid=bid, touch_ask=ask)
+
+
+def test_a_quote_improves_on_others_touch_by_at_most_improve_ticks() -> None:
+    # a 40¢ @ 60¢ book: the model (half-spread ~2.1¢ around 50¢) would bid 47¢ and offer 53¢
+    wide = _inputs(best_bid=4000, best_ask=6000)
+
+    free = compute_quote("KX", wide, DEFAULTS, LINEAR_CENT)
+    placed = compute_quote("KX", _touch(wide, 4000, 6000), DEFAULTS, LINEAR_CENT)
+    joined = compute_quote(
+        "KX", _touch(wide, 4000, 6000), replace(DEFAULTS, improve_ticks=0), LINEAR_CENT
+    )
+
+    assert (free.bid_price, free.ask_price) == (4700, 5300)
+    assert (placed.bid_price, placed.ask_price) == (4100, 5900)
+    assert (joined.bid_price, joined.ask_price) == (4000, 6000)
+
+
+def test_a_model_price_behind_the_touch_is_left_where_it_is() -> None:
+    tight = _touch(_inputs(best_bid=4900, best_ask=5100), 4900, 5100)
+
+    quote = compute_quote("KX", tight, DEFAULTS, LINEAR_CENT)
+
+    assert (quote.bid_price, quote.ask_price) == (4700, 5300)
+
+
+def test_with_no_one_else_on_a_side_there_is_no_touch_to_hold_to() -> None:
+    # our own bid is the only bid (touch_bid None): the model's price stands, no creeping up
+    alone = _touch(_inputs(best_bid=4000, best_ask=6000), None, 6000)
+
+    quote = compute_quote("KX", alone, DEFAULTS, LINEAR_CENT)
+
+    assert (quote.bid_price, quote.ask_price) == (4700, 5900)

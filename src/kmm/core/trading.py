@@ -395,7 +395,8 @@ class TradingCore:
 
     def _on_fill(self, fill: Fill, now_ns: int) -> None:
         """A fill from the websocket stream."""
-        self.book_fill(fill, "stream", now_ns)
+        if self.book_fill(fill, "stream", now_ns):
+            self.pipeline.on_own_fill(fill.ticker, fill.side is BookSide.BID, fill.price, now_ns)
         if fill.ticker in self.pipeline.markets:
             self.pipeline.decide(fill.ticker, now_ns)
             self._touch(fill.ticker)
@@ -729,6 +730,10 @@ class TradingCore:
             self._on_kill_event(kill.check_feed(self.feed_last_ns, now_ns), now_ns)
         for change in self.risk.take_events():
             self._say(f"risk: {change}")
+        if kill.state is HaltState.RUNNING:
+            self.pipeline.recheck(now_ns)  # a throttle's hold may have ended with no book event
+            if self.quotes_pending:
+                self.tape_quotes(self.decide_quotes(now_ns), now_ns)
         for ticker in self.pipeline.markets:
             self._touch(ticker)
         if kill.state is HaltState.HALTING:

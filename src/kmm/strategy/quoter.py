@@ -22,6 +22,11 @@ Theory of operation
    below the grid's lowest price (or an ask above its highest) is not quoted, rather than
    clamped. Orders are post-only, so the bid is pulled below the best ask and the ask above
    the best bid; if rounding ever leaves bid ≥ ask, the ask moves up a tick.
+4. **Placement.** A quote never improves on others' best price (the book without our orders)
+   by more than ``improve_ticks`` grid ticks: a model bid above the touch is lowered to the
+   touch plus that many ticks, an ask likewise (while it stays post-only). The model's price
+   still wins when it is behind the touch; in a wide book the edge the model would give away
+   is kept.
 
 A side that cannot be quoted comes back with price ``None`` and qty 0. No fair price, or a
 book empty on both sides, gives an empty quote; so does a non-finite model price.
@@ -70,6 +75,10 @@ class StrategyParams:
             ``ONE_DOLLAR`` disables).
         edge: Extra half-spread in $0.0001 units, added on top of the model's half-spread
             (or of the maker fee, when that is larger).
+        improve_ticks: How far a quote may improve on others' best price, in grid ticks:
+            a model bid above the touch is lowered to the touch plus this many ticks (and an
+            ask likewise), so a wide book is not given away. 0 only joins; a large value
+            leaves the model's price alone.
         baseline_ticks: The fixed-spread baseline's distance from the fair price, in ticks.
         skew_contracts: The join-the-touch baseline's skew: a tick per this many contracts.
 
@@ -90,6 +99,7 @@ class StrategyParams:
     extreme_low: Price = 500
     extreme_high: Price = 9500
     edge: Price = 0
+    improve_ticks: int = 1
     baseline_ticks: int = 2
     skew_contracts: float = 5.0
 
@@ -115,6 +125,7 @@ def _positive_problems(params: StrategyParams) -> list[str]:
         "max_position": params.max_position,
         "max_order_qty": params.max_order_qty,
         "edge": params.edge,
+        "improve_ticks": params.improve_ticks,
     }
     return [
         f"{k}: must be positive and finite, got {v}"
@@ -159,6 +170,11 @@ class QuoteInputs(NamedTuple):
         maker_fee_rate: Maker fee coefficient times the series multiplier (see
             :func:`kmm.fees.maker_fee_rate`); 0.0 when makers pay nothing.
         alpha_skew: External skew in $0.0001 units, added to the reservation price.
+        touch_bid: The best bid of others (the book without our orders), which a bid may
+            improve on by at most ``improve_ticks``; ``None``: no one else bids (no cap).
+        touch_ask: The best ask of others, likewise; ``None``: no one else offers.
+        widen: Extra half-spread in $0.0001 units (the toxicity guard's, while the flow is
+            toxic).
     """
 
     fair: float | None
@@ -170,6 +186,9 @@ class QuoteInputs(NamedTuple):
     kappa: float
     maker_fee_rate: float = 0.0
     alpha_skew: float = 0.0
+    touch_bid: Price | None = None
+    touch_ask: Price | None = None
+    widen: float = 0.0
 
 
 def compute_quote(
@@ -198,6 +217,15 @@ def compute_quote(
     bid_qty, ask_qty = _sizes(fair, inputs.inventory, params)
     bid = _snap_bid(low, best_ask, grid) if bid_qty else None
     ask = _snap_ask(high, best_bid, grid) if ask_qty else None
+    touch_bid, touch_ask = inputs.touch_bid, inputs.touch_ask
+    if bid is not None and touch_bid is not None and bid > touch_bid:
+        cap = grid.offset(touch_bid, params.improve_ticks)
+        if cap is not None and bid > cap:
+            bid = cap if best_ask is None or cap < best_ask else bid
+    if ask is not None and touch_ask is not None and ask < touch_ask:
+        floor = grid.offset(touch_ask, -params.improve_ticks)
+        if floor is not None and ask < floor:
+            ask = floor if best_bid is None or floor > best_bid else ask
     if bid is not None and ask is not None and bid >= ask:
         ask = grid.ceil(bid + 1) if bid < grid.max_price else None
     return Quote(
@@ -229,7 +257,7 @@ def _model_prices(fair: float, inputs: QuoteInputs, params: StrategyParams) -> t
     maker_fee = inputs.maker_fee_rate * mid * (1.0 - mid)
     if half < maker_fee:
         half = maker_fee
-    half += params.edge / ONE_DOLLAR
+    half += (params.edge + inputs.widen) / ONE_DOLLAR
     return (center - half) * ONE_DOLLAR, (center + half) * ONE_DOLLAR
 
 
