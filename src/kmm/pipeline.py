@@ -66,7 +66,14 @@ from kmm.kalshi.wire import (
 )
 from kmm.strategy.alpha import AlphaFn, zero_alpha
 from kmm.strategy.flow import TakerFlow
-from kmm.strategy.quoter import QuoteInputs, Quoter, StrategyParams, compute_quote
+from kmm.strategy.quoter import (
+    QuoteInputs,
+    Quoter,
+    QuoteTerms,
+    StrategyParams,
+    compute_quote,
+    quote_terms,
+)
 from kmm.strategy.throttles import MarketThrottle, ThrottleParams, throttle_quote
 from kmm.strategy.toxicity import ToxicityGuard, ToxicityParams
 from kmm.strategy.volatility import EwmaVolatility, KappaEstimator
@@ -124,6 +131,10 @@ class MarketState:
     """The net taker flow that skews the quote (None: no skew)."""
     toxicity: ToxicityGuard | None = None
     """The adverse-selection guard that widens the quote (None: none)."""
+    inputs: QuoteInputs | None = None
+    """What the last decision's quote was computed from (for the tape)."""
+    held: str = ""
+    """Which throttle held which side at the last decision (``""``: none)."""
     recheck_ns: int | None = None
 
     def others_top(self) -> tuple[Price | None, Qty, Price | None, Qty]:
@@ -532,6 +543,8 @@ class Pipeline:
             toxicity.widen if toxicity is not None else 0.0,
         )
         quote = self.quoter(ticker, inputs, self.params, spec.grid)
+        market.inputs = inputs
+        market.held = "toxic" if inputs.widen else ""
         throttle = market.throttle
         if throttle is None:
             return quote
@@ -540,12 +553,37 @@ class Pipeline:
             market.recheck_ns = None
             return quote
         market.recheck_ns = throttle.next_change_ns(now_ns)
-        return throttle_quote(quote, throttle.held(now_ns))
+        held = throttle.held(now_ns)
+        if held != (None, None):
+            market.held = _held_text(held, market.held)
+        return throttle_quote(quote, held)
+
+    def terms(self, ticker: str) -> tuple[QuoteInputs, QuoteTerms, str] | None:
+        """What produced a market's last quote (None: it had no fair price): its inputs, the
+        model's terms and which throttle held a side."""
+        market = self.markets.get(ticker)
+        inputs = market.inputs if market is not None else None
+        if market is None or inputs is None or not market.book.trusted:
+            return None
+        terms = quote_terms(inputs, self.params)
+        return None if terms is None else (inputs, terms, market.held)
 
     def _tau_s(self, spec: MarketSpec, now_ns: int) -> float:
         if spec.close_ns is None:
             return self.params.horizon_s
         return max(0.0, (spec.close_ns - now_ns) / 1e9)
+
+
+def _held_text(held: tuple[str | None, str | None], also: str) -> str:
+    """``("jump", "jump")`` as ``"jump"``, ``("fill_cooldown", None)`` as
+    ``"bid:fill_cooldown"``; ``also`` (``"toxic"``) is kept in front."""
+    bid, ask = held
+    parts = [also] if also else []
+    if bid is not None and bid == ask:
+        parts.append(bid)
+    else:
+        parts += [f"{side}:{why}" for side, why in (("bid", bid), ("ask", ask)) if why]
+    return " ".join(parts)
 
 
 def _sid_and_seq(frame: bytes | str) -> tuple[int | None, int | None]:

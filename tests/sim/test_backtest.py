@@ -42,9 +42,9 @@ def _fills(backtest: Backtest) -> list[tuple[str, str, int, int, int]]:
 
 
 def test_the_same_seed_gives_the_same_run_and_another_seed_another() -> None:
-    first, again, other = _run(seed=3), _run(seed=3), _run(seed=4)
+    first, again, other = (_run(seed=s, duration_s=240.0) for s in (3, 3, 4))
 
-    assert first.result.fills > 20
+    assert first.result.fills > 10
     assert _fills(first) == _fills(again)
     assert first.result.net_pnl == again.result.net_pnl
     assert _fills(first) != _fills(other)

@@ -79,7 +79,9 @@ def quote_row(rec: Recorder, ts_ns: int = T0, inventory: int = -300) -> None:
 
 def test_a_tape_row_holds_exact_decimal_strings_in_column_order(recorder: Recorder) -> None:
     # Arrange
-    quote_row(recorder, T0 + 123_456_789)
+    recorder.tape(T0 + 123_456_789, "KXA-26NOV23", "quote", 4550 + 4551, 4550, 4551, 4500, 1000,
+                  4600, 1250, -300, -12_345, 500_000, 17_500, 1_234_567,
+                  terms=(4550.5, 4540.0, 75.6, 0.001, 150.0, "bid:fill_cooldown"))  # fmt: skip
 
     # Act
     recorder.close()
@@ -109,6 +111,12 @@ def test_a_tape_row_holds_exact_decimal_strings_in_column_order(recorder: Record
         "0.00",
         "",
         "",
+        "0.45505",
+        "0.45400",
+        "0.00756",
+        "0.001000",
+        "150.0",
+        "bid:fill_cooldown",
     ]
 
 
@@ -126,7 +134,8 @@ def test_a_tape_row_leaves_none_fields_empty_and_writes_an_even_mid_with_four_de
     _, pulled, even = rows(recorder.run_dir / "tape.csv")
     assert pulled[:3] == ["2026-11-23T12:00:00.000000+00:00", "KXA-26NOV23", "pulled"]
     assert pulled[3:] == ["", "", "", "", "0.00", "", "0.00", "0.00", "0.000000", "0.000000",
-                          "0.000000", "", "", "0.00", "", "0.00", "", ""]  # fmt: skip
+                          "0.000000", "", "", "0.00", "", "0.00", "", "",
+                          "", "", "", "", "", ""]  # fmt: skip
     assert even[3:6] == ["0.4550", "0.4500", "0.4600"]
     assert even[TAPE_COLUMNS.index("latency_ms")] == "0.000"
 

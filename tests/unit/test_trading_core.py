@@ -259,3 +259,19 @@ def test_reconciliation_names_strays_to_cancel_and_missing_orders_to_read_back()
 
     assert [o.order_id for o in strays] == ["v-9"]  # ours by prefix, not tracked
     assert missing == [ask.req.client_order_id]  # we think it rests; the venue does not list it
+
+
+def test_the_tape_records_what_produced_each_quote_and_which_throttle_held_a_side() -> None:
+    core, sink = _core()
+    core.on_frame(_snapshot(), T0)
+    core.tape_quotes(core.decide_quotes(T0 + MS), T0 + MS)
+
+    core.on_frame(_fill("t-1"), T0 + 2 * MS)  # our bid filled: the bid cools down
+    core.tape_quotes(core.decide_quotes(T0 + 3 * MS), T0 + 3 * MS)
+
+    first, *_, last = [row[-1]["terms"] for row in sink.rows["tape"] if row[-1].get("terms")]
+    fair, reservation, half, sigma, kappa, held = first
+    assert fair == 5000.0 and reservation == 5000.0  # a 45¢ @ 55¢ book, flat: no skew
+    assert half > 0 and sigma > 0 and kappa > 0 and held == ""
+    assert last[1] < 5000.0  # long 2 after the fill: the reservation price leans down
+    assert last[-1] == "bid:fill_cooldown"

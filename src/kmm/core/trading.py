@@ -118,6 +118,7 @@ class RecordSink(Protocol):
         quote_ask_qty: Qty = 0,
         mark: Price | None = None,
         mark_source: str = "",
+        terms: tuple[float, float, float, float, float, str] | None = None,
     ) -> None:
         """One tape row."""
 
@@ -618,7 +619,17 @@ class TradingCore:
             quote_ask_qty=quote.ask_qty if quote else 0,
             mark=mark.price if mark else None,
             mark_source=mark.source if mark else "",
+            terms=self._quote_terms(ticker),
         )
+
+    def _quote_terms(self, ticker: str) -> tuple[float, float, float, float, float, str] | None:
+        """What produced a market's last quote, as the tape records it."""
+        found = self.pipeline.terms(ticker)
+        if found is None:
+            return None
+        inputs, terms, held = found
+        assert inputs.fair is not None
+        return (inputs.fair, terms.reservation, terms.half_spread, terms.sigma, terms.kappa, held)
 
     def resting_top(self, ticker: str) -> tuple[Price | None, Qty, Price | None, Qty]:
         """Our best resting bid and ask in a market (price, remaining), from the tracker:

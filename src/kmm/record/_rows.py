@@ -49,6 +49,12 @@ TAPE_COLUMNS: Final = (
     "quote_ask_qty",
     "mark",
     "mark_source",
+    "fair",
+    "reservation",
+    "half_spread",
+    "sigma",
+    "kappa",
+    "held",
 )
 ORDER_COLUMNS: Final = (
     "ts",
@@ -164,7 +170,7 @@ def tape_row(item: tuple[Any, ...], ts: Timestamps) -> list[str]:
     """One tape.csv row from a queued tape tuple (tag first), in :data:`TAPE_COLUMNS` order."""
     (_, ts_ns, ticker, event, mid_x2, best_bid, best_ask, my_bid, my_bid_qty, my_ask,
      my_ask_qty, inventory, unrealized, realized, fees, latency_ns, quote_bid, quote_bid_qty,
-     quote_ask, quote_ask_qty, mark, mark_source) = item  # fmt: skip
+     quote_ask, quote_ask_qty, mark, mark_source, terms) = item  # fmt: skip
     return [
         ts.text(ts_ns),
         ticker,
@@ -187,6 +193,23 @@ def tape_row(item: tuple[Any, ...], ts: Timestamps) -> list[str]:
         count_text(quote_ask_qty),
         price_text(mark),
         mark_source,
+        *terms_text(terms),
+    ]
+
+
+def terms_text(terms: tuple[float, float, float, float, float, str] | None) -> list[str]:
+    """The quote's model terms as tape fields: fair, reservation and half-spread in dollars
+    (5 decimals), σ per √s, κ per dollar, and the throttles that held a side."""
+    if terms is None:
+        return ["", "", "", "", "", ""]
+    fair, reservation, half, sigma, kappa, held = terms
+    return [
+        f"{fair / ONE_DOLLAR:.5f}",
+        f"{reservation / ONE_DOLLAR:.5f}",
+        f"{half / ONE_DOLLAR:.5f}",
+        f"{sigma:.6f}",
+        f"{kappa:.1f}",
+        held,
     ]
 
 

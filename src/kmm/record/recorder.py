@@ -203,6 +203,7 @@ class Recorder:
         quote_ask_qty: Qty = 0,
         mark: Price | None = None,
         mark_source: str = "",
+        terms: tuple[float, float, float, float, float, str] | None = None,
     ) -> None:
         """Records one tape.csv row: a change of a market's quote or state.
 
@@ -228,11 +229,13 @@ class Recorder:
             quote_ask_qty: The model's ask size.
             mark: The price the position is marked at for ``unrealized``, or None.
             mark_source: Where the mark came from (:func:`kmm.execution.marks.mark_position`).
+            terms: What produced the model's quote: the fair price, the reservation price and
+                the half-spread ($0.0001 units), σ, κ, and the throttles that held a side.
         """
         self._put(
             (TAPE, ts_ns, ticker, event, mid_x2, best_bid, best_ask, my_bid, my_bid_qty,
              my_ask, my_ask_qty, inventory, unrealized, realized, fees, latency_ns, quote_bid,
-             quote_bid_qty, quote_ask, quote_ask_qty, mark, mark_source)
+             quote_bid_qty, quote_ask, quote_ask_qty, mark, mark_source, terms)
         )  # fmt: skip
 
     def order(

@@ -47,7 +47,14 @@ from kmm.errors import ConfigError
 from kmm.strategy.avellaneda_stoikov import bounded_sigma, optimal_spread, reservation_price
 from kmm.types import ONE_DOLLAR, QTY_SCALE, Price, Qty, Quote
 
-__all__ = ["QuoteInputs", "Quoter", "StrategyParams", "compute_quote"]
+__all__ = [
+    "QuoteInputs",
+    "QuoteTerms",
+    "Quoter",
+    "StrategyParams",
+    "compute_quote",
+    "quote_terms",
+]
 
 # Model prices are floats in $0.0001 units; a value within this of a grid price is taken to
 # be on it, so that float noise (0.52 × 10 000 = 5200.000000000001) cannot cost a tick
@@ -242,8 +249,30 @@ Quoter = Callable[[str, QuoteInputs, StrategyParams, PriceGrid], Quote]
 (:func:`compute_quote`, or a baseline of :mod:`kmm.strategy.baselines`)."""
 
 
-def _model_prices(fair: float, inputs: QuoteInputs, params: StrategyParams) -> tuple[float, float]:
-    """Returns the model bid and ask as floats in $0.0001 units."""
+class QuoteTerms(NamedTuple):
+    """What produced a quote, for the tape: the model's terms in $0.0001 units.
+
+    Attributes:
+        reservation: The reservation price (the mid skewed by inventory and alpha).
+        half_spread: The half-spread quoted around it (model, fee floor, edge, widening).
+        sigma: The σ used, bounded, in dollars/√s.
+        kappa: The κ used, in 1/dollar.
+    """
+
+    reservation: float
+    half_spread: float
+    sigma: float
+    kappa: float
+
+
+def quote_terms(inputs: QuoteInputs, params: StrategyParams) -> QuoteTerms | None:
+    """The model terms :func:`compute_quote` used for ``inputs`` (None: no fair price)."""
+    if inputs.fair is None:
+        return None
+    return _terms(inputs.fair, inputs, params)
+
+
+def _terms(fair: float, inputs: QuoteInputs, params: StrategyParams) -> QuoteTerms:
     mid = fair / ONE_DOLLAR
     mid = 0.0 if mid < 0.0 else 1.0 if mid > 1.0 else mid
     tau_s = inputs.tau_s
@@ -258,7 +287,13 @@ def _model_prices(fair: float, inputs: QuoteInputs, params: StrategyParams) -> t
     if half < maker_fee:
         half = maker_fee
     half += (params.edge + inputs.widen) / ONE_DOLLAR
-    return (center - half) * ONE_DOLLAR, (center + half) * ONE_DOLLAR
+    return QuoteTerms(center * ONE_DOLLAR, half * ONE_DOLLAR, sigma, kappa)
+
+
+def _model_prices(fair: float, inputs: QuoteInputs, params: StrategyParams) -> tuple[float, float]:
+    """Returns the model bid and ask as floats in $0.0001 units."""
+    center, half, _, _ = _terms(fair, inputs, params)
+    return center - half, center + half
 
 
 def _sizes(fair: float, inventory: Qty, params: StrategyParams) -> tuple[Qty, Qty]:
