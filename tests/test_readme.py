@@ -433,7 +433,7 @@ def sql_block(docs: Docs) -> None:
 
 
 BACKTEST_COMMAND = "python -m kmm backtest --scenario jump --seed 3 --duration 10m"
-BACKTEST_REPORT = "text: kmm report: runs/20261203T173435Z"
+BACKTEST_REPORT = "text: kmm report: runs/20261203T175936Z"
 
 
 def backtest(docs: Docs) -> None:

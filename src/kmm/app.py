@@ -136,6 +136,7 @@ def build_pipeline(
         throttle=throttle_params(config) if config.strategy.model == "kmm" else None,
         new_flow=flow_factory(config.strategy) if config.strategy.model == "kmm" else None,
         toxicity=toxicity_params(config.strategy) if config.strategy.model == "kmm" else None,
+        own_orders_out=config.strategy.model == "kmm",
     )
 
 

@@ -236,6 +236,9 @@ class Pipeline:
             no skew.
         toxicity: When our fills count as picked off and how much wider to quote then
             (:mod:`kmm.strategy.toxicity`); ``None``: never.
+        own_orders_out: Quote off the book without our own orders (kmm); ``False`` quotes
+            off the whole book, as the scoreboard's baselines do. Marks leave them out either
+            way, so every quoter's P&L is measured alike.
     """
 
     params: StrategyParams
@@ -251,6 +254,7 @@ class Pipeline:
     throttle: ThrottleParams | None = None
     new_flow: Callable[[], TakerFlow] | None = None
     toxicity: ToxicityParams | None = None
+    own_orders_out: bool = True
     markets: dict[str, MarketState] = field(default_factory=dict)
     stats: PipelineStats = field(default_factory=PipelineStats)
     decoder: WireDecoder = field(init=False)
@@ -519,8 +523,12 @@ class Pipeline:
         ticker = spec.ticker
         best_bid = market.decided_bid = book.best_bid
         best_ask = market.decided_ask = book.best_ask
-        others = market.others_top()
-        fair = market.others_fair(self.fair_value, others)
+        if self.own_orders_out:
+            others = market.others_top()
+            fair = market.others_fair(self.fair_value, others)
+        else:  # a scoreboard baseline quotes off the whole book, its own orders in it
+            others = (best_bid, book.best_bid_qty, best_ask, book.best_ask_qty)
+            fair = book.microprice() if self.fair_value == "microprice" else book.mid()
         if not book.trusted or fair is None or book.is_crossed():
             return empty_quote(ticker)
         vol = market.vol

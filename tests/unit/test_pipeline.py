@@ -496,3 +496,16 @@ def test_when_our_orders_are_all_one_side_has_the_whole_books_fair_price_is_used
 
     assert pipeline.markets[TICKER].others_top() == (4500, 2000, None, 0)
     assert pipeline.markets[TICKER].others_fair("mid") == 4600
+
+
+def test_a_baseline_quotes_off_the_whole_book_but_kmm_off_the_book_without_its_orders() -> None:
+    for own_orders_out, expected in ((True, 4550.0), (False, 4600.0)):
+        pipeline, _ = _pipeline()
+        pipeline.own_orders_out = own_orders_out
+        pipeline.on_frame(_book(), NOW)
+
+        pipeline.set_own_orders(TICKER, {4500: 2000}, {}, NOW + 1)  # the whole 45¢ bid is ours
+
+        inputs = pipeline.markets[TICKER].inputs
+        assert inputs is not None and inputs.fair == expected
+        assert pipeline.markets[TICKER].others_fair("mid") == 4550.0  # marks: ours out either way

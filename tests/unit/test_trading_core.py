@@ -275,3 +275,26 @@ def test_the_tape_records_what_produced_each_quote_and_which_throttle_held_a_sid
     assert half > 0 and sigma > 0 and kappa > 0 and held == ""
     assert last[1] < 5000.0  # long 2 after the fill: the reservation price leans down
     assert last[-1] == "bid:fill_cooldown"
+
+
+def test_our_creates_in_flight_and_resting_orders_are_left_out_of_the_fair_price() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+    core.decide_quotes(T0 + MS)
+    starts = _of(StartCreate, core.take_actions())
+    market = core.pipeline.markets[TICKER]
+
+    # in flight: the feed may show them before their answers come back
+    in_flight = {s.order.price: s.order.count for s in starts if s.order.side is BookSide.BID}
+    assert in_flight and market.own_yes == in_flight
+    assert len(market.own_no) == sum(s.order.side is BookSide.ASK for s in starts)
+
+    assert core.planner is not None
+    for start in starts:
+        ack = CreateAck(f"v-{start.req.client_order_id}", None, 0, start.order.count, None)
+        core.planner.on_created(start.req, ack, T0 + 2 * MS)
+        core.on_exec_event(
+            ExecEvent("acked", TICKER, start.req.client_order_id, "", ""), T0 + 2 * MS
+        )
+
+    assert market.own_yes == in_flight  # resting now, still ours

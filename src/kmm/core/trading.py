@@ -87,6 +87,9 @@ _RESTING_STATES: Final = frozenset(
     {OrderState.RESTING, OrderState.PENDING_AMEND, OrderState.PENDING_CANCEL}
 )
 """States of an order the venue confirmed resting (and has not confirmed gone)."""
+_OWN_STATES: Final = _RESTING_STATES | {OrderState.PENDING_NEW}
+"""States of an order that may be in the book: a create in flight too, since the feed shows it
+before its answer comes back."""
 _CLOSED_EVENTS: Final = frozenset({"determined", "settled", "closed"})
 _LOGGED_EVENTS: Final = frozenset({"rejected", "unknown", "dropped", "settled"})
 
@@ -254,19 +257,21 @@ class TradingCore:
 
     def _refresh_own(self, ticker: str, now_ns: int) -> None:
         """Tells the pipeline which of a market's orders are ours, so its fair price leaves
-        them out: every order the venue confirmed resting, at its price, by remaining size."""
+        them out: every order the venue confirmed resting, and every create in flight (the
+        feed shows it before its answer comes), at its price, by remaining size."""
         if ticker not in self.pipeline.markets:
             return
         own_yes: dict[Price, Qty] = {}
         own_no: dict[Price, Qty] = {}
         for order in self.tracker.live(ticker):
-            if order.state not in _RESTING_STATES or order.remaining <= 0:
+            if order.state not in _OWN_STATES or order.remaining <= 0:
                 continue
+            price, remaining = order.price, order.remaining
             if order.side is BookSide.BID:
-                own_yes[order.price] = own_yes.get(order.price, 0) + order.remaining
+                own_yes[price] = own_yes.get(price, 0) + remaining
             else:
-                leg = ONE_DOLLAR - order.price
-                own_no[leg] = own_no.get(leg, 0) + order.remaining
+                leg = ONE_DOLLAR - price
+                own_no[leg] = own_no.get(leg, 0) + remaining
         self.pipeline.set_own_orders(ticker, own_yes, own_no, now_ns)
 
     def align_position(self, position: VenuePosition) -> None:
@@ -374,6 +379,8 @@ class TradingCore:
         if quotes and self.planner is not None:
             self.planner.submit(quotes)
             self._out += self.planner.plan(now_ns)
+            for ticker in quotes:  # the creates and amends just planned are ours too
+                self._refresh_own(ticker, now_ns)
         return quotes
 
     def tape_quotes(self, quotes: Mapping[str, Quote], now_ns: int) -> None:

@@ -28,8 +28,8 @@ from typing import Final
 
 from kmm.book.grid import PriceGrid
 from kmm.strategy.avellaneda_stoikov import optimal_spread, reservation_price
-from kmm.strategy.quoter import QuoteInputs, Quoter, StrategyParams, compute_quote
-from kmm.types import ONE_DOLLAR, QTY_SCALE, Price, Qty, Quote
+from kmm.strategy.quoter import QuoteInputs, Quoter, StrategyParams, clip_size, compute_quote
+from kmm.types import ONE_DOLLAR, QTY_SCALE, Price, Quote
 
 __all__ = ["QUOTERS", "fixed_spread", "hbot_avellaneda_stoikov", "join_touch"]
 
@@ -98,8 +98,8 @@ def _quote(
     if bid is not None and ask is not None and bid >= ask:
         ask = grid.offset(bid, 1)
     q = inputs.inventory
-    bid_qty = _clip(params.base_qty, params.max_position - q, params) if bid is not None else 0
-    ask_qty = _clip(params.base_qty, params.max_position + q, params) if ask is not None else 0
+    bid_qty = clip_size(params.base_qty, params.max_position - q, params) if bid is not None else 0
+    ask_qty = clip_size(params.base_qty, params.max_position + q, params) if ask is not None else 0
     return Quote(
         ticker,
         bid if bid_qty else None,
@@ -107,11 +107,6 @@ def _quote(
         ask if ask_qty else None,
         ask_qty,
     )
-
-
-def _clip(size: Qty, room: Qty, params: StrategyParams) -> Qty:
-    size = min(size, room, params.max_order_qty)
-    return size - size % params.lot_qty if size > 0 else 0
 
 
 QUOTERS: Final[dict[str, Quoter]] = {

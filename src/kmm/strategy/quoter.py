@@ -52,6 +52,7 @@ __all__ = [
     "QuoteTerms",
     "Quoter",
     "StrategyParams",
+    "clip_size",
     "compute_quote",
     "quote_terms",
 ]
@@ -310,12 +311,12 @@ def _sizes(fair: float, inventory: Qty, params: StrategyParams) -> tuple[Qty, Qt
         bid = int(base * math.exp(-params.eta * inventory / QTY_SCALE))
     elif inventory < 0:
         ask = int(base * math.exp(params.eta * inventory / QTY_SCALE))
-    bid = _clip(bid, params.max_position - inventory, params) if bid_on else 0
-    ask = _clip(ask, params.max_position + inventory, params) if ask_on else 0
+    bid = clip_size(bid, params.max_position - inventory, params) if bid_on else 0
+    ask = clip_size(ask, params.max_position + inventory, params) if ask_on else 0
     return bid, ask
 
 
-def _clip(size: Qty, room: Qty, params: StrategyParams) -> Qty:
+def clip_size(size: Qty, room: Qty, params: StrategyParams) -> Qty:
     """Caps a size by the room left under the position cap and by the order cap, to a lot."""
     if size > room:
         size = room
