@@ -151,6 +151,10 @@ def _money(dollars: Decimal) -> Money:
     return int(dollars * MONEY_SCALE)
 
 
+def _optional_money(dollars: Decimal | None) -> Money | None:
+    return None if dollars is None else _money(dollars)
+
+
 def _ns(seconds: float) -> int:
     return round(seconds * _NS_PER_S)
 
@@ -932,6 +936,36 @@ class RiskConfig(_Section):
     max_open_orders: _Whole = Field(
         default=200, ge=1, description="Most orders resting or in flight at once, over all markets."
     )
+    max_market_exposure_dollars: _Dollars | None = Field(
+        default=None,
+        gt=0,
+        description="Largest money at risk in one market, in dollars: the larger of what its YES "
+        "side (a long position's cost plus every bid's) and its NO side (a short's NO cost plus "
+        "every ask's at 1 - price) would lose if it settled against us. Null for no cap.",
+    )
+    max_event_exposure_dollars: _Dollars | None = Field(
+        default=None,
+        gt=0,
+        description="Largest sum of money at risk over the markets of one event (they move "
+        "together), in dollars. Null for no cap.",
+    )
+    max_category_exposure_dollars: _Dollars | None = Field(
+        default=None,
+        gt=0,
+        description="Largest sum of money at risk over the markets of one category (of the "
+        "event's series), in dollars. Null for no cap.",
+    )
+    max_total_exposure_dollars: _Dollars | None = Field(
+        default=None,
+        gt=0,
+        description="Largest sum of money at risk over every market, in dollars. Null for no cap.",
+    )
+    max_resting_value_dollars: _Dollars | None = Field(
+        default=None,
+        gt=0,
+        description="Largest cost of every open order together (bids at their price, asks at "
+        "1 - price), in dollars. Null for no cap.",
+    )
     max_daily_loss_dollars: _Dollars = Field(
         default=Decimal(100),
         gt=0,
@@ -1022,6 +1056,31 @@ class RiskConfig(_Section):
     def max_order_notional(self) -> Money:
         """``max_order_notional_dollars`` in $0.000001 units (comparable to price × qty)."""
         return _money(self.max_order_notional_dollars)
+
+    @property
+    def max_market_exposure(self) -> Money | None:
+        """``max_market_exposure_dollars`` in $0.000001 units, or None."""
+        return _optional_money(self.max_market_exposure_dollars)
+
+    @property
+    def max_event_exposure(self) -> Money | None:
+        """``max_event_exposure_dollars`` in $0.000001 units, or None."""
+        return _optional_money(self.max_event_exposure_dollars)
+
+    @property
+    def max_category_exposure(self) -> Money | None:
+        """``max_category_exposure_dollars`` in $0.000001 units, or None."""
+        return _optional_money(self.max_category_exposure_dollars)
+
+    @property
+    def max_total_exposure(self) -> Money | None:
+        """``max_total_exposure_dollars`` in $0.000001 units, or None."""
+        return _optional_money(self.max_total_exposure_dollars)
+
+    @property
+    def max_resting_value(self) -> Money | None:
+        """``max_resting_value_dollars`` in $0.000001 units, or None."""
+        return _optional_money(self.max_resting_value_dollars)
 
     @property
     def max_daily_loss(self) -> Money:

@@ -100,12 +100,17 @@ class MarketSpec:
             (τ is then the strategy's horizon).
         maker_fee_rate: The maker fee coefficient of the market's series times its
             multiplier (``kmm.fees.maker_fee_rate``); 0.0 when makers pay nothing.
+        event_ticker: The market's event ("" if unknown): its markets move together, and
+            risk caps their dollar exposure together.
+        category: The category of the event's series ("" if unknown), capped together too.
     """
 
     ticker: str
     grid: PriceGrid
     close_ns: int | None = None
     maker_fee_rate: float = 0.0
+    event_ticker: str = ""
+    category: str = ""
 
 
 @dataclass(slots=True)

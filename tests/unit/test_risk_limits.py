@@ -48,6 +48,11 @@ def _ctx(limits: RiskLimits = LIMITS, **markets: MarketExposure) -> RiskContext:
     return ctx
 
 
+def _counts(exposure: MarketExposure) -> MarketExposure:
+    """The contract figures alone (what the contract caps read)."""
+    return exposure._replace(yes_at_risk=0, no_at_risk=0, resting_value=0)
+
+
 def _bid(qty: int, price: int = 4500, ticker: str = A) -> OrderIntent:
     return OrderIntent(ticker, BID, price, qty)
 
@@ -115,7 +120,19 @@ def test_refresh_counts_the_position_and_every_live_order_including_unknown_ones
     exposure = book.refresh(A, portfolio, tracker)
 
     assert in_flight.state == "pending_new"
-    assert exposure == MarketExposure(4 * C, 6 * C, 5 * C, orders=3, unknown=1)
+    yes_at_risk = 4 * C * 4500 + 6 * C * 4500  # the long's cost and the resting bid's
+    no_at_risk = 5 * C * (ONE_DOLLAR - 5500)  # the asks cost 1 - their price each
+    assert exposure == MarketExposure(
+        4 * C,
+        6 * C,
+        5 * C,
+        orders=3,
+        unknown=1,
+        yes_at_risk=yes_at_risk,
+        no_at_risk=no_at_risk,
+        resting_value=6 * C * 4500 + no_at_risk,
+    )
+    assert (book.total_dollars, book.resting_value) == (yes_at_risk, exposure.resting_value)
     assert (book.total_worst, book.open_orders, book.unknown_orders) == (10 * C, 3, 1)
 
 
@@ -137,7 +154,7 @@ def test_reserving_adds_to_one_side_and_to_the_order_count() -> None:
 
     book.reserve(A, ASK, 25 * C, orders=1)
 
-    assert book.get(A) == MarketExposure(10 * C, 0, 25 * C, orders=1)
+    assert _counts(book.get(A)) == MarketExposure(10 * C, 0, 25 * C, orders=1)
     assert book.total_worst == 15 * C
 
 
@@ -190,7 +207,7 @@ def test_an_order_within_every_limit_is_approved_and_reserved() -> None:
     assert verdict.allowed
     assert (verdict.decision, verdict.qty, verdict.limit) == (Decision.APPROVE, 10 * C, None)
     assert verdict.reason == "KXA-1 bid 10.00 @ 0.4500 approved"
-    assert ctx.exposures.get(A) == MarketExposure(0, 10 * C, 0, orders=1)
+    assert _counts(ctx.exposures.get(A)) == MarketExposure(0, 10 * C, 0, orders=1)
 
 
 def test_a_bid_is_clipped_to_the_room_left_by_the_position_and_open_bids() -> None:
@@ -337,7 +354,7 @@ def test_an_order_on_a_full_side_is_rejected_and_reserves_nothing() -> None:
     assert verdict.reason == (
         "KXA-1 bid 1.00 @ 0.4500 rejected: max_position 50.00, position 40.00, open bids 10.00"
     )
-    assert ctx.exposures.get(A) == MarketExposure(40 * C, 10 * C, 0, orders=1)
+    assert _counts(ctx.exposures.get(A)) == MarketExposure(40 * C, 10 * C, 0, orders=1)
 
 
 # check_order: reduce-only and refusals
@@ -454,7 +471,7 @@ def test_an_amend_up_is_held_to_the_cap_counting_only_its_increase() -> None:
         "KXA-1 bid 20.00 @ 0.4500 (amending 10.00) clipped to 15.00: max_position 50.00, "
         "position 30.00, open bids 5.00 besides the order amended"
     )
-    assert ctx.exposures.get(A) == MarketExposure(30 * C, 20 * C, 0, orders=2)
+    assert _counts(ctx.exposures.get(A)) == MarketExposure(30 * C, 20 * C, 0, orders=2)
 
 
 def test_an_amend_down_passes_on_a_side_already_beyond_the_cap() -> None:
@@ -463,7 +480,7 @@ def test_an_amend_down_passes_on_a_side_already_beyond_the_cap() -> None:
     verdict = check_order(_bid(5 * C), ctx, replaces=20 * C)
 
     assert verdict.decision is Decision.APPROVE
-    assert ctx.exposures.get(A) == MarketExposure(45 * C, 20 * C, 0, orders=1)
+    assert _counts(ctx.exposures.get(A)) == MarketExposure(45 * C, 20 * C, 0, orders=1)
 
 
 def test_an_amend_cannot_replace_a_negative_size() -> None:
@@ -660,10 +677,272 @@ def test_one_check_lets_through_the_most_that_keeps_every_cap_and_reserves_it(
     expected = before._replace(**{"bid_open" if is_bid else "ask_open": side_open + added})
     if verdict.allowed and replaces is None:
         expected = expected._replace(orders=before.orders + 1)
-    assert ctx.exposures.get(A) == expected
+    assert _counts(ctx.exposures.get(A)) == expected
     if verdict.allowed:
         assert 0 < verdict.qty <= qty
         assert check.within(verdict.qty)
     if limits.lot_qty == 1 and verdict.qty < qty:
         # Nothing larger would have kept every cap
         assert not check.within(verdict.qty + 1)
+
+
+# Dollar exposure
+
+DOLLARS = RiskLimits(
+    max_position=500 * C,
+    max_total_position=5000 * C,
+    max_order_qty=200 * C,
+    max_order_notional=500 * USD,
+    max_open_orders=100,
+    max_market_exposure=10 * USD,
+    max_event_exposure=15 * USD,
+    max_category_exposure=25 * USD,
+    max_total_exposure=40 * USD,
+)
+E1, E2 = "KXE-1", "KXE-2"  # one event; K is in another event of the same category
+
+
+def _grouped(limits: RiskLimits = DOLLARS) -> RiskContext:
+    ctx = RiskContext(limits, _switch())
+    for ticker in (E1, E2):
+        ctx.exposures.set_group(ticker, "EV-1", "Weather")
+    ctx.exposures.set_group(K, "EV-2", "Weather")
+    ctx.exposures.set_group(A, "", "")
+    return ctx
+
+
+def test_a_bid_is_clipped_to_the_money_left_in_its_market() -> None:
+    ctx = _grouped()
+
+    verdict = check_order(_bid(30 * C, 5000, E1), ctx)
+
+    assert (verdict.decision, verdict.qty, verdict.limit) == (
+        Decision.CLIP,
+        20 * C,
+        Limit.MAX_MARKET_EXPOSURE,
+    )
+    assert "max_market_exposure $10.00" in verdict.reason
+    assert ctx.exposures.get(E1).yes_at_risk == 10 * USD
+    assert ctx.exposures.total_dollars == 10 * USD
+
+
+def test_an_ask_risks_one_minus_its_price() -> None:
+    ctx = _grouped()
+
+    verdict = check_order(_ask(100 * C, 8000, E1), ctx)  # 20 cents each: $10 buys 50
+
+    assert verdict.qty == 50 * C
+    assert ctx.exposures.get(E1).no_at_risk == 10 * USD
+
+
+def test_a_markets_money_at_risk_is_its_worse_side_not_both() -> None:
+    ctx = _grouped()
+    check_order(_bid(20 * C, 5000, E1), ctx)
+
+    verdict = check_order(_ask(20 * C, 5000, E1), ctx)
+
+    assert verdict.decision is Decision.APPROVE
+    assert ctx.exposures.get(E1).dollars == 10 * USD
+
+
+def test_the_event_cap_counts_every_market_of_the_event() -> None:
+    ctx = _grouped()
+    check_order(_bid(20 * C, 5000, E1), ctx)  # $10 in EV-1
+
+    verdict = check_order(_bid(20 * C, 5000, E2), ctx)
+
+    assert (verdict.qty, verdict.limit) == (10 * C, Limit.MAX_EVENT_EXPOSURE)
+    assert "in event EV-1 $10.00" in verdict.reason
+
+
+def test_the_category_cap_counts_the_events_of_the_category() -> None:
+    ctx = _grouped(DOLLARS.__class__(**{**_fields(DOLLARS), "max_market_exposure": None}))
+    check_order(_bid(20 * C, 5000, E1), ctx)
+    check_order(_bid(10 * C, 5000, E2), ctx)  # $15 in Weather
+
+    verdict = check_order(_bid(30 * C, 5000, K), ctx)
+
+    assert (verdict.qty, verdict.limit) == (20 * C, Limit.MAX_CATEGORY_EXPOSURE)
+    assert "in category Weather $15.00" in verdict.reason
+
+
+def test_a_market_with_no_known_event_is_held_by_the_total_cap() -> None:
+    ctx = _grouped(DOLLARS.__class__(**{**_fields(DOLLARS), "max_market_exposure": None}))
+    check_order(_bid(30 * C, 5000, E1), ctx)
+    check_order(_bid(40 * C, 5000, K), ctx)  # $15 + $20: Weather's $25 cap binds at $10 here
+
+    verdict = check_order(_bid(100 * C, 5000, A), ctx)
+
+    assert ctx.exposures.total_dollars - ctx.exposures.get(A).dollars == 25 * USD
+    assert (verdict.qty, verdict.limit) == (30 * C, Limit.MAX_TOTAL_EXPOSURE)
+
+
+def test_an_order_that_reduces_a_position_is_not_blocked_by_the_dollar_caps() -> None:
+    ctx = _grouped()
+    ctx.exposures.set_market(E1, 40 * C, yes_at_risk=20 * USD)  # long beyond the $10 cap
+
+    assert check_order(_bid(1 * C, 5000, E1), ctx).decision is Decision.REJECT
+    verdict = check_order(_ask(20 * C, 5000, E1), ctx)
+
+    assert verdict.decision is Decision.APPROVE
+
+
+def test_an_amend_keeps_its_size_on_a_market_at_its_dollar_cap() -> None:
+    ctx = _grouped()
+    check_order(_bid(20 * C, 5000, E1), ctx)
+
+    same = check_order(_bid(20 * C, 5000, E1), ctx, replaces=20 * C)
+    larger = check_order(_bid(30 * C, 5000, E1), ctx, replaces=20 * C)
+
+    assert same.decision is Decision.APPROVE
+    assert (larger.qty, larger.limit) == (20 * C, Limit.MAX_MARKET_EXPOSURE)
+
+
+def test_the_resting_value_cap_counts_every_open_order() -> None:
+    limits = RiskLimits(
+        max_position=500 * C,
+        max_total_position=5000 * C,
+        max_order_qty=200 * C,
+        max_order_notional=500 * USD,
+        max_open_orders=100,
+        max_resting_value=12 * USD,
+    )
+    ctx = RiskContext(limits, _switch())
+    ctx.exposures.set_market(B, 50 * C, yes_at_risk=25 * USD)  # a position is not resting
+    check_order(_bid(10 * C, 5000, A), ctx)
+    check_order(_ask(10 * C, 5000, A), ctx)  # $10 resting
+
+    verdict = check_order(_bid(10 * C, 4000, K), ctx)
+
+    assert (verdict.qty, verdict.limit) == (5 * C, Limit.MAX_RESTING_VALUE)
+    assert "open orders cost $10.00" in verdict.reason
+
+
+def test_refresh_counts_an_order_being_amended_at_its_costlier_price() -> None:
+    portfolio = Portfolio()
+    tracker = OrderTracker(ClientOrderIds("run1"))
+    order = tracker.new(_bid(10 * C, 4000), T0)
+    tracker.on_ack(order.client_order_id, "ex-1", T0, remaining=10 * C)
+    tracker.request_amend(order.client_order_id, 4500, 10 * C, T0)
+    ask = tracker.new(_ask(10 * C, 6000), T0)
+    tracker.on_ack(ask.client_order_id, "ex-2", T0, remaining=10 * C)
+    tracker.request_amend(ask.client_order_id, 6500, 10 * C, T0)
+
+    exposure = ExposureBook().refresh(A, portfolio, tracker)
+
+    assert exposure.yes_at_risk == 10 * C * 4500
+    assert exposure.no_at_risk == 10 * C * (ONE_DOLLAR - 6000)
+
+
+def test_a_short_risks_what_its_no_contracts_cost() -> None:
+    portfolio = Portfolio()
+    portfolio.on_fill(Fill("t1", "ex-1", A, ASK, 7000, 10 * C, 0, False, 1))  # NO at 0.30
+
+    exposure = ExposureBook().refresh(A, portfolio, OrderTracker(ClientOrderIds("run1")))
+
+    assert (exposure.no_at_risk, exposure.yes_at_risk) == (3 * USD, 0)
+
+
+def test_dollar_caps_come_from_the_config_and_must_be_positive() -> None:
+    risk = RiskConfig(
+        max_market_exposure_dollars=Decimal("12.5"),
+        max_event_exposure_dollars=Decimal(20),
+        max_category_exposure_dollars=Decimal(30),
+        max_total_exposure_dollars=Decimal(40),
+        max_resting_value_dollars=Decimal(50),
+    )
+    limits = RiskLimits.from_config(risk, StrategyConfig())
+
+    assert (
+        limits.max_market_exposure,
+        limits.max_event_exposure,
+        limits.max_category_exposure,
+        limits.max_total_exposure,
+        limits.max_resting_value,
+    ) == (12_500_000, 20 * USD, 30 * USD, 40 * USD, 50 * USD)
+    assert RiskLimits.from_config(RiskConfig(), StrategyConfig()).dollar_capped is False
+    with pytest.raises(ValueError, match="max_total_exposure must be >= 1"):
+        RiskLimits(**{**_fields(LIMITS), "max_total_exposure": 0})
+
+
+def _fields(limits: RiskLimits) -> dict[str, object]:
+    return {name: getattr(limits, name) for name in limits.__dataclass_fields__}
+
+
+_DOLLAR_TICKERS = (E1, E2, K, A)
+
+
+@dataclass
+class _Money:
+    """What the exchange holds: per market the open orders as (side, price, qty)."""
+
+    orders: dict[str, list[tuple[BookSide, int, int]]]
+
+    def side(self, ticker: str, side: BookSide) -> int:
+        return sum(
+            q * (p if s is BID else ONE_DOLLAR - p) for s, p, q in self.orders[ticker] if s is side
+        )
+
+    def dollars(self, ticker: str) -> int:
+        return max(self.side(ticker, BID), self.side(ticker, ASK))
+
+
+_MONEY_CAPS = st.builds(
+    lambda m, e, c, t, r: RiskLimits(
+        max_position=10_000 * C,
+        max_total_position=100_000 * C,
+        max_order_qty=1000 * C,
+        max_order_notional=10_000 * USD,
+        max_open_orders=1000,
+        max_market_exposure=m,
+        max_event_exposure=e,
+        max_category_exposure=c,
+        max_total_exposure=t,
+        max_resting_value=r,
+    ),
+    *[st.none() | st.integers(1, 100 * USD) for _ in range(5)],
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limits=_MONEY_CAPS,
+    orders=st.lists(
+        st.tuples(
+            st.sampled_from(_DOLLAR_TICKERS),
+            _SIDES,
+            st.integers(1, 99).map(lambda cents: cents * 100),
+            st.integers(1, 300 * C),
+            st.booleans(),
+        ),
+        max_size=30,
+    ),
+)
+def test_no_sequence_of_checked_orders_puts_more_money_at_risk_than_the_caps(
+    limits: RiskLimits, orders: list[tuple[str, BookSide, int, int, bool]]
+) -> None:
+    ctx = _grouped(limits)
+    truth = _Money({t: [] for t in _DOLLAR_TICKERS})
+
+    for ticker, side, price, qty, refresh in orders:
+        verdict = check_order(OrderIntent(ticker, side, price, qty), ctx)
+        if verdict.allowed:
+            truth.orders[ticker].append((side, price, verdict.qty))
+        if refresh:
+            bids, asks = truth.side(ticker, BID), truth.side(ticker, ASK)
+            ctx.exposures.set_market(
+                ticker, 0, yes_at_risk=bids, no_at_risk=asks, resting_value=bids + asks
+            )
+
+        by_market = {t: truth.dollars(t) for t in _DOLLAR_TICKERS}
+        caps = (
+            (limits.max_market_exposure, [[t] for t in _DOLLAR_TICKERS]),
+            (limits.max_event_exposure, [[E1, E2], [K]]),
+            (limits.max_category_exposure, [[E1, E2, K]]),
+            (limits.max_total_exposure, [list(_DOLLAR_TICKERS)]),
+        )
+        for cap, groups in caps:
+            for group in groups:
+                assert cap is None or sum(by_market[t] for t in group) <= cap
+        resting = sum(truth.side(t, s) for t in _DOLLAR_TICKERS for s in (BID, ASK))
+        assert limits.max_resting_value is None or resting <= limits.max_resting_value

@@ -116,7 +116,8 @@ class GeneratedVenue:
         engine = self.venue.engine
         series = engine.series[engine.events[market.event_ticker].series_ticker]
         row = ser.series_json(series)
-        return SeriesInfo(row["ticker"], row["fee_type"], str(row.get("fee_multiplier", "1")))
+        multiplier = str(row.get("fee_multiplier", "1"))
+        return SeriesInfo(row["ticker"], row["fee_type"], multiplier, str(row.get("category", "")))
 
     def resting_orders(self) -> list[VenueOrder]:
         """Our resting orders, as ``GET /portfolio/orders?status=resting`` lists them."""

@@ -32,7 +32,10 @@ def market_spec(market: MarketInfo, series: SeriesInfo) -> tuple[MarketSpec, Pri
     mid = None
     if market.yes_bid is not None and market.yes_ask is not None:
         mid = (market.yes_bid + market.yes_ask) // 2
-    return MarketSpec(market.ticker, grid, market.close_ns, fee_rate), mid
+    spec = MarketSpec(
+        market.ticker, grid, market.close_ns, fee_rate, market.event_ticker, series.category
+    )
+    return spec, mid
 
 
 class GridView(Mapping[str, PriceGrid]):

@@ -236,6 +236,7 @@ class TradingCore:
     def add_market(self, spec: MarketSpec, mid: Price | None = None) -> None:
         """Starts trading a market (its book is untrusted until a snapshot arrives)."""
         self.pipeline.add_market(spec)
+        self.risk.exposures.set_group(spec.ticker, spec.event_ticker, spec.category)
         if mid is not None:
             self.marks[spec.ticker] = mid
         self.report.markets.append(spec.ticker)

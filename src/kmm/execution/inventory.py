@@ -244,6 +244,11 @@ class Portfolio:
         """Every market that has traded, by ticker."""
         return self._positions
 
+    def open_cost(self, ticker: str) -> Money:
+        """Σ YES entry price × size over the open lots of ``ticker`` (0 if none)."""
+        position = self._positions.get(ticker)
+        return 0 if position is None else position.open_cost
+
     def net_qty(self, ticker: str) -> Qty:
         """Signed YES contracts held in ``ticker``."""
         pos = self._positions.get(ticker)

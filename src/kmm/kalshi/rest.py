@@ -140,11 +140,12 @@ class MarketInfo:
 
 @dataclass(frozen=True, slots=True)
 class SeriesInfo:
-    """``GET /series/{ticker}``: what sets the fees."""
+    """``GET /series/{ticker}``: what sets the fees, and the series' category."""
 
     ticker: str
     fee_type: str
     fee_multiplier: str
+    category: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,9 +658,14 @@ class KalshiRest:
         return str(event["series_ticker"])
 
     async def series(self, series_ticker: str) -> SeriesInfo:
-        """A series' fee type and multiplier."""
+        """A series' fee type, multiplier and category."""
         s = (await self.get(f"/series/{series_ticker}"))["series"]
-        return SeriesInfo(s["ticker"], s["fee_type"], str(s.get("fee_multiplier", "1")))
+        return SeriesInfo(
+            s["ticker"],
+            s["fee_type"],
+            str(s.get("fee_multiplier", "1")),
+            str(s.get("category") or ""),
+        )
 
     async def orderbook(self, ticker: str) -> tuple[list[tuple[Price, Qty]], ...]:
         """``(yes bids, no bids)``, each ascending by price, in their own legs."""

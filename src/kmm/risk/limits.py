@@ -35,6 +35,21 @@ down to ``lot_qty``), and a room that clips to 0 rejects. Some refusals do not d
 a size or a price out of range, the kill switch not running, the exchange paused, the market
 blocked, and, for new orders, ``max_open_orders`` and ``max_unknown_orders`` reached.
 
+**Dollar exposure.** Next to the contract caps, optional caps hold money at risk: what the
+market's contracts cost us and would lose if it settled against us. A market's YES side risks
+``y = c⁺ + Σ bid price × size`` (``c⁺`` the cost of a long position's open lots) and its NO
+side ``n = c⁻ + Σ (1 − ask price) × size`` (``c⁻`` what a short's NO contracts cost); its
+dollar worst case is ``d = max(y, n)``. ``max_market_exposure`` caps ``d``;
+``max_event_exposure``, ``max_category_exposure`` and ``max_total_exposure`` cap ``Σ d`` over
+the markets of one event, one category (of the event's series) and all markets; markets with
+no known event or category are capped only by the others. ``max_resting_value`` caps what
+every open order would cost, ``Σ (bid costs + ask costs)``. For an order of unit cost ``k``
+whose side already risks ``v`` (less the order amended, counted at the new price), a group of
+sum ``S`` leaves room ``(max(cap − (S − d), d) − v) // k``: like the contract caps, it never
+takes a group beyond its cap and never blocks an amend from keeping its size there. An order
+that reduces a position is checked on its own side, which holds only orders' cost, so it is
+clipped only if those orders alone would cost more than the cap.
+
 **Reservation.** :func:`check_order` adds what it approves to the :class:`ExposureBook` at
 once (a new order: its size and one open order; an amend: its increase), so orders checked in
 a burst before the book is refreshed cannot pass a cap together. The executor refreshes a
@@ -50,14 +65,23 @@ The module is pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, KeysView
+from collections.abc import Iterable, Iterator, KeysView
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 from kmm.execution.orders import OrderState
 from kmm.risk._text import contracts, usd
-from kmm.types import ONE_DOLLAR, QTY_SCALE, BookSide, Money, OrderIntent, Qty, format_price
+from kmm.types import (
+    ONE_DOLLAR,
+    QTY_SCALE,
+    BookSide,
+    Money,
+    OrderIntent,
+    Price,
+    Qty,
+    format_price,
+)
 
 if TYPE_CHECKING:
     from kmm.config import RiskConfig, StrategyConfig
@@ -97,6 +121,11 @@ class Limit(StrEnum):
     MAX_ORDER_NOTIONAL = "max_order_notional"
     MAX_POSITION = "max_position"
     MAX_TOTAL_POSITION = "max_total_position"
+    MAX_MARKET_EXPOSURE = "max_market_exposure"
+    MAX_EVENT_EXPOSURE = "max_event_exposure"
+    MAX_CATEGORY_EXPOSURE = "max_category_exposure"
+    MAX_TOTAL_EXPOSURE = "max_total_exposure"
+    MAX_RESTING_VALUE = "max_resting_value"
     REDUCE_ONLY = "reduce_only"
 
 
@@ -175,6 +204,12 @@ class RiskLimits:
         stale_book_ns: A market whose book is older than this is not quoted.
         no_quote_before_close_ns: A market this close to its close is not quoted.
         wind_down_before_close_ns: A market this close to its close is quoted reduce-only.
+        max_market_exposure: Largest dollar worst case of one market (money units), or
+            ``None`` for no cap.
+        max_event_exposure: Largest sum of dollar worst cases over one event's markets.
+        max_category_exposure: Largest sum over the markets of one category.
+        max_total_exposure: Largest sum over every market.
+        max_resting_value: Largest cost of every open order together.
 
     Raises:
         ValueError: if a limit is out of range, naming it.
@@ -190,8 +225,28 @@ class RiskLimits:
     stale_book_ns: int = 30 * _NS_PER_S
     no_quote_before_close_ns: int = 60 * _NS_PER_S
     wind_down_before_close_ns: int = 300 * _NS_PER_S
+    max_market_exposure: Money | None = None
+    max_event_exposure: Money | None = None
+    max_category_exposure: Money | None = None
+    max_total_exposure: Money | None = None
+    max_resting_value: Money | None = None
+
+    @property
+    def dollar_capped(self) -> bool:
+        """True if any dollar cap is set."""
+        return not (
+            self.max_market_exposure is None
+            and self.max_event_exposure is None
+            and self.max_category_exposure is None
+            and self.max_total_exposure is None
+            and self.max_resting_value is None
+        )
 
     def __post_init__(self) -> None:
+        for name in _DOLLAR_CAPS:
+            value = getattr(self, name)
+            if value is not None:
+                _at_least(name, value, 1)
         for name in ("max_position", "max_total_position", "max_order_qty", "lot_qty"):
             _at_least(name, getattr(self, name), 1)
         _at_least("max_order_notional", self.max_order_notional, 1)
@@ -219,7 +274,21 @@ class RiskLimits:
             stale_book_ns=risk.stale_book_ns,
             no_quote_before_close_ns=round(risk.no_quote_before_close_s * _NS_PER_S),
             wind_down_before_close_ns=round(risk.wind_down_before_close_s * _NS_PER_S),
+            max_market_exposure=risk.max_market_exposure,
+            max_event_exposure=risk.max_event_exposure,
+            max_category_exposure=risk.max_category_exposure,
+            max_total_exposure=risk.max_total_exposure,
+            max_resting_value=risk.max_resting_value,
         )
+
+
+_DOLLAR_CAPS: Final = (
+    "max_market_exposure",
+    "max_event_exposure",
+    "max_category_exposure",
+    "max_total_exposure",
+    "max_resting_value",
+)
 
 
 def _at_least(name: str, value: int, least: int) -> None:
@@ -236,6 +305,10 @@ class MarketExposure(NamedTuple):
         ask_open: Asks that may still fill.
         orders: Live orders (any non-terminal state).
         unknown: Live orders whose outcome is unknown.
+        yes_at_risk: Money the YES side risks: a long position's cost plus every bid's
+            (money units).
+        no_at_risk: Money the NO side risks: a short position's NO cost plus every ask's.
+        resting_value: What the open orders cost: bids at their price, asks at 1 − price.
     """
 
     position: Qty = 0
@@ -243,6 +316,15 @@ class MarketExposure(NamedTuple):
     ask_open: Qty = 0
     orders: int = 0
     unknown: int = 0
+    yes_at_risk: Money = 0
+    no_at_risk: Money = 0
+    resting_value: Money = 0
+
+    @property
+    def dollars(self) -> Money:
+        """The dollar worst case: ``max(yes_at_risk, no_at_risk)``."""
+        yes, no = self.yes_at_risk, self.no_at_risk
+        return yes if yes > no else no
 
     @property
     def worst(self) -> Qty:
@@ -262,6 +344,10 @@ class PositionSource(Protocol):
         """Signed position in ``ticker``."""
         ...
 
+    def open_cost(self, ticker: str) -> Money:
+        """Σ YES entry price × size over the position's open lots (money units)."""
+        ...
+
 
 class _ExposedOrder(Protocol):
     @property
@@ -270,6 +356,10 @@ class _ExposedOrder(Protocol):
     def exposure(self) -> Qty: ...
     @property
     def state(self) -> OrderState: ...
+    @property
+    def price(self) -> Price: ...
+    @property
+    def amend_price(self) -> Price | None: ...
 
 
 class OrderSource(Protocol):
@@ -281,22 +371,42 @@ class OrderSource(Protocol):
 
 
 class ExposureBook:
-    """Per-market worst-case exposure, with the global sums kept up to date in O(1).
+    """Per-market worst-case exposure, with the global and group sums kept up to date in O(1).
 
     Attributes:
         total_worst: Σ of the markets' worst cases (0.01 contracts).
         open_orders: Live orders over every market.
         unknown_orders: Live orders of unknown outcome over every market.
+        total_dollars: Σ of the markets' dollar worst cases (money units).
+        resting_value: What every open order costs (money units).
     """
 
-    __slots__ = ("_markets", "_worst", "open_orders", "total_worst", "unknown_orders")
+    __slots__ = (
+        "_category_dollars",
+        "_dollars",
+        "_event_dollars",
+        "_groups",
+        "_markets",
+        "_worst",
+        "open_orders",
+        "resting_value",
+        "total_dollars",
+        "total_worst",
+        "unknown_orders",
+    )
 
     def __init__(self) -> None:
         self._markets: dict[str, MarketExposure] = {}
         self._worst: dict[str, Qty] = {}
+        self._dollars: dict[str, Money] = {}
+        self._groups: dict[str, tuple[str, str]] = {}
+        self._event_dollars: dict[str, Money] = {}
+        self._category_dollars: dict[str, Money] = {}
         self.total_worst: Qty = 0
         self.open_orders = 0
         self.unknown_orders = 0
+        self.total_dollars: Money = 0
+        self.resting_value: Money = 0
 
     def get(self, ticker: str) -> MarketExposure:
         """The market's exposure (flat if never set)."""
@@ -310,6 +420,36 @@ class ExposureBook:
         """Every market the book holds."""
         return self._markets.keys()
 
+    def set_group(self, ticker: str, event: str, category: str) -> None:
+        """Puts a market in its event and category ("" for unknown: not grouped).
+
+        Call it before the market's first figures; a market already held moves its dollar
+        worst case to its new groups.
+        """
+        dollars = self._dollars.get(ticker, 0)
+        self._add_to_groups(ticker, -dollars)
+        self._groups[ticker] = (event, category)
+        self._add_to_groups(ticker, dollars)
+
+    def group_dollars(self, ticker: str) -> tuple[str, Money, str, Money]:
+        """``(event, its Σ dollars, category, its Σ dollars)`` of the market's groups."""
+        event, category = self._groups.get(ticker, _NO_GROUP)
+        return (
+            event,
+            self._event_dollars.get(event, 0),
+            category,
+            self._category_dollars.get(category, 0),
+        )
+
+    def _add_to_groups(self, ticker: str, dollars: Money) -> None:
+        if not dollars:
+            return
+        event, category = self._groups.get(ticker, _NO_GROUP)
+        if event:
+            self._event_dollars[event] = self._event_dollars.get(event, 0) + dollars
+        if category:
+            self._category_dollars[category] = self._category_dollars.get(category, 0) + dollars
+
     def set_market(
         self,
         ticker: str,
@@ -318,18 +458,31 @@ class ExposureBook:
         ask_open: Qty = 0,
         orders: int = 0,
         unknown: int = 0,
+        yes_at_risk: Money = 0,
+        no_at_risk: Money = 0,
+        resting_value: Money = 0,
     ) -> MarketExposure:
         """Replaces one market's figures and updates the sums.
 
         Raises:
-            ValueError: if an open quantity or a count is negative.
+            ValueError: if an open quantity, a count or an amount of money is negative.
         """
-        if bid_open < 0 or ask_open < 0 or orders < 0 or unknown < 0:
+        if min(bid_open, ask_open, orders, unknown, yes_at_risk, no_at_risk, resting_value) < 0:
             raise ValueError(
                 f"{ticker}: negative exposure bid_open={bid_open} ask_open={ask_open} "
-                f"orders={orders} unknown={unknown}"
+                f"orders={orders} unknown={unknown} yes_at_risk={yes_at_risk} "
+                f"no_at_risk={no_at_risk} resting_value={resting_value}"
             )
-        new = MarketExposure(position, bid_open, ask_open, orders, unknown)
+        new = MarketExposure(
+            position,
+            bid_open,
+            ask_open,
+            orders,
+            unknown,
+            yes_at_risk,
+            no_at_risk,
+            resting_value,
+        )
         old = self._markets.get(ticker, _FLAT)
         self._markets[ticker] = new
         long, short = position + bid_open, ask_open - position
@@ -338,22 +491,57 @@ class ExposureBook:
         self._worst[ticker] = worst
         self.open_orders += orders - old.orders
         self.unknown_orders += unknown - old.unknown
+        dollars = yes_at_risk if yes_at_risk > no_at_risk else no_at_risk
+        change = dollars - self._dollars.get(ticker, 0)
+        if change:
+            self._dollars[ticker] = dollars
+            self.total_dollars += change
+            self._add_to_groups(ticker, change)
+        self.resting_value += resting_value - old.resting_value
         return new
 
     def refresh(
         self, ticker: str, positions: PositionSource, orders: OrderSource
     ) -> MarketExposure:
-        """Recomputes one market from the portfolio and the order tracker."""
+        """Recomputes one market from the portfolio and the order tracker.
+
+        An order being amended counts at the larger size and the costlier price.
+        """
         bid = ask = count = unknown = 0
+        bid_cost = ask_cost = 0
         for order in orders.live(ticker):
             count += 1
+            exposure = order.exposure
+            price, new_price = order.price, order.amend_price
             if order.side is _BID:
-                bid += order.exposure
+                bid += exposure
+                if new_price is not None and new_price > price:
+                    price = new_price
+                bid_cost += price * exposure
             else:
-                ask += order.exposure
+                ask += exposure
+                if new_price is not None and new_price < price:
+                    price = new_price
+                ask_cost += (ONE_DOLLAR - price) * exposure
             if order.state is _UNKNOWN:
                 unknown += 1
-        return self.set_market(ticker, positions.net_qty(ticker), bid, ask, count, unknown)
+        position = positions.net_qty(ticker)
+        yes_cost = no_cost = 0
+        if position > 0:
+            yes_cost = positions.open_cost(ticker)
+        elif position < 0:
+            no_cost = -position * ONE_DOLLAR - positions.open_cost(ticker)
+        return self.set_market(
+            ticker,
+            position,
+            bid,
+            ask,
+            count,
+            unknown,
+            yes_at_risk=yes_cost + bid_cost,
+            no_at_risk=no_cost + ask_cost,
+            resting_value=bid_cost + ask_cost,
+        )
 
     def refresh_all(
         self, tickers: Iterable[str], positions: PositionSource, orders: OrderSource
@@ -362,14 +550,34 @@ class ExposureBook:
         for ticker in {*tickers, *self._markets}:
             self.refresh(ticker, positions, orders)
 
-    def reserve(self, ticker: str, side: BookSide, qty: Qty, orders: int = 0) -> None:
-        """Counts ``qty`` more open on ``side`` (and ``orders`` more live orders) at once."""
-        pos, bid, ask, count, unknown = self._markets.get(ticker, _FLAT)
+    def reserve(
+        self, ticker: str, side: BookSide, qty: Qty, orders: int = 0, unit_cost: int = 0
+    ) -> None:
+        """Counts ``qty`` more open on ``side`` (and ``orders`` more live orders, and
+        ``qty × unit_cost`` more money at risk on that side) at once."""
+        exp = self._markets.get(ticker, _FLAT)
+        bid, ask, yes, no = exp.bid_open, exp.ask_open, exp.yes_at_risk, exp.no_at_risk
+        cost = qty * unit_cost
         if side is _BID:
             bid += qty
+            yes += cost
         else:
             ask += qty
-        self.set_market(ticker, pos, bid, ask, count + orders, unknown)
+            no += cost
+        self.set_market(
+            ticker,
+            exp.position,
+            bid,
+            ask,
+            exp.orders + orders,
+            exp.unknown,
+            yes_at_risk=yes,
+            no_at_risk=no,
+            resting_value=exp.resting_value + cost,
+        )
+
+
+_NO_GROUP: Final = ("", "")
 
 
 class QuoteMode(StrEnum):
@@ -534,6 +742,50 @@ def _room(intent: OrderIntent, ctx: RiskContext, replaces: Qty) -> tuple[Qty, Li
         best, limit = room, _MAX_TOTAL_POSITION
     if -used < best and ticker in ctx.reduce_only:
         best, limit = -used, _REDUCE_ONLY
+    if limits.dollar_capped:
+        room, dollar_limit = _dollar_room(intent, ctx, replaces)
+        if room < best:
+            best, limit = room, dollar_limit
+    return best, limit
+
+
+def _dollar_caps(
+    intent: OrderIntent, ctx: RiskContext, replaces: Qty
+) -> Iterator[tuple[Limit, Money, Money, Money, Money]]:
+    """Each dollar cap set, as ``(limit, cap, group sum, market's part, side's money)``:
+    the side's money is what ``intent``'s side risks without the order amended."""
+    limits, book, ticker = ctx.limits, ctx.exposures, intent.ticker
+    exp = book.get(ticker)
+    side = exp.yes_at_risk if intent.side is _BID else exp.no_at_risk
+    side -= replaces * _cost(intent)
+    side = side if side > 0 else 0
+    dollars = exp.dollars
+    event, event_sum, category, category_sum = book.group_dollars(ticker)
+    if limits.max_market_exposure is not None:
+        yield Limit.MAX_MARKET_EXPOSURE, limits.max_market_exposure, dollars, dollars, side
+    if limits.max_event_exposure is not None and event:
+        yield Limit.MAX_EVENT_EXPOSURE, limits.max_event_exposure, event_sum, dollars, side
+    if limits.max_category_exposure is not None and category:
+        cap = limits.max_category_exposure
+        yield Limit.MAX_CATEGORY_EXPOSURE, cap, category_sum, dollars, side
+    if limits.max_total_exposure is not None:
+        total = book.total_dollars
+        yield Limit.MAX_TOTAL_EXPOSURE, limits.max_total_exposure, total, dollars, side
+    if limits.max_resting_value is not None:
+        resting = book.resting_value - replaces * _cost(intent)
+        resting = resting if resting > 0 else 0
+        yield Limit.MAX_RESTING_VALUE, limits.max_resting_value, resting, 0, 0
+
+
+def _dollar_room(intent: OrderIntent, ctx: RiskContext, replaces: Qty) -> tuple[Qty, Limit]:
+    """The largest size the dollar caps allow, and the cap that sets it."""
+    unit = _cost(intent)
+    best, limit = intent.qty, Limit.MAX_MARKET_EXPOSURE
+    for cap_limit, cap, group, part, side in _dollar_caps(intent, ctx, replaces):
+        money = max(cap - (group - part), part, replaces * unit) - side
+        room = money // unit if money > 0 else 0
+        if room < best:
+            best, limit = room, cap_limit
     return best, limit
 
 
@@ -558,11 +810,35 @@ def _room_detail(limit: Limit, intent: OrderIntent, ctx: RiskContext, replaces: 
             f"max_total_position {contracts(limits.max_total_position)}, worst case in other "
             f"markets {elsewhere}, {position}"
         )
-    return f"reduce_only, {position}"
+    if limit is Limit.REDUCE_ONLY:
+        return f"reduce_only, {position}"
+    return _dollar_detail(limit, intent, ctx, replaces)
+
+
+def _dollar_detail(limit: Limit, intent: OrderIntent, ctx: RiskContext, replaces: Qty) -> str:
+    for cap_limit, cap, group, _part, side in _dollar_caps(intent, ctx, replaces):
+        if cap_limit is not limit:
+            continue
+        each = f"cost {usd(_cost(intent) * QTY_SCALE)} each"
+        if limit is Limit.MAX_RESTING_VALUE:
+            return f"max_resting_value {usd(cap)}, open orders cost {usd(group)}, {each}"
+        event, _, category, _ = ctx.exposures.group_dollars(intent.ticker)
+        where = {
+            Limit.MAX_MARKET_EXPOSURE: "",
+            Limit.MAX_EVENT_EXPOSURE: f" in event {event}",
+            Limit.MAX_CATEGORY_EXPOSURE: f" in category {category}",
+            Limit.MAX_TOTAL_EXPOSURE: " in all markets",
+        }[limit]
+        return (
+            f"{limit} {usd(cap)}, at risk{where} {usd(group)}, {intent.side} side of "
+            f"{intent.ticker} {usd(side)}, {each}"
+        )
+    return str(limit)
 
 
 def _reserve(intent: OrderIntent, ctx: RiskContext, qty: Qty, replaces: Qty | None) -> None:
+    unit = _cost(intent)
     if replaces is None:
-        ctx.exposures.reserve(intent.ticker, intent.side, qty, orders=1)
+        ctx.exposures.reserve(intent.ticker, intent.side, qty, orders=1, unit_cost=unit)
     elif qty > replaces:
-        ctx.exposures.reserve(intent.ticker, intent.side, qty - replaces)
+        ctx.exposures.reserve(intent.ticker, intent.side, qty - replaces, unit_cost=unit)
