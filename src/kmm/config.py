@@ -727,6 +727,27 @@ class StrategyConfig(_Section):
         description="Extra half-spread added on top of the model's (and of any maker fee), in "
         "cents.",
     )
+    min_spread_cents: _Cents = Field(
+        default=Decimal(0),
+        ge=0,
+        le=100,
+        description="Smallest total spread kmm's quoter quotes (ask - bid before rounding to the "
+        "grid), in cents; 0: the model's.",
+    )
+    max_spread_cents: _Cents = Field(
+        default=Decimal(100),
+        ge=0,
+        le=100,
+        description="Largest total spread kmm's quoter quotes, in cents, but never inside the "
+        "maker fee; 100: the model's.",
+    )
+    min_market_spread_cents: _Cents = Field(
+        default=Decimal(0),
+        ge=0,
+        le=100,
+        description="A market whose book (without our orders) is narrower than this, in cents, "
+        "is not quoted by kmm's quoter; 0 disables it.",
+    )
     improve_ticks: int = Field(
         default=1,
         ge=0,
@@ -892,6 +913,21 @@ class StrategyConfig(_Section):
     def edge(self) -> Price:
         """``edge_cents`` in $0.0001 units."""
         return _price(self.edge_cents)
+
+    @property
+    def min_spread(self) -> Price:
+        """``min_spread_cents`` in $0.0001 units."""
+        return _price(self.min_spread_cents)
+
+    @property
+    def max_spread(self) -> Price:
+        """``max_spread_cents`` in $0.0001 units."""
+        return _price(self.max_spread_cents)
+
+    @property
+    def min_market_spread(self) -> Price:
+        """``min_market_spread_cents`` in $0.0001 units."""
+        return _price(self.min_market_spread_cents)
 
     @property
     def settle_move(self) -> Price:

@@ -427,3 +427,37 @@ def test_with_no_one_else_on_a_side_there_is_no_touch_to_hold_to() -> None:
     quote = compute_quote("KX", alone, DEFAULTS, LINEAR_CENT)
 
     assert (quote.bid_price, quote.ask_price) == (4700, 5900)
+
+
+def test_the_total_spread_is_held_between_its_minimum_and_maximum() -> None:
+    # the model's total spread is about 4.2¢ around 50¢ (47¢ @ 53¢ on a cent grid)
+    wide = replace(DEFAULTS, min_spread=1000)  # at least 10¢: 45¢ @ 55¢
+    narrow = replace(DEFAULTS, max_spread=200)  # at most 2¢: 49¢ @ 51¢
+
+    assert compute_quote("KX", _inputs(), wide, LINEAR_CENT)[1::2] == (4500, 5500)
+    assert compute_quote("KX", _inputs(), narrow, LINEAR_CENT)[1::2] == (4900, 5100)
+
+
+def test_the_maximum_spread_never_cuts_inside_the_maker_fee() -> None:
+    # a maker fee rate of 0.0175·4 = 0.07 at 50¢ costs 1.75¢ a contract: half-spread >= 1.75¢
+    params = replace(DEFAULTS, max_spread=100)
+    quote = compute_quote("KX", _inputs(maker_fee_rate=0.07), params, CENTI_CENT)
+
+    assert quote.bid_price is not None and quote.ask_price is not None
+    assert quote.bid_price <= 5000 - 175 and quote.ask_price >= 5000 + 175
+
+
+def test_a_market_narrower_than_the_minimum_market_spread_is_not_quoted() -> None:
+    params = replace(DEFAULTS, min_market_spread=300)
+    tight = _touch(_inputs(best_bid=4900, best_ask=5100), 4900, 5100)  # a 2¢ book
+    wide = _touch(_inputs(best_bid=4800, best_ask=5200), 4800, 5200)  # 4¢
+    one_sided = _touch(_inputs(best_bid=4900, best_ask=5100), None, 5100)
+
+    assert compute_quote("KX", tight, params, LINEAR_CENT) == Quote("KX", None, 0, None, 0)
+    assert compute_quote("KX", wide, params, LINEAR_CENT).bid_price is not None
+    assert compute_quote("KX", one_sided, params, LINEAR_CENT).bid_price is not None
+
+
+def test_spread_bounds_out_of_order_are_refused() -> None:
+    with pytest.raises(ConfigError, match="min_spread, max_spread"):
+        StrategyParams(min_spread=500, max_spread=400)

@@ -10,7 +10,8 @@ Theory of operation
    is half the Avellaneda–Stoikov spread, raised to the maker fee at the fair price
    (``maker_fee_rate·p·(1 − p)``) when that is larger, plus ``edge``; so a fill on a series
    that charges makers earns at least ``edge`` per contract over the fee. The bid is
-   ``r − half``, the ask ``r + half``.
+   ``r − half``, the ask ``r + half``. The total spread ``2·half`` is then held between
+   ``min_spread`` and ``max_spread``; the maximum never cuts it inside the maker fee.
 2. **Sides and sizes.** Each side starts at ``base_qty``; the side that adds to the position
    shrinks as ``base·exp(−η·|q|)``. Sizes are then clipped so that a full fill keeps the
    position within ``±max_position``, capped at ``max_order_qty`` and rounded down to
@@ -28,8 +29,10 @@ Theory of operation
    still wins when it is behind the touch; in a wide book the edge the model would give away
    is kept.
 
-A side that cannot be quoted comes back with price ``None`` and qty 0. No fair price, or a
-book empty on both sides, gives an empty quote; so does a non-finite model price.
+A market whose book without our orders is narrower than ``min_market_spread`` is not quoted:
+there is no spread there to earn. A side that cannot be quoted comes back with price ``None``
+and qty 0. No fair price, or a book empty on both sides, gives an empty quote; so does a
+non-finite model price.
 
 Defaults (``γ = 0.5``, ``κ = 50``, ``horizon = 3600 s``, ``σ = 0.001 $/√s``) give a spread
 of about 4.2¢ at mid and a reservation-price skew of 1.8¢ at 10 contracts.
@@ -83,6 +86,11 @@ class StrategyParams:
             ``ONE_DOLLAR`` disables).
         edge: Extra half-spread in $0.0001 units, added on top of the model's half-spread
             (or of the maker fee, when that is larger).
+        min_spread: Smallest total spread quoted, in $0.0001 units (0: the model's).
+        max_spread: Largest total spread quoted, in $0.0001 units (``ONE_DOLLAR``: the
+            model's); never inside the maker fee.
+        min_market_spread: Others' touch narrower than this ($0.0001 units) is not quoted
+            (0 disables it).
         improve_ticks: How far a quote may improve on others' best price, in grid ticks:
             a model bid above the touch is lowered to the touch plus this many ticks (and an
             ask likewise), so a wide book is not given away. 0 only joins; a large value
@@ -107,6 +115,9 @@ class StrategyParams:
     extreme_low: Price = 500
     extreme_high: Price = 9500
     edge: Price = 0
+    min_spread: Price = 0
+    max_spread: Price = ONE_DOLLAR
+    min_market_spread: Price = 0
     improve_ticks: int = 1
     baseline_ticks: int = 2
     skew_contracts: float = 5.0
@@ -150,6 +161,15 @@ def _range_problems(params: StrategyParams) -> list[str]:
     problems = []
     if not params.sigma_min <= params.sigma_max < math.inf:
         problems.append(f"sigma_max: must be finite and at least sigma_min, got {params.sigma_max}")
+    if not 0 <= params.min_spread <= params.max_spread <= ONE_DOLLAR:
+        problems.append(
+            "min_spread, max_spread: need 0 <= min <= max <= "
+            f"{ONE_DOLLAR}, got {params.min_spread}, {params.max_spread}"
+        )
+    if not 0 <= params.min_market_spread <= ONE_DOLLAR:
+        problems.append(
+            f"min_market_spread: must be within [0, {ONE_DOLLAR}], got {params.min_market_spread}"
+        )
     if not 0 <= params.extreme_low <= params.extreme_high <= ONE_DOLLAR:
         problems.append(
             "extreme_low, extreme_high: need 0 <= low <= high <= "
@@ -219,13 +239,20 @@ def compute_quote(
     best_ask = inputs.best_ask
     if fair is None or (best_bid is None and best_ask is None):
         return Quote(ticker, None, 0, None, 0)
+    touch_bid, touch_ask = inputs.touch_bid, inputs.touch_ask
+    if (
+        params.min_market_spread
+        and touch_bid is not None
+        and touch_ask is not None
+        and touch_ask - touch_bid < params.min_market_spread
+    ):
+        return Quote(ticker, None, 0, None, 0)
     low, high = _model_prices(fair, inputs, params)
     if not (math.isfinite(low) and math.isfinite(high)):
         return Quote(ticker, None, 0, None, 0)
     bid_qty, ask_qty = _sizes(fair, inputs.inventory, params)
     bid = _snap_bid(low, best_ask, grid) if bid_qty else None
     ask = _snap_ask(high, best_bid, grid) if ask_qty else None
-    touch_bid, touch_ask = inputs.touch_bid, inputs.touch_ask
     if bid is not None and touch_bid is not None and bid > touch_bid:
         cap = grid.offset(touch_bid, params.improve_ticks)
         if cap is not None and bid > cap:
@@ -288,6 +315,12 @@ def _terms(fair: float, inputs: QuoteInputs, params: StrategyParams) -> QuoteTer
     if half < maker_fee:
         half = maker_fee
     half += (params.edge + inputs.widen) / ONE_DOLLAR
+    floor = params.min_spread / (2 * ONE_DOLLAR)
+    if half < floor:
+        half = floor
+    cap = params.max_spread / (2 * ONE_DOLLAR)
+    if half > cap:
+        half = cap if cap > maker_fee else maker_fee
     return QuoteTerms(center * ONE_DOLLAR, half * ONE_DOLLAR, sigma, kappa)
 
 
