@@ -72,6 +72,7 @@ from kmm.strategy.quoter import (
     QuoteTerms,
     StrategyParams,
     compute_quote,
+    quote_bands,
     quote_terms,
 )
 from kmm.strategy.throttles import MarketThrottle, ThrottleParams, throttle_quote
@@ -557,7 +558,10 @@ class Pipeline:
         )
         quote = self.quoter(ticker, inputs, self.params, spec.grid)
         market.inputs = inputs
-        market.held = "toxic" if inputs.widen else ""
+        market.held = _joined(
+            quote_bands(inputs, self.params) if self.quoter is compute_quote else "",
+            "toxic" if inputs.widen else "",
+        )
         throttle = market.throttle
         if throttle is None:
             return quote
@@ -587,9 +591,13 @@ class Pipeline:
         return max(0.0, (spec.close_ns - now_ns) / 1e9)
 
 
+def _joined(first: str, second: str) -> str:
+    return f"{first} {second}" if first and second else first or second
+
+
 def _held_text(held: tuple[str | None, str | None], also: str) -> str:
     """``("jump", "jump")`` as ``"jump"``, ``("fill_cooldown", None)`` as
-    ``"bid:fill_cooldown"``; ``also`` (``"toxic"``) is kept in front."""
+    ``"bid:fill_cooldown"``; ``also`` (a band, ``"toxic"``) is kept in front."""
     bid, ask = held
     parts = [also] if also else []
     if bid is not None and bid == ask:

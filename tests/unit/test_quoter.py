@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from kmm.book.grid import PriceGrid
 from kmm.errors import ConfigError
-from kmm.strategy.quoter import QuoteInputs, StrategyParams, compute_quote
+from kmm.strategy.quoter import QuoteInputs, StrategyParams, compute_quote, quote_bands
 from kmm.types import ONE_DOLLAR, Quote
 
 LINEAR_CENT = PriceGrid.linear_cent()
@@ -461,3 +461,17 @@ def test_a_market_narrower_than_the_minimum_market_spread_is_not_quoted() -> Non
 def test_spread_bounds_out_of_order_are_refused() -> None:
     with pytest.raises(ConfigError, match="min_spread, max_spread"):
         StrategyParams(min_spread=500, max_spread=400)
+
+
+def test_the_bands_that_acted_are_named_for_the_tape() -> None:
+    params = replace(DEFAULTS, min_market_spread=300)
+    cheap = _inputs(fair=300.0, best_bid=200, best_ask=400)
+    dear = _inputs(fair=9700.0, best_bid=9600, best_ask=9800)
+    tight = _touch(_inputs(), 4900, 5100)
+
+    assert quote_bands(_inputs(), params) == ""
+    assert quote_bands(cheap, params) == "band_low"
+    assert compute_quote("KX", cheap, params, LINEAR_CENT).ask_price is None
+    assert quote_bands(dear, params) == "band_high"
+    assert quote_bands(tight, params) == "narrow"
+    assert quote_bands(_inputs(fair=None), params) == ""

@@ -57,6 +57,7 @@ __all__ = [
     "StrategyParams",
     "clip_size",
     "compute_quote",
+    "quote_bands",
     "quote_terms",
 ]
 
@@ -328,6 +329,27 @@ def _model_prices(fair: float, inputs: QuoteInputs, params: StrategyParams) -> t
     """Returns the model bid and ask as floats in $0.0001 units."""
     center, half, _, _ = _terms(fair, inputs, params)
     return center - half, center + half
+
+
+def quote_bands(inputs: QuoteInputs, params: StrategyParams) -> str:
+    """Which of :func:`compute_quote`'s bands acted on ``inputs``, for the tape: ``narrow``
+    (others' book is inside ``min_market_spread``: not quoted), ``band_low`` or
+    ``band_high`` (an extreme-price band: one side only); ``""`` when none did."""
+    fair, touch_bid, touch_ask = inputs.fair, inputs.touch_bid, inputs.touch_ask
+    if fair is None:
+        return ""
+    if (
+        params.min_market_spread
+        and touch_bid is not None
+        and touch_ask is not None
+        and touch_ask - touch_bid < params.min_market_spread
+    ):
+        return "narrow"
+    if fair < params.extreme_low:
+        return "band_low"
+    if fair > params.extreme_high:
+        return "band_high"
+    return ""
 
 
 def _sizes(fair: float, inventory: Qty, params: StrategyParams) -> tuple[Qty, Qty]:
