@@ -199,7 +199,7 @@ def tape_row(item: tuple[Any, ...], ts: Timestamps) -> list[str]:
 
 def terms_text(terms: tuple[float, float, float, float, float, str] | None) -> list[str]:
     """The quote's model terms as tape fields: fair, reservation and half-spread in dollars
-    (5 decimals), σ per √s, κ per dollar, and the throttles that held a side."""
+    (5 decimals), σ per √s, κ per dollar, and the bands and throttles that held a side."""
     if terms is None:
         return ["", "", "", "", "", ""]
     fair, reservation, half, sigma, kappa, held = terms

@@ -230,7 +230,7 @@ class Recorder:
             mark: The price the position is marked at for ``unrealized``, or None.
             mark_source: Where the mark came from (:func:`kmm.execution.marks.mark_position`).
             terms: What produced the model's quote: the fair price, the reservation price and
-                the half-spread ($0.0001 units), σ, κ, and the throttles that held a side.
+                the half-spread ($0.0001 units), σ, κ, and the bands and throttles that held a side.
         """
         self._put(
             (TAPE, ts_ns, ticker, event, mid_x2, best_bid, best_ask, my_bid, my_bid_qty,
