@@ -508,6 +508,32 @@ def replay(docs: Docs) -> None:
     assert (run_dir / "fills.csv").is_file() and (run_dir / "backtest.json").is_file()
 
 
+FLATTEN_NAMED = (
+    f"python -m kmm flatten --env demo --markets {TICKER} --passive --max-slippage-cents 2 "
+    "--timeout 10m"
+)
+
+
+def flatten_demo(docs: Docs) -> None:
+    """Against the README's local exchange in place of demo: whatever the account holds there
+    (the demo runs above may have left positions) is closed or named, nothing rests."""
+    ran = docs.sh("python -m kmm flatten --env demo --timeout 20s", **docs.sim().env())
+    assert ran.status in (0, 5), ran.out + ran.err
+    assert "shutdown: no order of ours rests" in ran.out or (
+        "flatten: no position to work out" in ran.out
+    ), ran.out
+    if ran.status == 5:
+        assert ran.one_line_error().startswith("kmm flatten: positions left: ")
+
+
+def flatten_named(docs: Docs) -> None:
+    """The README's demo ticker is not held on the local exchange: nothing to do, exit 0."""
+    ran = docs.sh(FLATTEN_NAMED, **docs.sim().env())
+    assert ran.status == 0, ran.out + ran.err
+    assert f"flatten: {TICKER}: no position" in ran.out
+    assert "flatten: no position to work out" in ran.out
+
+
 COMMANDS: dict[str, Callable[[Docs], None]] = {
     CAPTURE_COMMAND: capture_command,
     REPLAY_COMMAND: replay,
@@ -520,6 +546,8 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     "python probe.py --env demo": probe_demo,
     f"python -m kmm run --env demo --markets {TICKER}": run_demo_ticker,
     "python -m kmm --env demo": run_demo_default,
+    "python -m kmm flatten --env demo": flatten_demo,
+    FLATTEN_NAMED: flatten_named,
     f"python -m kmm run --env prod --live --markets {TICKER}": run_prod,
     "python probe.py": probe_bare,
     "KMM__STRATEGY__GAMMA=0.2 KMM__MARKETS__TICKERS='[KXFED-26DEC-T4.00]' python -m kmm config": (

@@ -18,6 +18,8 @@ Exit status (the same for every subcommand):
 3  ``kmm run`` could not confirm at shutdown that all its orders were cancelled (each listed)
 4  the venue cannot be reached (connection refused, DNS, timeout, 5xx) at ``venue.rest_url``
    or ``venue.ws_url``
+5  ``kmm flatten`` left positions it could not work out within its price cap and time (each
+   named)
 == ==========================================================================================
 """
 
@@ -30,6 +32,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeAlias
@@ -58,15 +61,24 @@ from kmm.config import (
 from kmm.demo import DemoOptions, run_demo
 from kmm.errors import AuthError, ConfigError, KmmError, VenueError
 from kmm.kalshi.constants import TIERS
-from kmm.live import EXIT_LEFT_RESTING, VenueUnreachable, run_capture, run_live
+from kmm.live import (
+    EXIT_LEFT_RESTING,
+    EXIT_NOT_FLAT,
+    VenueUnreachable,
+    run_capture,
+    run_flatten,
+    run_live,
+)
 from kmm.report import latest_run_dir, run_report
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
 from kmm.sim.universe import SCENARIOS
+from kmm.strategy.exit import ExitStyle
 
 __all__ = [
     "EXIT_FAILED",
     "EXIT_LEFT_RESTING",
+    "EXIT_NOT_FLAT",
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
@@ -167,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_sim_parser(commands)
     _add_capture_parser(commands)
+    _add_flatten_parser(commands)
     _add_backtest_parser(commands)
     _add_bench_parser(commands)
     return parser
@@ -282,6 +295,47 @@ def _add_run_parser(commands: _Commands) -> None:
     run.add_argument("--live", action="store_true", help="allow trading on prod")
     run.add_argument(
         "--capture", action="store_true", help="also record every websocket frame (record.capture)"
+    )
+
+
+def _cents(text: str) -> Decimal:
+    """A price distance in cents: 0 to 100 in steps of 0.01."""
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not a number of cents: {text!r}") from None
+    if not (value.is_finite() and 0 <= value <= 100 and value == value.quantize(Decimal("0.01"))):
+        raise argparse.ArgumentTypeError(f"must be 0 to 100 cents in steps of 0.01, got {text}")
+    return value
+
+
+def _add_flatten_parser(commands: _Commands) -> None:
+    flatten = _command(
+        commands,
+        "flatten",
+        "work the account's positions out with limit orders, never past a slippage cap",
+    )
+    flatten.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    flatten.add_argument(
+        "--markets", default=None, help="only these tickers, comma-separated (default: all held)"
+    )
+    flatten.add_argument("--live", action="store_true", help="allow trading on prod")
+    flatten.add_argument(
+        "--passive",
+        action="store_true",
+        help="post-only, one tick inside others' best price (default: take at the touch)",
+    )
+    flatten.add_argument(
+        "--max-slippage-cents",
+        type=_cents,
+        default=None,
+        help="worst distance from the fair price at the start (exit.max_slippage_cents)",
+    )
+    flatten.add_argument(
+        "--timeout",
+        type=_duration,
+        default=None,
+        help="give up after this long: 90, 30s, 10m (exit.stop_timeout_s)",
     )
 
 
@@ -448,6 +502,20 @@ def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
     return _run_async(run_live(config, duration_s=args.duration, out=sys.stdout))
 
 
+def _cmd_flatten(config: KmmConfig, args: argparse.Namespace) -> int:
+    args.duration = None
+    args.capture = False
+    config = _run_config(config, args)
+    update: dict[str, Any] = {}
+    if args.max_slippage_cents is not None:
+        update["max_slippage_cents"] = args.max_slippage_cents
+    if args.timeout is not None:
+        update["stop_timeout_s"] = args.timeout
+    config = config.model_copy(update={"exit": config.exit.model_copy(update=update)})
+    style = ExitStyle.PASSIVE if args.passive else ExitStyle.TAKE
+    return _run_async(run_flatten(config, style=style, out=sys.stdout))
+
+
 def _latencies(settings: BacktestConfig, args: argparse.Namespace, seed: int) -> Latencies:
     """The feed and order latency models: a live run's recorded delays, or lognormal or
     constant ones (flags over config)."""
@@ -534,6 +602,7 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "config": _cmd_config,
     "report": _cmd_report,
     "capture": _cmd_capture,
+    "flatten": _cmd_flatten,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
 }

@@ -104,6 +104,7 @@ TierName = Literal["basic", "advanced", "expert", "premier", "paragon", "prime",
 Scenario = Literal["calm", "trending", "jump", "thin", "near_close", "settlement"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 QueueModelName = Literal["conservative", "probabilistic"]
+ExitStyleName = Literal["take", "passive"]
 
 
 # --------------------------------------------------------------------------- field types
@@ -1358,6 +1359,49 @@ class BacktestConfig(_Section):
     )
 
 
+class ExitConfig(_Section):
+    """Working positions out: ``kmm flatten``, before a market's close, at the end of a run."""
+
+    max_slippage_cents: _Cents = Field(
+        default=Decimal(5),
+        ge=0,
+        le=100,
+        description="An exit never sells below (or buys above) the market's fair price when the "
+        "exit began by more than this, in cents: a market that runs away stalls the exit at "
+        "that price instead of selling into the move.",
+    )
+    before_close_s: _Real = Field(
+        default=0.0,
+        ge=0,
+        description="From this long before a market's close, in seconds, stop quoting it and "
+        "work its position out (in before_close_style); 0: off. Must be longer than "
+        "risk.no_quote_before_close_s, when quoting stops altogether.",
+    )
+    before_close_style: ExitStyleName = Field(
+        default="take",
+        description="How the exit before a close prices its order: take (cross the spread, at "
+        "others' best price, never past the slippage cap) or passive (post-only, one tick "
+        "inside others' best price).",
+    )
+    on_stop: Literal["none", "passive", "take"] = Field(
+        default="none",
+        description="At the end of kmm run (--duration, Ctrl-C, SIGTERM): none cancels at once; "
+        "passive or take first stops quoting and works every position out, for up to "
+        "stop_timeout_s, then cancels.",
+    )
+    stop_timeout_s: _Real = Field(
+        default=60.0,
+        gt=0,
+        description="The longest an exit at the end of a run (exit.on_stop) or kmm flatten "
+        "works, in seconds, before it cancels what rests and stops.",
+    )
+
+    @property
+    def max_slippage(self) -> Price:
+        """``max_slippage_cents`` in $0.0001 units."""
+        return _price(self.max_slippage_cents)
+
+
 class KmmConfig(_Section):
     """The whole configuration; every section defaults to its defaults."""
 
@@ -1367,6 +1411,7 @@ class KmmConfig(_Section):
     strategy: StrategyConfig = Field(default=StrategyConfig(), description="Quoting.")
     risk: RiskConfig = Field(default=RiskConfig(), description="Limits.")
     execution: ExecutionConfig = Field(default=ExecutionConfig(), description="Orders.")
+    exit: ExitConfig = Field(default=ExitConfig(), description="Exits.")
     record: RecordConfig = Field(default=RecordConfig(), description="Recording.")
     sim: SimConfig = Field(default=SimConfig(), description="The local exchange.")
     backtest: BacktestConfig = Field(default=BacktestConfig(), description="Backtests.")
@@ -1379,6 +1424,18 @@ class KmmConfig(_Section):
                 "key_id and a private key (private_key_path or private_key_env) are required "
                 "when venue.env is {env}",
                 {"kmm_field": "auth", "env": self.venue.env},
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_exit_before_close(self) -> KmmConfig:
+        before, off = self.exit.before_close_s, self.risk.no_quote_before_close_s
+        if before and before <= off:
+            raise PydanticCustomError(
+                "kmm_exit_close",
+                "must be longer than risk.no_quote_before_close_s ({off} s), when quoting "
+                "stops and nothing could be exited, got {before}",
+                {"kmm_field": "exit.before_close_s", "off": off, "before": before},
             )
         return self
 
@@ -1542,7 +1599,14 @@ _REASONS: Final[dict[str, str]] = {
 }
 # Errors whose input is not worth showing: absent, or the whole section, or a secret.
 _NO_INPUT: Final = frozenset(
-    {"extra_forbidden", "missing", "kmm_private_key", "kmm_credentials", "kmm_hosts"}
+    {
+        "extra_forbidden",
+        "missing",
+        "kmm_private_key",
+        "kmm_credentials",
+        "kmm_hosts",
+        "kmm_exit_close",
+    }
 )
 
 

@@ -67,6 +67,7 @@ from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_marke
 from kmm.risk import (
     Trigger,
 )
+from kmm.strategy.exit import ExitStyle
 from kmm.types import (
     ONE_DOLLAR,
     QTY_SCALE,
@@ -122,6 +123,9 @@ class EngineReport:
     lane_writes: int = 0
     lane_fallbacks: int = 0
     left_resting: list[str] = field(default_factory=list)
+    not_flat: dict[str, Qty] = field(default_factory=dict)
+    """Markets an exit (``kmm flatten``, ``exit.on_stop``) left with a position: the
+    position, or, for a market that could not be traded, its position at start."""
 
     @property
     def markets(self) -> list[str]:
@@ -151,6 +155,9 @@ class LiveEngine:
         out: Where the one-line-per-second summary goes (operations lines go to logging).
         duration_s: Stop after this long (None: until a signal).
         recorder: Writes the run's tape, orders, fills, ledger and capture (None: nothing).
+        flatten: ``kmm flatten``: trade only the markets where the account holds a position
+            (those of ``markets.tickers``, if named), never quote, and work each position out
+            in this style; the run ends once nothing is held or rests, or at ``duration_s``.
     """
 
     def __init__(
@@ -164,8 +171,14 @@ class LiveEngine:
         out: TextIO | None = None,
         duration_s: float | None = None,
         recorder: Recorder | None = None,
+        flatten: ExitStyle | None = None,
     ) -> None:
         self.config = config
+        self.flatten = flatten
+        self._exit_abort = asyncio.Event()
+        self._flat = asyncio.Event()
+        """Set once every exiting market is flat with nothing of ours resting."""
+        self._exiting = False
         self.recorder = recorder
         self.rest_url = rest_url
         self.ws_url = ws_url
@@ -210,7 +223,10 @@ class LiveEngine:
         return self._ws
 
     def stop(self) -> None:
-        """Asks the engine to shut down cleanly (signal handlers call this)."""
+        """Asks the engine to shut down cleanly (signal handlers call this); a second call
+        cuts short the exit of ``exit.on_stop`` (or ``kmm flatten``'s)."""
+        if self.stop_event.is_set():
+            self._exit_abort.set()
         self.stop_event.set()
 
     # ----------------------------------------------------------------- run
@@ -237,11 +253,11 @@ class LiveEngine:
             try:
                 if lane is not None:
                     await lane.start()
-                await self._start()
-                try:
-                    await self._serve()
-                finally:
-                    await self._shutdown()
+                if await self._start():
+                    try:
+                        await self._serve()
+                    finally:
+                        await self._shutdown()
             finally:
                 if lane is not None:
                     await lane.close()
@@ -274,12 +290,15 @@ class LiveEngine:
         await self.ws.subscribe(_MARKET_CHANNELS, self.report.markets)
         await self.ws.subscribe(_ACCOUNT_CHANNELS)
         self.ready.set()
+        if self.flatten is not None:
+            self._start_exit(self.report.markets, self.flatten, "flatten")
         stopper = asyncio.create_task(self._until_stopped(), name="kmm-stop")
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not stopper and not task.cancelled() and task.exception():
                     raise task.exception()  # type: ignore[misc]
+            await self._exit_on_stop(tasks)
         finally:
             self.core.stop_placing(self.clock.now_ns())
             self._act()
@@ -288,20 +307,69 @@ class LiveEngine:
                 async with asyncio.timeout(_SHUTDOWN_READ_S):
                     await self._backfill_fills("shutdown")  # what filled until the cancels
             self.core.tape_end(self.clock.now_ns())
+            self._report_not_flat()
             for task in [*tasks, stopper]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
 
     async def _until_stopped(self) -> None:
+        stop = self.stop_event.wait() if self.flatten is None else self._until_flat()
         if self.duration_s is None:
-            await self.stop_event.wait()
+            await stop
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop_event.wait(), self.duration_s)
+            await asyncio.wait_for(stop, self.duration_s)
+
+    async def _until_flat(self) -> None:
+        """Returns once every exiting market is flat with nothing resting, or on a signal."""
+        await _first_of(self._flat.wait(), self.stop_event.wait())
+
+    # ----------------------------------------------------------------- exits
+
+    def _start_exit(self, tickers: Sequence[str], style: ExitStyle, reason: str) -> list[str]:
+        started = self.core.start_exit(tickers, style, reason, self.clock.now_ns())
+        self._exiting = self._exiting or bool(started)
+        self._act()
+        return started
+
+    async def _exit_on_stop(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+        """``exit.on_stop``: before the final cancels, work every position out, for up to
+        ``exit.stop_timeout_s`` (a second signal cuts it short)."""
+        style = self.config.exit.on_stop
+        if self.flatten is not None or style == "none" or self.core.halted is not None:
+            return
+        core = self.core
+        held = [t for t in self.report.markets if core.portfolio.net_qty(t)]
+        if not held:
+            return
+        # every market stops quoting; those without a position are done once cancelled
+        self._start_exit(self.report.markets, ExitStyle(style), "stop")
+        self._exit_abort.clear()
+        timeout = self.config.exit.stop_timeout_s
+        self._say(f"exit at stop: working {len(held)} positions out (up to {timeout:g} s)")
+        try:
+            async with asyncio.timeout(timeout):
+                # a task that dies (the feed, the executor) ends the exit: shut down now
+                await _first_of(self._flat.wait(), self._exit_abort.wait(), *tasks)
+        except TimeoutError:
+            left = len(core.exits_left())
+            self._say(f"exit at stop: {left} markets not flat after {timeout:g} s")
+
+    def _report_not_flat(self) -> None:
+        portfolio = self.core.portfolio
+        for ticker in self.core.exiting:
+            qty = portfolio.net_qty(ticker)
+            if qty:
+                self.report.not_flat[ticker] = qty
+                self._say(f"exit: {ticker} still holds {format_count(qty)}")
+            elif self.flatten is not None:
+                self._say(f"exit: {ticker} flat")
 
     # ----------------------------------------------------------------- start
 
-    async def _start(self) -> None:
+    async def _start(self) -> bool:
+        """Reads the venue and sets everything up; False when ``kmm flatten`` finds nothing
+        to work out (then nothing is started)."""
         rest = self.rest
         status = await rest.exchange_status()
         balance = await rest.balance()
@@ -311,6 +379,9 @@ class LiveEngine:
             limits.write_capacity, limits.write_refill_per_s, self.clock.now_ns()
         )
         markets = await self._select_markets()
+        if not markets and self.flatten is not None:
+            self._say("flatten: no position to work out")
+            return False
         if not markets:
             raise KmmError("no open market matches the markets section of the config")
         await self._add_markets(markets)
@@ -321,9 +392,39 @@ class LiveEngine:
         self._build_executor(limits, group_id)
         self._build_ws()
         self._banner(status.trading_active, balance, limits)
+        return True
 
     async def _select_markets(self) -> list[MarketInfo]:
+        if self.flatten is not None:
+            return await self._held_markets()
         return await select_markets(self.rest, self.config.markets)
+
+    async def _held_markets(self) -> list[MarketInfo]:
+        """``kmm flatten``'s markets: the open ones where the account holds a position
+        (of ``markets.tickers``, when it names some). A position in a market that is not open
+        cannot be traded: it is named and reported as not flat."""
+        named = self.config.markets.tickers
+        held = {
+            p.ticker: p.position
+            for p in await self.rest.positions()
+            if p.position and (not named or p.ticker in named)
+        }
+        for ticker in named:
+            if ticker not in held:
+                self._say(f"flatten: {ticker}: no position")
+        if not held:
+            return []
+        listed = {m.ticker: m for m in await self.rest.markets(tickers=tuple(held), status=None)}
+        markets = []
+        for ticker, qty in held.items():
+            market = listed.get(ticker)
+            if market is not None and market.status in _OPEN:
+                markets.append(market)
+                continue
+            status = market.status if market is not None else "not listed"
+            self._say(f"flatten: {ticker}: position {format_count(qty)} but the market is {status}")
+            self.report.not_flat[ticker] = qty
+        return markets
 
     async def _add_markets(self, markets: Sequence[MarketInfo]) -> None:
         series_of: dict[str, SeriesInfo] = {}
@@ -529,6 +630,8 @@ class LiveEngine:
             for action in actions:
                 self._perform(action)
             actions = core.take_actions()
+        if self._exiting and not core.exits_left():
+            self._flat.set()
         if self._exec is None:
             return
         if self._exec.planner.has_dirty:
@@ -659,9 +762,12 @@ class LiveEngine:
         tokens = self.executor.scheduler.bucket.available(self.clock.now_ns())
         first = next(iter(quoting), None)
         sample = f" | {first} {_resting_text(core.resting_top(first))}" if first else ""
-        state = (
-            "HALTED" if self.core.halted is not None else f"quoting {len(quoting)}/{len(markets)}"
-        )
+        if self.core.halted is not None:
+            state = "HALTED"
+        elif self._exiting:
+            state = f"exiting {len(core.exits_left())}/{len(core.exiting)}"
+        else:
+            state = f"quoting {len(quoting)}/{len(markets)}"
         return (
             f"t={elapsed:5.0f}s {state} | inv "
             f"{format_count(inventory)} | pnl real ${format_money(realized)} unreal "
@@ -829,6 +935,18 @@ class LiveEngine:
         log.info(line)
         if self.out is not None:
             print(line, file=self.out, flush=True)
+
+
+async def _first_of(*waits: Awaitable[object]) -> None:
+    """Returns when the first of ``waits`` is done; the coroutines among them that are
+    still pending are cancelled (tasks are left running)."""
+    futures = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait, future in zip(waits, futures, strict=True):
+            if not isinstance(wait, asyncio.Future):
+                future.cancel()
 
 
 async def select_markets(rest: KalshiRest, chosen: MarketsConfig) -> list[MarketInfo]:

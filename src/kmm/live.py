@@ -14,7 +14,8 @@ on a dead socket.
 
 Exit status: 0 after a clean stop (signal or ``--duration``), 2 for a configuration or key
 problem (including a key the venue refuses, and tickers it does not list), 3 if some of our
-orders could not be confirmed cancelled at shutdown, 4 if the venue cannot be reached.
+orders could not be confirmed cancelled at shutdown, 4 if the venue cannot be reached, 5 if
+``kmm flatten`` left a position it could not work out within its price cap and time.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import aiohttp
 import yaml
 
 from kmm.config import KmmConfig, RecordConfig, masked_dump
-from kmm.engine import LiveEngine, select_markets
+from kmm.engine import EngineReport, LiveEngine, select_markets
 from kmm.errors import AuthError, ConfigError, KmmError, Rejected, UnknownOutcome, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
 from kmm.kalshi.rest import KalshiRest, MarketInfo, SeriesInfo
@@ -50,10 +51,21 @@ from kmm.record import (
     write_markets_json,
 )
 from kmm.sim.server import SimOptions, SimServer
+from kmm.strategy.exit import ExitStyle
+from kmm.types import format_count
 
-__all__ = ["EXIT_LEFT_RESTING", "VenueUnreachable", "check_reachable", "run_capture", "run_live"]
+__all__ = [
+    "EXIT_LEFT_RESTING",
+    "EXIT_NOT_FLAT",
+    "VenueUnreachable",
+    "check_reachable",
+    "run_capture",
+    "run_flatten",
+    "run_live",
+]
 
 EXIT_LEFT_RESTING = 3
+EXIT_NOT_FLAT = 5
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
@@ -312,6 +324,56 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
         ConfigError: a bad key or a key the venue refuses, or a ``venue.subaccount`` it does
             not know (the CLI prints it, exit 2).
     """
+    report = await _run_engine(config, duration_s=duration_s, out=out)
+    if report.left_resting:
+        print(f"kmm: {len(report.left_resting)} orders may still rest", file=sys.stderr)
+        return EXIT_LEFT_RESTING
+    return 0
+
+
+async def run_flatten(config: KmmConfig, *, style: ExitStyle, out: TextIO) -> int:
+    """``kmm flatten``: works every position of the account out (those of
+    ``markets.tickers``, if named) with limit orders no worse than ``exit.max_slippage_cents``
+    from the fair price, never quoting; then cancels and checks that nothing of ours rests.
+    It stops when nothing is held or rests, after ``exit.stop_timeout_s``, or on a signal.
+
+    Returns:
+        0 when every position is closed, 5 when some remain (each is named), 3 when some of
+        our orders may still rest.
+
+    Raises:
+        ConfigError: as :func:`run_live`; and for ``venue.env: sim`` without
+            ``venue.rest_url``, which would start a fresh exchange holding no position.
+    """
+    if config.venue.env == "sim" and not config.venue.custom_urls:
+        raise ConfigError(
+            [
+                "venue.rest_url: kmm flatten with env sim needs the running local exchange "
+                "that holds the positions (kmm sim, then venue.rest_url "
+                "http://127.0.0.1:PORT/trade-api/v2); a fresh one holds none"
+            ]
+        )
+    report = await _run_engine(
+        config, duration_s=config.exit.stop_timeout_s, out=out, flatten=style
+    )
+    if report.left_resting:
+        print(f"kmm: {len(report.left_resting)} orders may still rest", file=sys.stderr)
+        return EXIT_LEFT_RESTING
+    if report.not_flat:
+        left = ", ".join(f"{t} {format_count(q)}" for t, q in sorted(report.not_flat.items()))
+        print(f"kmm flatten: positions left: {left}", file=sys.stderr)
+        return EXIT_NOT_FLAT
+    return 0
+
+
+async def _run_engine(
+    config: KmmConfig,
+    *,
+    duration_s: float | None,
+    out: TextIO,
+    flatten: ExitStyle | None = None,
+) -> EngineReport:
+    """One trading run on the configured venue, with its signals and its run directory."""
     async with _venue(config, out) as (rest_url, ws_url, signer):
         await _check_subaccount(config, rest_url, signer)
         account = account_id(config.venue.env, signer.key_id, config.venue.subaccount)
@@ -324,6 +386,7 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
                 out=out,
                 duration_s=duration_s,
                 recorder=recorder,
+                flatten=flatten,
             )
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -335,7 +398,4 @@ async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) 
             except AuthError as e:
                 raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
         print(f"kmm: run directory {recorder.run_dir}", file=out)
-    if report.left_resting:
-        print(f"kmm: {len(report.left_resting)} orders may still rest", file=sys.stderr)
-        return EXIT_LEFT_RESTING
-    return 0
+    return report

@@ -65,6 +65,7 @@ from kmm.kalshi.wire import (
     WireDecoder,
 )
 from kmm.strategy.alpha import AlphaFn, zero_alpha
+from kmm.strategy.exit import ExitPlan, exit_quote
 from kmm.strategy.flow import TakerFlow
 from kmm.strategy.quoter import (
     QuoteInputs,
@@ -142,6 +143,8 @@ class MarketState:
     held: str = ""
     """Which throttle held which side at the last decision (``""``: none)."""
     recheck_ns: int | None = None
+    exit: ExitPlan | None = None
+    """The market's exit, which replaces its quotes (None: quoted as usual)."""
 
     def others_top(self) -> tuple[Price | None, Qty, Price | None, Qty]:
         """The best bid and ask of the book without our own orders, with their sizes."""
@@ -556,8 +559,10 @@ class Pipeline:
             others[2],
             toxicity.widen if toxicity is not None else 0.0,
         )
-        quote = self.quoter(ticker, inputs, self.params, spec.grid)
         market.inputs = inputs
+        if market.exit is not None:
+            return self._exit_quote(market, fair, others)
+        quote = self.quoter(ticker, inputs, self.params, spec.grid)
         market.held = _joined(
             quote_bands(inputs, self.params) if self.quoter is compute_quote else "",
             "toxic" if inputs.widen else "",
@@ -574,6 +579,39 @@ class Pipeline:
         if held != (None, None):
             market.held = _held_text(held, market.held)
         return throttle_quote(quote, held)
+
+    def set_exit(self, ticker: str, plan: ExitPlan | None, now_ns: int) -> None:
+        """Starts (or, with ``None``, ends) a market's exit and decides the market again.
+
+        A plan without an anchor takes the fair price of the next decision as its anchor.
+        """
+        market = self.markets[ticker]
+        market.exit = plan
+        market.recheck_ns = None
+        if market.book.trusted:
+            self.decide(ticker, now_ns)
+
+    def _exit_quote(
+        self,
+        market: MarketState,
+        fair: float,
+        others: tuple[Price | None, Qty, Price | None, Qty],
+    ) -> Quote:
+        plan = market.exit
+        assert plan is not None
+        if plan.anchor is None:
+            plan = market.exit = replace(plan, anchor=fair)
+        market.held = f"exit:{plan.style}"
+        ticker = market.spec.ticker
+        book = market.book
+        return exit_quote(
+            ticker,
+            self.inventory(ticker),
+            (book.best_bid, book.best_ask, others[0], others[2]),
+            plan,
+            market.spec.grid,
+            self.params.max_order_qty,
+        )
 
     def terms(self, ticker: str) -> tuple[QuoteInputs, QuoteTerms, str] | None:
         """What produced a market's last quote (None: it had no fair price): its inputs, the

@@ -39,6 +39,7 @@ SECTIONS = (
     "strategy",
     "risk",
     "execution",
+    "exit",
     "record",
     "sim",
     "backtest",

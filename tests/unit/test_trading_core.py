@@ -18,6 +18,7 @@ from kmm.core.trading import TradingCore
 from kmm.execution.token_bucket import Backoff, TokenBucket, WriteScheduler
 from kmm.kalshi.rest import CreateAck, VenueOrder
 from kmm.pipeline import MarketSpec
+from kmm.strategy.exit import ExitStyle
 from kmm.types import BookSide, Fill, Money, Qty
 
 DATA = Path(__file__).parent.parent / "data" / "ws"
@@ -298,3 +299,47 @@ def test_our_creates_in_flight_and_resting_orders_are_left_out_of_the_fair_price
         )
 
     assert market.own_yes == in_flight  # resting now, still ours
+
+
+def test_an_exit_replaces_both_quotes_by_one_reduce_only_order_that_may_take() -> None:
+    core, sink = _core()
+    core.on_frame(_snapshot(), T0)
+    core.on_frame(_fill("t-1"), T0 + MS)  # long 2 YES; the book is 45c / 45c NO (55c ask)
+
+    started = core.start_exit([TICKER, "NOT-TRADED"], ExitStyle.TAKE, "flatten", T0 + 2 * MS)
+
+    assert started == [TICKER]
+    assert core.exiting == [TICKER] and core.exits_left() == [TICKER]
+    creates = [c.order for c in _of(StartCreate, core.take_actions())]
+    (sale,) = [o for o in creates if o.side is BookSide.ASK]
+    assert not [o for o in creates if o.side is BookSide.BID]
+    assert (sale.price, sale.count) == (4500, 200)  # at the bid: it takes
+    assert sale.reduce_only and not sale.post_only
+    held = [r[-1]["terms"][-1] for r in sink.rows["tape"] if r[2] == "quote"]
+    assert held[-1] == "exit:take"
+
+
+def test_an_exit_is_done_once_flat_with_nothing_of_ours_resting() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+    core.start_exit([TICKER], ExitStyle.PASSIVE, "stop", T0 + MS)
+
+    assert core.exits_left() == []  # no position: nothing to send
+    assert _of(StartCreate, core.take_actions()) == []
+
+
+def test_markets_within_the_exit_window_of_their_close_are_exited_on_the_tick() -> None:
+    sink = Sink()
+    config = KmmConfig.model_validate(
+        {"exit": {"before_close_s": 120, "before_close_style": "passive"}}
+    )
+    core = build_core(config, start_ns=T0, records=sink, env="sim")
+    close_ns = T0 + 200 * 10**9
+    core.add_market(MarketSpec(TICKER, PriceGrid.linear_cent(), close_ns, 0.0))
+    core.on_frame(_snapshot(), T0)
+
+    core.on_tick(close_ns - 121 * 10**9)
+    assert core.exiting == []
+    core.on_tick(close_ns - 119 * 10**9)
+
+    assert core.exiting == [TICKER]

@@ -238,6 +238,12 @@ class OrderPlanner:
         self._holds = RefusalCooldown()
         self._held_until: dict[str, int] = {}
         self._stopped = False
+        self.exits: dict[str, bool] = {}
+        """Markets whose orders work a position out, reduce-only; ``True``: they may take
+        liquidity (not post-only). Set by the trading core's exits."""
+        self._taking: set[str] = set()
+        """Orders created without post-only (by a taking exit): those may be amended
+        across the spread; any other order in a taking exit is replaced instead."""
 
     # ----------------------------------------------------------------- inputs
 
@@ -335,13 +341,22 @@ class OrderPlanner:
                 self._deferred[quote.ticker] = None  # revisit when places resume
             return
         deadline = now + self.settings.freshness_ns
+        taking = self.exits.get(quote.ticker, False)
+        places = list(result.place)
         for amend in result.amend:
-            self._queue_amend(quote.ticker, amend, deadline, now)
-        for intent in result.place:
+            if taking and amend.client_order_id not in self._taking:
+                # an amend keeps post-only: a quote's order cannot cross, so it is replaced
+                self._queue_cancel(quote.ticker, amend.client_order_id, now)
+                places.append(OrderIntent(quote.ticker, amend.side, amend.price, amend.qty))
+            else:
+                self._queue_amend(quote.ticker, amend, deadline, now)
+        for intent in places:
             checked = self._checked(intent, None, now)
             if checked is None:
                 continue
             order = self.tracker.new(checked, now)
+            if taking:
+                self._taking.add(order.client_order_id)
             req = WriteRequest(
                 "create", order.client_order_id, intent.ticker, create_cost(), checked
             )
@@ -425,15 +440,17 @@ class OrderPlanner:
         intent = req.intent
         assert intent is not None
         settings = self.settings
+        taking = self.exits.get(intent.ticker)
         return OrderRequest(
             intent.ticker,
             intent.side,
             intent.price,
             intent.qty,
             req.client_order_id,
-            post_only=settings.post_only,
+            post_only=settings.post_only and not taking,
             self_trade_prevention=settings.self_trade_prevention,
             cancel_order_on_pause=settings.cancel_on_pause,
+            reduce_only=taking is not None,
             order_group_id=settings.order_group_id,
         )
 

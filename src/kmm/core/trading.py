@@ -61,6 +61,7 @@ from kmm.risk import (
     compare_orders,
     gate_quote,
 )
+from kmm.strategy.exit import ExitPlan, ExitStyle
 from kmm.types import (
     ONE_DOLLAR,
     QTY_SCALE,
@@ -213,6 +214,7 @@ class TradingCore:
         self._reference: dict[str, Price] = {}
         self._fill_channel_subscribed = False
         self._halt_acted = False
+        self._exits: dict[str, ExitStyle] = {}
 
     @property
     def halted(self) -> str | None:
@@ -321,6 +323,7 @@ class TradingCore:
         )
         if self._halt_acted:
             planner.stop_placing()  # halted before trading began (the day's loss, restored)
+        planner.exits.update({t: s is ExitStyle.TAKE for t, s in self._exits.items()})
         self.planner = planner
         return planner
 
@@ -750,6 +753,7 @@ class TradingCore:
         for change in self.risk.take_events():
             self._say(f"risk: {change}")
         if kill.state is HaltState.RUNNING:
+            self._exit_before_close(now_ns)
             self.pipeline.recheck(now_ns)  # a throttle's hold may have ended with no book event
             if self.quotes_pending:
                 self.tape_quotes(self.decide_quotes(now_ns), now_ns)
@@ -757,6 +761,70 @@ class TradingCore:
             self._touch(ticker)
         if kill.state is HaltState.HALTING:
             self._out.append(GoFlat())
+
+    # ----------------------------------------------------------------- exits
+
+    def start_exit(
+        self, tickers: Iterable[str], style: ExitStyle, reason: str, now_ns: int
+    ) -> list[str]:
+        """Stops quoting these markets and works their positions out (see
+        :mod:`kmm.strategy.exit`): one reduce-only order per market, no worse than
+        ``exit.max_slippage_cents`` from the fair price now. A market already exiting keeps
+        its exit.
+
+        Returns:
+            The markets whose exit started now.
+        """
+        started = []
+        slippage = self.config.exit.max_slippage
+        for ticker in tickers:
+            if ticker not in self.pipeline.markets or ticker in self._exits:
+                continue
+            self._exits[ticker] = style
+            self.risk.reduce_only.add(ticker)
+            if self.planner is not None:
+                self.planner.exits[ticker] = style is ExitStyle.TAKE
+            qty = self.portfolio.net_qty(ticker)
+            if qty:
+                self._say(
+                    f"{ticker}: exit ({reason}, {style}): position {format_count(qty)}, "
+                    f"no worse than {format_price(slippage)} from the fair price"
+                )
+            self.pipeline.set_exit(ticker, ExitPlan(style, slippage, reason=reason), now_ns)
+            self._touch(ticker)
+            started.append(ticker)
+        if self.quotes_pending:
+            self.tape_quotes(self.decide_quotes(now_ns), now_ns)
+        return started
+
+    @property
+    def exiting(self) -> list[str]:
+        """The markets whose position is being worked out."""
+        return list(self._exits)
+
+    def exits_left(self) -> list[str]:
+        """The exiting markets that still hold a position or one of our orders."""
+        return [
+            t
+            for t in self._exits
+            if self.portfolio.net_qty(t) != 0 or any(True for _ in self.tracker.live(t))
+        ]
+
+    def _exit_before_close(self, now_ns: int) -> None:
+        """Starts the exit of every market within ``exit.before_close_s`` of its close."""
+        before_ns = int(self.config.exit.before_close_s * 1e9)
+        if not before_ns:
+            return
+        closing = [
+            t
+            for t, m in self.pipeline.markets.items()
+            if t not in self._exits
+            and m.spec.close_ns is not None
+            and m.spec.close_ns - now_ns <= before_ns
+        ]
+        if closing:
+            style = ExitStyle(self.config.exit.before_close_style)
+            self.start_exit(closing, style, "before_close", now_ns)
 
     def confirm_flat(self, now_ns: int) -> None:
         """The driver confirmed with the venue that none of our orders rests."""
