@@ -18,6 +18,7 @@ from kmm.execution.orders import ClientOrderIds, OrderTracker
 from kmm.pipeline import Pipeline, QuoteMailbox
 from kmm.risk import KillSwitch, RiskContext, RiskLimits
 from kmm.strategy.baselines import QUOTERS
+from kmm.strategy.book_guard import BookGuardParams
 from kmm.strategy.flow import TakerFlow
 from kmm.strategy.quoter import StrategyParams
 from kmm.strategy.throttles import ThrottleParams
@@ -52,6 +53,10 @@ def strategy_params(config: KmmConfig) -> StrategyParams:
         max_order_qty=strategy.max_order_qty,
         extreme_low=strategy.extreme_low,
         extreme_high=strategy.extreme_high,
+        soft_low=strategy.soft_low,
+        soft_high=strategy.soft_high,
+        soft_size_factor=strategy.soft_size_factor,
+        gamma_inventory=strategy.gamma_inventory,
         edge=strategy.edge,
         min_spread=strategy.min_spread,
         max_spread=strategy.max_spread,
@@ -139,8 +144,24 @@ def build_pipeline(
         throttle=throttle_params(config) if config.strategy.model == "kmm" else None,
         new_flow=flow_factory(config.strategy) if config.strategy.model == "kmm" else None,
         toxicity=toxicity_params(config.strategy) if config.strategy.model == "kmm" else None,
+        book_guard=book_guard_params(config.strategy) if config.strategy.model == "kmm" else None,
         own_orders_out=config.strategy.model == "kmm",
     )
+
+
+def book_guard_params(strategy: StrategyConfig) -> BookGuardParams | None:
+    """kmm's spread-shock and thin-book guards from the ``strategy`` section (None: both
+    disabled)."""
+    params = BookGuardParams(
+        shock_ratio=strategy.spread_shock_ratio,
+        shock_min=strategy.spread_shock_min,
+        spread_halflife_ns=int(strategy.spread_halflife_s * 1e9),
+        thin_depth=strategy.thin_depth,
+        thin_size_factor=strategy.thin_size_factor,
+        trigger=strategy.book_guard_trigger,
+        recover=strategy.book_guard_recover,
+    )
+    return params if params.enabled else None
 
 
 def toxicity_params(strategy: StrategyConfig) -> ToxicityParams | None:

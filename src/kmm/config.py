@@ -722,6 +722,34 @@ class StrategyConfig(_Section):
         description="Above this fair price, in cents, quote only the ask (or only the side that "
         "reduces a position). 100 disables the band.",
     )
+    soft_low_cents: _Cents = Field(
+        default=Decimal(5),
+        ge=0,
+        le=100,
+        description="Below this fair price, in cents (and above extreme_low_cents), both sides are "
+        "quoted but the ask, which risks the most, keeps only soft_size_factor of its size "
+        "unless it reduces a long. Equal to extreme_low_cents: no soft band.",
+    )
+    soft_high_cents: _Cents = Field(
+        default=Decimal(95),
+        ge=0,
+        le=100,
+        description="Above this fair price, in cents (and below extreme_high_cents), the bid keeps "
+        "only soft_size_factor of its size unless it reduces a short. Equal to "
+        "extreme_high_cents: no soft band.",
+    )
+    soft_size_factor: _Real = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="The share of its size the risky side keeps in a soft band (1: no effect).",
+    )
+    gamma_inventory: _Real = Field(
+        default=0.0,
+        ge=0,
+        description="Risk aversion grows with the position: gamma·(1 + this·|position| / "
+        "risk.max_position_contracts). 0 keeps gamma constant.",
+    )
     edge_cents: _Cents = Field(
         default=Decimal(0),
         ge=0,
@@ -788,6 +816,44 @@ class StrategyConfig(_Section):
     )
     jump_window_ms: _Whole = Field(
         default=1000, gt=0, description="The window a jump of the fair price is measured over."
+    )
+    spread_shock_ratio: _Real = Field(
+        default=0.0,
+        ge=0,
+        description="Others' spread above this times its average (and at least "
+        "spread_shock_min_cents wider), or a side with no one on it, is a spread shock: both "
+        "sides are pulled (kmm's quoter only). 0 disables the guard.",
+    )
+    spread_shock_min_cents: _Cents = Field(
+        default=Decimal(2),
+        ge=0,
+        description="A spread shock must also be at least this much wider than the average, in "
+        "cents.",
+    )
+    spread_halflife_s: _Real = Field(
+        default=60.0, gt=0, description="Half-life of the spread's average, in seconds."
+    )
+    thin_depth_contracts: _Contracts = Field(
+        default=Decimal(0),
+        ge=0,
+        description="Others' size at the touch below this on either side, in contracts, makes a "
+        "book thin: the quote keeps thin_size_factor of its sizes. 0 disables the guard.",
+    )
+    thin_size_factor: _Real = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="The share of its sizes a quote keeps while the book is thin (0 pulls it).",
+    )
+    book_guard_trigger: _Whole = Field(
+        default=2,
+        ge=1,
+        description="Decisions in a row with a shocked (or thin) book before its guard acts.",
+    )
+    book_guard_recover: _Whole = Field(
+        default=3,
+        ge=1,
+        description="Decisions in a row with a normal book before its guard lets go.",
     )
     toxic_horizon_s: _Real = Field(
         default=5.0,
@@ -884,6 +950,39 @@ class StrategyConfig(_Section):
     def _check_band(cls, value: Decimal, info: ValidationInfo) -> Decimal:
         _not_below(info, value, "extreme_low_cents", strict=True)
         return value
+
+    @field_validator("soft_low_cents")
+    @classmethod
+    def _check_soft_low(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        _not_below(info, value, "extreme_low_cents")
+        return value
+
+    @field_validator("soft_high_cents")
+    @classmethod
+    def _check_soft_high(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        _not_below(info, value, "soft_low_cents")
+        _not_above(info, value, "extreme_high_cents")
+        return value
+
+    @property
+    def spread_shock_min(self) -> Price:
+        """``spread_shock_min_cents`` in $0.0001 units."""
+        return _price(self.spread_shock_min_cents)
+
+    @property
+    def thin_depth(self) -> Qty:
+        """``thin_depth_contracts`` in 0.01-contract units."""
+        return _qty(self.thin_depth_contracts)
+
+    @property
+    def soft_low(self) -> Price:
+        """``soft_low_cents`` in $0.0001 units."""
+        return _price(self.soft_low_cents)
+
+    @property
+    def soft_high(self) -> Price:
+        """``soft_high_cents`` in $0.0001 units."""
+        return _price(self.soft_high_cents)
 
     @property
     def base_qty(self) -> Qty:

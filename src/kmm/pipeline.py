@@ -65,6 +65,7 @@ from kmm.kalshi.wire import (
     WireDecoder,
 )
 from kmm.strategy.alpha import AlphaFn, zero_alpha
+from kmm.strategy.book_guard import BookGuard, BookGuardParams
 from kmm.strategy.exit import ExitPlan, exit_quote
 from kmm.strategy.flow import TakerFlow
 from kmm.strategy.quoter import (
@@ -138,6 +139,8 @@ class MarketState:
     """The net taker flow that skews the quote (None: no skew)."""
     toxicity: ToxicityGuard | None = None
     """The adverse-selection guard that widens the quote (None: none)."""
+    book_guard: BookGuard | None = None
+    """The spread-shock and thin-book guards (None: none)."""
     inputs: QuoteInputs | None = None
     """What the last decision's quote was computed from (for the tape)."""
     held: str = ""
@@ -245,6 +248,8 @@ class Pipeline:
             no skew.
         toxicity: When our fills count as picked off and how much wider to quote then
             (:mod:`kmm.strategy.toxicity`); ``None``: never.
+        book_guard: When others' book counts as shocked or thin
+            (:mod:`kmm.strategy.book_guard`); ``None``: never.
         own_orders_out: Quote off the book without our own orders (kmm); ``False`` quotes
             off the whole book, as the scoreboard's baselines do. Marks leave them out either
             way, so every quoter's P&L is measured alike.
@@ -263,6 +268,7 @@ class Pipeline:
     throttle: ThrottleParams | None = None
     new_flow: Callable[[], TakerFlow] | None = None
     toxicity: ToxicityParams | None = None
+    book_guard: BookGuardParams | None = None
     own_orders_out: bool = True
     markets: dict[str, MarketState] = field(default_factory=dict)
     stats: PipelineStats = field(default_factory=PipelineStats)
@@ -321,6 +327,8 @@ class Pipeline:
             state.flow = self.new_flow()
         if self.toxicity is not None:
             state.toxicity = ToxicityGuard(self.toxicity)
+        if self.book_guard is not None:
+            state.book_guard = BookGuard(self.book_guard)
         self.markets[spec.ticker] = state
         return state
 
@@ -567,6 +575,11 @@ class Pipeline:
             quote_bands(inputs, self.params) if self.quoter is compute_quote else "",
             "toxic" if inputs.widen else "",
         )
+        guard = market.book_guard
+        if guard is not None:
+            guard.on_book(others, now_ns)
+            quote, acted = guard.apply(quote, self.params.lot_qty)
+            market.held = _joined(market.held, acted)
         throttle = market.throttle
         if throttle is None:
             return quote

@@ -475,3 +475,41 @@ def test_the_bands_that_acted_are_named_for_the_tape() -> None:
     assert quote_bands(dear, params) == "band_high"
     assert quote_bands(tight, params) == "narrow"
     assert quote_bands(_inputs(fair=None), params) == ""
+
+
+def test_a_soft_band_shrinks_the_risky_side_unless_it_reduces_the_position() -> None:
+    params = StrategyParams(soft_low=1500, soft_high=8500, soft_size_factor=0.4)
+    cheap = _inputs(fair=1000.0, best_bid=900, best_ask=1100)
+
+    flat = compute_quote("KX", cheap, params, LINEAR_CENT)
+    assert (flat.bid_qty, flat.ask_qty) == (500, 200)  # selling cheap YES risks the most
+    long = compute_quote("KX", cheap._replace(inventory=1000), params, LINEAR_CENT)
+    assert long.ask_qty == 500  # the ask sells the long: full size
+    dear = compute_quote(
+        "KX", _inputs(fair=9000.0, best_bid=8900, best_ask=9100), params, LINEAR_CENT
+    )
+    assert (dear.bid_qty, dear.ask_qty) == (200, 500)
+    assert quote_bands(cheap, params) == "soft_low"
+    middle = compute_quote("KX", _inputs(), params, LINEAR_CENT)
+    assert (middle.bid_qty, middle.ask_qty) == (500, 500)
+
+
+def test_inventory_dependent_risk_aversion_skews_a_large_position_harder() -> None:
+    plain = StrategyParams(extreme_low=0, extreme_high=ONE_DOLLAR)
+    rising = replace(plain, gamma_inventory=2.0)
+    small, large = _inputs(inventory=200), _inputs(inventory=2500)  # 2 and 25 of 50 contracts
+
+    def skew(params: StrategyParams, inputs: QuoteInputs) -> float:
+        quote = compute_quote("KX", inputs, params, CENTI_CENT)
+        assert quote.bid_price is not None and quote.ask_price is not None
+        return 5000 - (quote.bid_price + quote.ask_price) / 2
+
+    assert skew(rising, small) == pytest.approx(skew(plain, small), rel=0.1)  # γ·1.08
+    assert skew(rising, large) > 1.5 * skew(plain, large)  # γ doubled at half the cap
+
+
+def test_soft_bands_outside_the_hard_ones_are_refused() -> None:
+    with pytest.raises(ConfigError, match="soft_low"):
+        StrategyParams(soft_low=400)
+    with pytest.raises(ConfigError, match="soft_size_factor"):
+        StrategyParams(soft_size_factor=1.5)

@@ -6,7 +6,9 @@ Theory of operation
 
 1. **Model prices.** ``τ`` is the time to close capped at ``horizon_s``; ``σ`` is bounded by
    the binary shape (:func:`~kmm.strategy.avellaneda_stoikov.bounded_sigma`); the
-   reservation price ``r`` is the Avellaneda–Stoikov one plus the alpha skew; the half-spread
+   reservation price ``r`` is the Avellaneda–Stoikov one plus the alpha skew (with
+   ``gamma_inventory``, γ grows with the position's share of ``max_position``, so a large
+   position is skewed away harder); the half-spread
    is half the Avellaneda–Stoikov spread, raised to the maker fee at the fair price
    (``maker_fee_rate·p·(1 − p)``) when that is larger, plus ``edge``; so a fill on a series
    that charges makers earns at least ``edge`` per contract over the fee. The bid is
@@ -17,7 +19,10 @@ Theory of operation
    position within ``±max_position``, capped at ``max_order_qty`` and rounded down to
    ``lot_qty``. In the extreme bands (fair below ``extreme_low`` or above ``extreme_high``)
    only one side is quoted: the bid when YES is cheap, the ask when it is dear, or, with an
-   inventory, only the side that reduces it.
+   inventory, only the side that reduces it. In the soft bands inside them (fair below
+   ``soft_low`` or above ``soft_high``) both sides are quoted, but the side that risks the most
+   (the ask when YES is cheap, the bid when it is dear) keeps only ``soft_size_factor`` of its
+   size, unless it reduces the position.
 3. **Grid.** The bid is rounded down and the ask up onto the market's price grid, once. The
    rounding never makes a quote more aggressive than the model: a bid whose model price is
    below the grid's lowest price (or an ask above its highest) is not quoted, rather than
@@ -85,6 +90,13 @@ class StrategyParams:
         extreme_low: Below this fair price only the bid is quoted ($0.0001 units; 0 disables).
         extreme_high: Above this fair price only the ask is quoted ($0.0001 units;
             ``ONE_DOLLAR`` disables).
+        soft_low: Below this fair price (and above ``extreme_low``) the ask, the side that
+            risks the most, is sized by ``soft_size_factor`` unless it reduces a long.
+        soft_high: Above this fair price (and below ``extreme_high``) the bid is sized by
+            ``soft_size_factor`` unless it reduces a short.
+        soft_size_factor: The share of its size the risky side keeps in a soft band (1: off).
+        gamma_inventory: Risk aversion grows with the position: ``γ·(1 + this·|q|/max)``,
+            ``max`` being ``max_position`` (0: a constant γ).
         edge: Extra half-spread in $0.0001 units, added on top of the model's half-spread
             (or of the maker fee, when that is larger).
         min_spread: Smallest total spread quoted, in $0.0001 units (0: the model's).
@@ -115,6 +127,10 @@ class StrategyParams:
     max_order_qty: Qty = 1000
     extreme_low: Price = 500
     extreme_high: Price = 9500
+    soft_low: Price = 500
+    soft_high: Price = 9500
+    soft_size_factor: float = 1.0
+    gamma_inventory: float = 0.0
     edge: Price = 0
     min_spread: Price = 0
     max_spread: Price = ONE_DOLLAR
@@ -146,6 +162,7 @@ def _positive_problems(params: StrategyParams) -> list[str]:
         "max_order_qty": params.max_order_qty,
         "edge": params.edge,
         "improve_ticks": params.improve_ticks,
+        "gamma_inventory": params.gamma_inventory,
     }
     return [
         f"{k}: must be positive and finite, got {v}"
@@ -171,7 +188,17 @@ def _range_problems(params: StrategyParams) -> list[str]:
         problems.append(
             f"min_market_spread: must be within [0, {ONE_DOLLAR}], got {params.min_market_spread}"
         )
-    if not 0 <= params.extreme_low <= params.extreme_high <= ONE_DOLLAR:
+    hard_ok = 0 <= params.extreme_low <= params.extreme_high <= ONE_DOLLAR
+    if hard_ok and not (
+        params.extreme_low <= params.soft_low <= params.soft_high <= params.extreme_high
+    ):
+        problems.append(
+            "soft_low, soft_high: need extreme_low <= soft_low <= soft_high <= extreme_high, got "
+            f"{params.soft_low}, {params.soft_high}"
+        )
+    if not 0 <= params.soft_size_factor <= 1:
+        problems.append(f"soft_size_factor: must be within [0, 1], got {params.soft_size_factor}")
+    if not hard_ok:
         problems.append(
             "extreme_low, extreme_high: need 0 <= low <= high <= "
             f"{ONE_DOLLAR}, got {params.extreme_low}, {params.extreme_high}"
@@ -308,6 +335,9 @@ def _terms(fair: float, inputs: QuoteInputs, params: StrategyParams) -> QuoteTer
     tau_s = params.horizon_s if tau_s > params.horizon_s else 0.0 if tau_s < 0.0 else tau_s
     kappa = inputs.kappa if inputs.kappa > 0.0 else params.kappa_default
     gamma = params.gamma
+    if params.gamma_inventory and params.max_position:
+        used = abs(inputs.inventory) / params.max_position
+        gamma *= 1.0 + params.gamma_inventory * (used if used < 1.0 else 1.0)
     sigma = bounded_sigma(inputs.sigma, mid, params.sigma_min, params.sigma_max)
     center = reservation_price(mid, inputs.inventory / QTY_SCALE, gamma, sigma, tau_s)
     center += inputs.alpha_skew / ONE_DOLLAR
@@ -349,6 +379,10 @@ def quote_bands(inputs: QuoteInputs, params: StrategyParams) -> str:
         return "band_low"
     if fair > params.extreme_high:
         return "band_high"
+    if fair < params.soft_low:
+        return "soft_low"
+    if fair > params.soft_high:
+        return "soft_high"
     return ""
 
 
@@ -366,6 +400,12 @@ def _sizes(fair: float, inventory: Qty, params: StrategyParams) -> tuple[Qty, Qt
         bid = int(base * math.exp(-params.eta * inventory / QTY_SCALE))
     elif inventory < 0:
         ask = int(base * math.exp(params.eta * inventory / QTY_SCALE))
+    factor = params.soft_size_factor
+    if factor < 1.0:
+        if fair < params.soft_low and inventory <= 0:
+            ask = int(ask * factor)
+        elif fair > params.soft_high and inventory >= 0:
+            bid = int(bid * factor)
     bid = clip_size(bid, params.max_position - inventory, params) if bid_on else 0
     ask = clip_size(ask, params.max_position + inventory, params) if ask_on else 0
     return bid, ask

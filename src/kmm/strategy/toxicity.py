@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from kmm.strategy.hysteresis import Hysteresis
 from kmm.types import Price
 
 __all__ = ["ToxicityGuard", "ToxicityParams"]
@@ -50,12 +51,19 @@ class ToxicityGuard:
     """One market's markout checks and toxic state (see the module docstring)."""
 
     params: ToxicityParams
-    toxic: bool = False
-    bad_run: int = 0
-    good_run: int = 0
     last_bad_ns: int = 0
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=20))
+    state: Hysteresis = field(init=False)
     _pending: deque[tuple[int, int, Price]] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        params = self.params
+        self.state = Hysteresis(max(params.trigger, 1), max(params.recover, 1))
+
+    @property
+    def toxic(self) -> bool:
+        """Whether the market's flow counts as toxic now."""
+        return self.state.on
 
     def on_fill(self, is_bid: bool, price: Price, now_ns: int) -> None:
         """One of our orders filled at ``price`` (``is_bid``: we bought)."""
@@ -69,23 +77,13 @@ class ToxicityGuard:
             _, sign, price = pending.popleft()
             self._check(sign * (fair - price) < 0, now_ns)
         if self.toxic and now_ns - self.last_bad_ns >= self.params.calm_ns:
-            self.toxic = False
-            self.good_run = 0
+            self.state.reset()
 
     def _check(self, bad: bool, now_ns: int) -> None:
         self.recent.append(bad)
-        params = self.params
         if bad:
-            self.bad_run += 1
-            self.good_run = 0
             self.last_bad_ns = now_ns
-            if self.bad_run >= params.trigger:
-                self.toxic = True
-        else:
-            self.good_run += 1
-            self.bad_run = 0
-            if self.toxic and self.good_run >= params.recover:
-                self.toxic = False
+        self.state.check(bad)
 
     @property
     def widen(self) -> Price:
