@@ -127,9 +127,9 @@ class StrategyParams:
     max_order_qty: Qty = 1000
     extreme_low: Price = 500
     extreme_high: Price = 9500
-    soft_low: Price = 500
-    soft_high: Price = 9500
-    soft_size_factor: float = 1.0
+    soft_low: Price = 2000
+    soft_high: Price = 8000
+    soft_size_factor: float = 0.25
     gamma_inventory: float = 0.0
     edge: Price = 0
     min_spread: Price = 0
