@@ -32,6 +32,11 @@ user) and the owner used for self-trade prevention (``owner``: the primary accou
 the docs say nothing of either being per subaccount. Cash moves between subaccounts only by
 transfers, which net to zero for the user.
 
+Each subaccount also carries Kalshi's **netting setting** (``PUT /portfolio/subaccounts/netting``):
+on by default for the primary account, and a numbered subaccount takes the primary's setting at
+the moment it is created. The docs do not say what turning it off changes, so it is recorded and
+reported but the engine nets every fill as described above either way.
+
 Balances are kept at direct-member precision, $0.0001 (``getting_started/fee_rounding.md``):
 a fill's ``balance_change = -cost - trade_fee`` is floored to $0.0001 and the difference is a
 rounding fee; a per-order accumulator of rounding fees pays back $0.0001 whenever it exceeds
@@ -216,6 +221,8 @@ class Account:
             numbered one).
         transfers: On the primary account, the user's transfers between subaccounts, in
             time order, by ``client_transfer_id``.
+        netting: The subaccount's netting setting (a numbered subaccount starts with the
+            primary's setting at its creation).
     """
 
     __slots__ = (
@@ -223,6 +230,7 @@ class Account:
         "client_order_ids",
         "fills",
         "markets",
+        "netting",
         "orders",
         "owner",
         "reserved",
@@ -246,6 +254,7 @@ class Account:
         self.settlements: list[Settlement] = []
         self.subaccounts: dict[int, Account] = {}
         self.transfers: dict[str, SubaccountTransfer] = {}
+        self.netting: bool = True if owner is None else owner.netting
 
     @property
     def available(self) -> Money:

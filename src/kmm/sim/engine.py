@@ -269,6 +269,26 @@ class MatchingEngine(VenueAdmin):
         """The user's subaccounts: 0 and every numbered one created, in order."""
         return [a.subaccount for a in self._account(user_id).family()]
 
+    def netting(self, user_id: str, subaccount: int = 0) -> bool:
+        """The subaccount's netting setting (``GET /portfolio/subaccounts/netting``).
+
+        Raises:
+            Rejection: 404 for an unknown user or a subaccount never created.
+        """
+        return self._account(user_id, subaccount).netting
+
+    def set_netting(self, user_id: str, subaccount: int, enabled: bool) -> None:
+        """Sets the subaccount's netting setting (``PUT /portfolio/subaccounts/netting``).
+
+        Raises:
+            Rejection: 404 for an unknown user or a subaccount never created.
+        """
+        self._account(user_id, subaccount).netting = enabled
+
+    def check_subaccount(self, user_id: str, subaccount: int) -> None:
+        """Raises :class:`Rejection` 404 unless the user's ``subaccount`` exists."""
+        self._account(user_id, subaccount)
+
     def transfer(
         self,
         user_id: str,

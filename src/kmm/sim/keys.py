@@ -9,6 +9,14 @@ key (PEM), and each private key is written beside it (``demo.pem`` for the demo 
 downloaded from Kalshi. On first start the store creates the demo key; later starts reuse the
 same key id and file. Losing a private key file does not break verification (the public key
 is in ``keys.json``), but then no client can sign for that key.
+
+Keys are also managed over REST (``/api_keys``): a user lists its keys, registers one from its
+own RSA public key (the store then holds no private half: the key's ``private_key_path`` names
+a file that does not exist, as for a lost key) and deletes one. Each key carries the name,
+scopes and optional subaccount restriction it was created with; ``keys.json`` files written
+before those existed load with the defaults (full ``read``/``write`` access, unrestricted).
+The store never hands out private key material: it only writes the halves it generated to
+their files.
 """
 
 from __future__ import annotations
@@ -17,19 +25,22 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from kmm.errors import ConfigError
 
-__all__ = ["DEMO_USER", "KEYS_FILE", "KeyRecord", "KeyStore"]
+__all__ = ["DEFAULT_SCOPES", "DEMO_USER", "KEYS_FILE", "KeyRecord", "KeyStore"]
 
 KEYS_FILE: Final = "keys.json"
 DEMO_USER: Final = "demo"
+DEFAULT_SCOPES: Final[tuple[str, ...]] = ("read", "write")
+"""The scopes of a key created without any: full access."""
 _DEMO_PEM: Final = "demo.pem"
 _KEY_BITS: Final = 2048
 
@@ -42,13 +53,20 @@ class KeyRecord:
         key_id: The id clients send as ``KALSHI-ACCESS-KEY``.
         user_id: The account the key trades for.
         public_key: What signatures are checked against.
-        private_key_path: Where the private half was written.
+        private_key_path: Where the private half was written (for a key registered from its
+            public key alone, a path where no file exists).
+        name: The name shown by ``GET /api_keys``.
+        scopes: The scopes granted (``read``, ``write``, or narrower child scopes).
+        subaccount: The one subaccount the key is restricted to, or ``None``.
     """
 
     key_id: str
     user_id: str
     public_key: RSAPublicKey
     private_key_path: Path
+    name: str = ""
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    subaccount: int | None = None
 
 
 class KeyStore:
@@ -92,6 +110,10 @@ class KeyStore:
         """The key with this id, or ``None`` if it is not registered."""
         return self._by_id.get(key_id)
 
+    def keys_of(self, user_id: str) -> list[KeyRecord]:
+        """The keys of ``user_id``, in registration order."""
+        return [r for r in self._by_id.values() if r.user_id == user_id]
+
     def register_key(self, user_id: str) -> KeyRecord:
         """Generates and registers a new key for ``user_id`` (a user may hold several).
 
@@ -103,6 +125,45 @@ class KeyStore:
         key_id = str(uuid.uuid4())
         return self._add(user_id, self.state_dir / f"key-{key_id}.pem", key_id)
 
+    def register_public_key(
+        self,
+        user_id: str,
+        public_key_pem: str,
+        *,
+        name: str,
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        subaccount: int | None = None,
+    ) -> KeyRecord:
+        """Registers a key from the user's own RSA public key (``POST /api_keys``).
+
+        Raises:
+            ValueError: if ``user_id`` is empty or ``public_key_pem`` is not an RSA public key
+                in PEM.
+        """
+        if not user_id:
+            raise ValueError("a key needs a non-empty user id")
+        public = _rsa_public_key(public_key_pem)
+        key_id = str(uuid.uuid4())
+        path = self.state_dir / f"key-{key_id}.pem"
+        record = KeyRecord(key_id, user_id, public, path, name, scopes, subaccount)
+        self._by_id[key_id] = record
+        self._save()
+        return record
+
+    def delete(self, user_id: str, key_id: str) -> bool:
+        """Deletes ``user_id``'s key ``key_id`` and the private key file the store wrote for it.
+
+        Returns:
+            Whether the user held such a key.
+        """
+        record = self._by_id.get(key_id)
+        if record is None or record.user_id != user_id:
+            return False
+        del self._by_id[key_id]
+        self._save()
+        record.private_key_path.unlink(missing_ok=True)
+        return True
+
     def _add(self, user_id: str, pem_path: Path, key_id: str | None = None) -> KeyRecord:
         private = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_BITS)
         pem = private.private_bytes(
@@ -111,7 +172,10 @@ class KeyStore:
             serialization.NoEncryption(),
         )
         _write_private(pem_path, pem)
-        record = KeyRecord(key_id or str(uuid.uuid4()), user_id, private.public_key(), pem_path)
+        name = _default_name(user_id, pem_path)
+        record = KeyRecord(
+            key_id or str(uuid.uuid4()), user_id, private.public_key(), pem_path, name
+        )
         self._by_id[record.key_id] = record
         self._save()
         return record
@@ -126,6 +190,9 @@ class KeyStore:
                     serialization.Encoding.PEM,
                     serialization.PublicFormat.SubjectPublicKeyInfo,
                 ).decode("ascii"),
+                "name": r.name,
+                "scopes": list(r.scopes),
+                "subaccount": r.subaccount,
             }
             for r in self._by_id.values()
         ]
@@ -151,8 +218,38 @@ def _load_index(index: Path, state_dir: Path) -> list[KeyRecord]:
         raise ConfigError([f"sim key store {index}: unreadable ({e})"]) from e
 
 
-def _record(row: dict[str, str], state_dir: Path) -> KeyRecord:
-    public = serialization.load_pem_public_key(row["public_key_pem"].encode("ascii"))
+def _default_name(user_id: str, pem_path: Path) -> str:
+    return "demo" if pem_path.name == _DEMO_PEM else f"{user_id} key"
+
+
+def _rsa_public_key(pem: str) -> RSAPublicKey:
+    """Loads an RSA public key from PEM text.
+
+    Raises:
+        ValueError: if the text is not a PEM public key, or the key is not RSA.
+    """
+    try:
+        public = serialization.load_pem_public_key(pem.encode("ascii", "replace"))
+    except UnsupportedAlgorithm as e:
+        raise ValueError(f"unsupported key type ({e})") from None
     if not isinstance(public, RSAPublicKey):
-        raise ValueError(f"key {row['key_id']} is not an RSA key")
-    return KeyRecord(row["key_id"], row["user_id"], public, state_dir / row["private_key_file"])
+        raise ValueError("not an RSA public key")
+    return public
+
+
+def _record(row: dict[str, Any], state_dir: Path) -> KeyRecord:
+    try:
+        public = _rsa_public_key(row["public_key_pem"])
+    except ValueError as e:
+        raise ValueError(f"key {row['key_id']}: {e}") from e
+    path = state_dir / row["private_key_file"]
+    subaccount = row.get("subaccount")
+    return KeyRecord(
+        row["key_id"],
+        row["user_id"],
+        public,
+        path,
+        row.get("name") or _default_name(row["user_id"], path),
+        tuple(row.get("scopes") or DEFAULT_SCOPES),
+        subaccount if isinstance(subaccount, int) else None,
+    )

@@ -34,6 +34,37 @@ idempotent on ``client_transfer_id``: a replay is a 409), and
 ``GET /portfolio/subaccounts/balances`` / ``GET /portfolio/subaccounts/transfers`` read
 them back.
 
+**Candlesticks** (``GET /series/{series_ticker}/markets/{ticker}/candlesticks``, the batch
+``GET /markets/candlesticks``, ``GET /series/{series_ticker}/events/{ticker}/candlesticks`` and
+``GET /events/candlesticks``) come from what happened on this exchange: the top of book and
+open interest recorded event by event by :class:`~kmm.sim._candles.CandleRecorder`, which the
+API registers with the venue when it is built, and the engine's public trades. ``start_ts`` and
+``end_ts`` (Unix seconds) select candlesticks by their inclusive end; ``period_interval`` is 1,
+60 or 1440 minutes (any whole number of minutes in the batch, whose page sets only a minimum);
+periods in which nothing happened are left out. The batch returns at most 10 000 candlesticks
+in all (the first ones); the event routes move ``adjusted_end_ts`` back so that markets ×
+periods stays within 5 000.
+
+**Other reads and settings.** ``GET /events/{event_ticker}/metadata`` (no artwork: empty image
+paths), ``GET /events/fee_changes`` and ``GET /series/fee_changes`` (the sim schedules no fee
+changes: always empty), ``GET /historical/cutoff`` (every cutoff is the venue's start, before
+which nothing exists, so no data is historical), ``GET /exchange/user_data_timestamp`` (the
+sim has no replication lag: now), ``GET``/``PUT /portfolio/subaccounts/netting`` (a setting per
+subaccount, kept on the engine's accounts), ``GET /portfolio/summary/total_resting_order_value``
+(what the resting orders of every subaccount would cost: YES price × remaining for a bid,
+``$1`` − price for an ask) and the API keys: ``GET /api_keys`` lists the caller's keys (never
+key material), ``POST /api_keys`` registers one from the caller's RSA public key (premier tier
+and above, as documented), ``DELETE /api_keys/{api_key}`` removes one (204). A key restricted
+to a subaccount may not create or delete keys (403); the sim records the restriction and the
+scopes of a key but does not enforce them on other routes.
+
+**Routing.** aiohttp indexes routes by path and tries the longest literal prefix first, so a
+static path such as ``/markets/candlesticks`` beats ``/markets/{ticker}`` for the methods it
+serves. For every other method it would fall through to the templated neighbour; so every
+static path also gets a catch-all route that answers 405, and static paths are registered
+before templated ones, which keeps the rule under a dispatcher that resolves in registration
+order.
+
 Request bodies are validated by hand (they are small and off any hot path); a bad field is a
 400 naming it. Money and counts go through :mod:`kmm.types` and never through ``float``.
 """
@@ -44,19 +75,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from kmm.errors import FixedPointError, KmmError
 from kmm.kalshi.auth import ACCESS_KEY, ACCESS_SIGNATURE, ACCESS_TIMESTAMP, verify
 from kmm.kalshi.constants import API_PREFIX, WS_PATH
 from kmm.sim import serialize as ser
 from kmm.sim._accounts import MAX_SUBACCOUNT
+from kmm.sim._candles import MINUTE_S, CandleRecorder, adjusted_end
 from kmm.sim._limits import DEFAULT_COST, TIER_LIMITS, BucketKind, RateLimiter
 from kmm.sim.engine import (
     EventDef,
@@ -71,7 +104,7 @@ from kmm.sim.engine import (
     TimeInForce,
 )
 from kmm.sim.faults import WriteFault
-from kmm.sim.keys import KeyStore
+from kmm.sim.keys import DEFAULT_SCOPES, KeyRecord, KeyStore
 from kmm.types import (
     ONE_DOLLAR,
     BookSide,
@@ -108,6 +141,28 @@ _MAX_LIMIT: Final = 1000
 _MAX_EVENTS_LIMIT: Final = 200
 _MAX_ORDERBOOK_TICKERS: Final = 100
 _TOO_MANY: Final = orjson.dumps({"error": "too many requests"})
+_CANDLE_PERIODS: Final = (1, 60, 1440)
+"""The ``period_interval`` values (minutes) the single-market and event candlestick pages allow."""
+_MAX_CANDLE_MARKETS: Final = 100
+_MAX_BATCH_CANDLES: Final = 10_000
+_MAX_EVENT_CANDLES: Final = 5_000
+_KEY_SCOPES: Final = frozenset(
+    {
+        "read",
+        "write",
+        "read::portfolio_balance",
+        "read::block_trade_accept",
+        "write::trade",
+        "write::transfer",
+        "write::block_trade_accept",
+    }
+)
+"""The API key scopes Kalshi documents."""
+_KEY_CREATE_TIERS: Final = frozenset(list(TIER_LIMITS)[list(TIER_LIMITS).index("premier") :])
+"""Usage tiers that may register a key from their own public key (premier and above)."""
+_RESTRICTED_KEY: Final = (
+    "this API key is restricted to a single sub-account and cannot access this endpoint"
+)
 
 _MARKET_STATUS_FILTER: Final[dict[str, frozenset[str]]] = {
     "unopened": frozenset({MarketStatus.INITIALIZED.value}),
@@ -211,15 +266,27 @@ _SUBACCOUNTS: Final = "/portfolio/subaccounts"
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _public("/exchange/status", "exchange_status"),
     _public("/exchange/schedule", "exchange_schedule"),
+    _public("/exchange/user_data_timestamp", "user_data_timestamp"),
+    _public("/historical/cutoff", "historical_cutoff"),
     _public("/series", "series_list"),
+    _public("/series/fee_changes", "series_fee_changes"),
     _public("/series/{series_ticker}", "series_one"),
+    _public("/series/{series_ticker}/markets/{ticker}/candlesticks", "market_candlesticks"),
+    _public("/series/{series_ticker}/events/{ticker}/candlesticks", "event_candlesticks"),
     _public("/events", "events_list"),
+    _public("/events/candlesticks", "events_candlesticks"),
+    _public("/events/fee_changes", "event_fee_changes"),
     _public("/events/{event_ticker}", "event_one"),
+    _public("/events/{event_ticker}/metadata", "event_metadata"),
     _public("/markets", "markets_list"),
     _public("/markets/trades", "trades_list"),
     _public("/markets/orderbooks", "orderbooks"),
+    _public("/markets/candlesticks", "batch_candlesticks"),
     _public("/markets/{ticker}", "market_one"),
     _public("/markets/{ticker}/orderbook", "orderbook"),
+    _read("/api_keys", "api_keys"),
+    Endpoint("POST", "/api_keys", "api_key_create", body=True),
+    Endpoint("DELETE", "/api_keys/{api_key}", "api_key_delete"),
     _read("/account/limits", "account_limits"),
     _public("/account/endpoint_costs", "endpoint_costs"),
     _read("/portfolio/balance", "balance"),
@@ -236,6 +303,9 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint("POST", _SUBACCOUNTS + "/transfer", "subaccount_transfer", body=True),
     _read(_SUBACCOUNTS + "/balances", "subaccount_balances"),
     _read(_SUBACCOUNTS + "/transfers", "subaccount_transfers"),
+    _read(_SUBACCOUNTS + "/netting", "netting"),
+    Endpoint("PUT", _SUBACCOUNTS + "/netting", "netting_update", body=True),
+    _read("/portfolio/summary/total_resting_order_value", "total_resting_order_value"),
     _write("POST", _ORDERS, "create_order"),
     _write("DELETE", _ORDERS, "cancel_all"),
     _write("POST", _ORDERS + "/batched", "batch_create", items="orders"),
@@ -255,7 +325,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _v1("POST", "/portfolio/orders/{order_id}/amend"),
     _v1("POST", "/portfolio/orders/{order_id}/decrease"),
 )
-"""Every REST route of the sim; static paths come before the templated ones they shadow."""
+"""Every REST route of the sim (:meth:`RestApi.routes` registers static paths first)."""
 
 
 @dataclass(slots=True)
@@ -393,6 +463,113 @@ class _Fields:
             raise self._fail(str(e)) from None
 
 
+def _required_query_int(request: web.Request, name: str) -> int:
+    value = _query_int(request, name)
+    if value is None:
+        raise _bad_request(f"{name}: required")
+    return value
+
+
+def _query_bool(request: web.Request, name: str) -> bool:
+    """A boolean query parameter (``true``/``false``, ``1``/``0``); false when omitted."""
+    text = request.query.get(name, "")
+    if text.lower() in ("", "false", "0"):
+        return False
+    if text.lower() in ("true", "1"):
+        return True
+    raise _bad_request(f"{name}: expected true or false, got {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _CandleQuery:
+    """A candlestick request's window (Unix seconds), period and continuity flag."""
+
+    start_ts: int
+    end_ts: int
+    period_s: int
+    latest_before: bool = False
+
+
+def _candle_query(
+    request: web.Request, periods: Sequence[int] | None, *, latest: bool = False
+) -> _CandleQuery:
+    """``start_ts``, ``end_ts`` and ``period_interval`` (one of ``periods``, or any whole
+    number of minutes when ``None``), and ``include_latest_before_start`` where ``latest``.
+
+    Raises:
+        HttpError: 400 naming the missing or bad parameter.
+    """
+    start = _required_query_int(request, "start_ts")
+    end = _required_query_int(request, "end_ts")
+    minutes = _required_query_int(request, "period_interval")
+    if periods is None and minutes < 1:
+        raise _bad_request(f"period_interval: must be at least 1, got {minutes}")
+    if periods is not None and minutes not in periods:
+        allowed = ", ".join(map(str, periods))
+        raise _bad_request(f"period_interval: must be one of {allowed}, got {minutes}")
+    if start > end:
+        raise _bad_request(f"start_ts: must not be after end_ts ({start} > {end})")
+    flag = _query_bool(request, "include_latest_before_start") if latest else False
+    return _CandleQuery(start, end, minutes * MINUTE_S, flag)
+
+
+def _required_csv(request: web.Request, name: str, limit: int | None = None) -> list[str]:
+    values = _csv(request, name)
+    if not values:
+        raise _bad_request(f"{name}: required")
+    if limit is not None and len(values) > limit:
+        raise _bad_request(f"{name}: at most {limit}, got {len(values)}")
+    return values
+
+
+def _static_methods() -> dict[str, list[str]]:
+    """Every static path of :data:`ENDPOINTS` and the methods it serves."""
+    methods: dict[str, list[str]] = {}
+    for ep in ENDPOINTS:
+        if "{" not in ep.path:
+            methods.setdefault(ep.path, []).append(ep.method)
+    return methods
+
+
+def _method_not_allowed(methods: Sequence[str]) -> Callable[[web.Request], Awaitable[Any]]:
+    """A catch-all handler for a static path: 405 with Kalshi's JSON error and ``Allow``."""
+    allow = ", ".join(methods)
+
+    async def refuse(request: web.Request) -> web.Response:
+        body = ser.error_body("method_not_allowed", "method not allowed", request.method)
+        response = _json(body, 405)
+        response.headers[hdrs.ALLOW] = allow
+        return response
+
+    return refuse
+
+
+def _resting_cost(order: SimOrder) -> Money:
+    """What the rest of a resting order costs if it fills: its own leg's price × remaining."""
+    own = order.price if order.book_side is BookSide.BID else ONE_DOLLAR - order.price
+    return own * order.remaining
+
+
+def _key_scopes(body: Json) -> tuple[str, ...]:
+    """A create-key body's ``scopes`` (full access when omitted).
+
+    Raises:
+        HttpError: 400 for anything but a non-empty array of documented scopes, or ``write``
+            without ``read``.
+    """
+    value = body.get("scopes")
+    if value is None:
+        return DEFAULT_SCOPES
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _bad_request(f"scopes: expected a non-empty array of strings, got {value!r}")
+    unknown = sorted(set(value) - _KEY_SCOPES)
+    if unknown:
+        raise _bad_request(f"scopes: unknown scope {unknown[0]!r}")
+    if "write" in value and "read" not in value:
+        raise _bad_request("scopes: 'write' must come with 'read'")
+    return tuple(dict.fromkeys(value))
+
+
 def _subaccount_number(value: int | None, where: str) -> int | None:
     if value is not None and not 0 <= value <= MAX_SUBACCOUNT:
         raise _bad_request(f"{where}: must be between 0 and {MAX_SUBACCOUNT}, got {value}")
@@ -462,6 +639,12 @@ def _required_int(fields: _Fields, name: str) -> int:
     return value
 
 
+def _required_flag(fields: _Fields, name: str) -> bool:
+    if not fields.present(name):
+        raise _bad_request(f"{name}: required")
+    return fields.flag(name)
+
+
 def _exchange_index(fields: _Fields) -> None:
     index = fields.integer("exchange_index")
     if index not in (None, 0):
@@ -480,6 +663,10 @@ def _list_field(body: Json, name: str) -> list[Any]:
 
 class RestApi:
     """The REST routes of one sim instance.
+
+    Building it registers a :class:`~kmm.sim._candles.CandleRecorder` with the venue, which
+    starts from the engine's current books: build it once the engine's earlier events have
+    been drained (as :class:`~kmm.sim.server.SimServer` does).
 
     Args:
         venue: The engine, faults, clock and publisher.
@@ -511,15 +698,28 @@ class RestApi:
         self._ws_handler = ws_handler
         self.limiter = RateLimiter(TIER_LIMITS[self.tier])
         """The venue's Read and Write buckets of every account, and its count of 429s."""
+        self.candles = CandleRecorder(venue.engine)
+        """Every market's top of book and open interest, event by event, for candlesticks."""
+        venue.add_listener(self.candles.on_events)
         self._closing = asyncio.Event()
 
     # ------------------------------------------------------------------ plumbing
 
     def routes(self) -> list[web.RouteDef]:
-        """Every REST route plus the websocket handshake, wrapped in the pipeline."""
+        """Every REST route plus the websocket handshake, wrapped in the pipeline.
+
+        Static paths come first, and each also gets a catch-all route answering 405 to the
+        methods it does not serve, so that no request for a static path reaches a templated
+        neighbour (``/markets/candlesticks`` is never ``/markets/{ticker}``).
+        """
+        ordered = sorted(ENDPOINTS, key=lambda ep: "{" in ep.path)
         defs = [
             web.route(ep.method, API_PREFIX + ep.path, self._wrap(ep, getattr(self, ep.handler)))
-            for ep in ENDPOINTS
+            for ep in ordered
+        ]
+        defs += [
+            web.route(hdrs.METH_ANY, API_PREFIX + path, _method_not_allowed(methods))
+            for path, methods in _static_methods().items()
         ]
         if self._ws_handler is not None:
             defs.append(web.get(WS_PATH, self._websocket))
@@ -1285,3 +1485,209 @@ class RestApi:
         rows = list(reversed(self.venue.engine.transfers_of(call.user_id)))
         page, cursor = _page(rows, limit, start)
         return _json({"transfers": [ser.transfer_json(t) for t in page], "cursor": cursor})
+
+    async def netting(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /portfolio/subaccounts/netting``: every subaccount's netting setting."""
+        numbers = self.venue.engine.subaccount_numbers(call.user_id)
+        rows = [(n, self.venue.engine.netting(call.user_id, n)) for n in numbers]
+        return _json(ser.netting_json(rows))
+
+    async def netting_update(self, request: web.Request, call: Call) -> web.Response:
+        """``PUT /portfolio/subaccounts/netting``: ``subaccount_number`` (0–63, created) and
+        ``enabled``, both required."""
+        f = _Fields(call.body, _bad_request)
+        number = _subaccount_number(_required_int(f, "subaccount_number"), "subaccount_number")
+        enabled = _required_flag(f, "enabled")
+        assert number is not None
+        self.venue.engine.set_netting(call.user_id, number, enabled)
+        return _json({})
+
+    # ------------------------------------------------------------------ portfolio summary
+
+    async def total_resting_order_value(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /portfolio/summary/total_resting_order_value``: what every resting order of
+        every subaccount would cost to fill, exactly (a bid: YES price × remaining; an ask,
+        i.e. a NO bid: ($1 − price) × remaining)."""
+        orders = self.venue.engine.orders_of(call.user_id)
+        total = sum(_resting_cost(o) for o in orders if o.status is OrderStatus.RESTING)
+        return _json(ser.resting_order_value_json(total))
+
+    # ------------------------------------------------------------------ exchange extras
+
+    async def user_data_timestamp(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /exchange/user_data_timestamp``: the sim's user data is never behind: now."""
+        return _json({"as_of_time": ser.rfc3339(call.now_ns)})
+
+    async def historical_cutoff(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /historical/cutoff``: the venue's start for every partition (nothing is older,
+        so every market, trade, order and position is live)."""
+        return _json(ser.historical_cutoff_json(self.venue.universe.start_ns))
+
+    async def series_fee_changes(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /series/fee_changes`` (``series_ticker``, ``show_historical``): the sim
+        schedules no fee changes."""
+        _query_bool(request, "show_historical")
+        return _json({"series_fee_change_arr": []})
+
+    async def event_fee_changes(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /events/fee_changes`` (``event_ticker``, ``limit``, ``cursor``): the sim
+        schedules no fee overrides."""
+        limit, start = _page_args(request)
+        changes: list[Json] = []
+        page, cursor = _page(changes, limit, start)
+        return _json({"event_fee_changes": page, "cursor": cursor})
+
+    async def event_metadata(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /events/{event_ticker}/metadata``."""
+        ticker = request.match_info["event_ticker"]
+        if ticker not in self.venue.engine.events:
+            raise _not_found(f"event {ticker}")
+        markets = [m.ticker for m in self._markets_of_event(ticker)]
+        return _json(ser.event_metadata_json(markets))
+
+    # ------------------------------------------------------------------ candlesticks
+
+    def _series_market(self, series_ticker: str, ticker: str) -> MarketDef:
+        engine = self.venue.engine
+        if series_ticker not in engine.series:
+            raise _not_found(f"series {series_ticker}")
+        market = self._market(ticker)
+        if engine.events[market.event_ticker].series_ticker != series_ticker:
+            raise _not_found(f"market {ticker} in series {series_ticker}")
+        return market
+
+    def _series_event(self, series_ticker: str, ticker: str) -> EventDef:
+        engine = self.venue.engine
+        if series_ticker not in engine.series:
+            raise _not_found(f"series {series_ticker}")
+        event = self._event(ticker)
+        if event.series_ticker != series_ticker:
+            raise _not_found(f"event {ticker} in series {series_ticker}")
+        return event
+
+    def _event(self, ticker: str) -> EventDef:
+        event = self.venue.engine.events.get(ticker)
+        if event is None:
+            raise _not_found(f"event {ticker}")
+        return event
+
+    def _candles_json(self, ticker: str, query: _CandleQuery) -> list[Json]:
+        candles = self.candles.candles(
+            ticker, query.period_s, query.start_ts, query.end_ts, query.latest_before
+        )
+        return [ser.candlestick_json(c) for c in candles]
+
+    async def market_candlesticks(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /series/{series_ticker}/markets/{ticker}/candlesticks``."""
+        info = request.match_info
+        market = self._series_market(info["series_ticker"], info["ticker"])
+        query = _candle_query(request, _CANDLE_PERIODS, latest=True)
+        candles = self._candles_json(market.ticker, query)
+        return _json({"ticker": market.ticker, "candlesticks": candles})
+
+    async def batch_candlesticks(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /markets/candlesticks?market_tickers=A,B`` (at most 100): at most 10 000
+        candlesticks in all, the earliest of each market in ticker order."""
+        tickers = _required_csv(request, "market_tickers", _MAX_CANDLE_MARKETS)
+        query = _candle_query(request, None, latest=True)
+        markets = [self._market(t) for t in tickers]
+        budget = _MAX_BATCH_CANDLES
+        rows: list[Json] = []
+        for market in markets:
+            candles = self._candles_json(market.ticker, query)[:budget]
+            budget -= len(candles)
+            rows.append({"market_ticker": market.ticker, "candlesticks": candles})
+        return _json({"markets": rows})
+
+    def _event_candles(self, event_ticker: str, query: _CandleQuery, markets: int) -> Json:
+        """One event's markets and their candlesticks, the end moved back if ``markets``
+        markets × the periods would exceed the aggregate limit."""
+        tickers = [m.ticker for m in self._markets_of_event(event_ticker)]
+        end = adjusted_end(
+            query.start_ts, query.end_ts, query.period_s, markets, _MAX_EVENT_CANDLES
+        )
+        window = dataclasses.replace(query, end_ts=end)
+        return {
+            "market_tickers": tickers,
+            "market_candlesticks": [self._candles_json(t, window) for t in tickers],
+            "adjusted_end_ts": end,
+        }
+
+    async def event_candlesticks(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /series/{series_ticker}/events/{ticker}/candlesticks``: one list per market."""
+        info = request.match_info
+        event = self._series_event(info["series_ticker"], info["ticker"])
+        query = _candle_query(request, _CANDLE_PERIODS)
+        markets = len(self._markets_of_event(event.event_ticker))
+        return _json(self._event_candles(event.event_ticker, query, markets))
+
+    async def events_candlesticks(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /events/candlesticks?event_tickers=A,B``: per event, as the single-event
+        route, with one ``adjusted_end_ts`` keeping every market of every event within 5 000
+        candlesticks."""
+        events = [self._event(t) for t in _required_csv(request, "event_tickers")]
+        query = _candle_query(request, _CANDLE_PERIODS)
+        markets = sum(len(self._markets_of_event(e.event_ticker)) for e in events)
+        rows = [
+            {"event_ticker": e.event_ticker, **self._event_candles(e.event_ticker, query, markets)}
+            for e in events
+        ]
+        return _json({"events": rows})
+
+    # ------------------------------------------------------------------ API keys
+
+    def _refuse_restricted(self, request: web.Request) -> None:
+        """403 for a key restricted to one subaccount: it may not manage API keys."""
+        record = self.keys.lookup(request.headers.get(ACCESS_KEY, ""))
+        if record is not None and record.subaccount is not None:
+            raise HttpError(403, "forbidden", _RESTRICTED_KEY)
+
+    async def api_keys(self, request: web.Request, call: Call) -> web.Response:
+        """``GET /api_keys``: the caller's keys (id, name, scopes, restriction), no key
+        material; ``api_key_region_expiration_ts`` is absent (the sim has no attestation)."""
+        rows = [_api_key_json(r) for r in self.keys.keys_of(call.user_id)]
+        return _json({"api_keys": rows})
+
+    async def api_key_create(self, request: web.Request, call: Call) -> web.Response:
+        """``POST /api_keys``: ``name`` and ``public_key`` (RSA, PEM) required, ``scopes`` and
+        ``subaccount`` optional → 201 ``{"api_key_id"}``; below the premier tier a 403."""
+        self._refuse_restricted(request)
+        if self.tier not in _KEY_CREATE_TIERS:
+            raise HttpError(
+                403,
+                "forbidden",
+                "insufficient API usage level",
+                f"creating an API key needs the premier tier or above, not {self.tier}",
+            )
+        f = _Fields(call.body, _bad_request)
+        name = f.text("name", required=True)
+        pem = f.text("public_key", required=True)
+        scopes = _key_scopes(call.body)
+        subaccount = _subaccount_number(f.integer("subaccount"), "subaccount")
+        assert name is not None and pem is not None
+        if subaccount is not None:
+            self.venue.engine.check_subaccount(call.user_id, subaccount)
+        try:
+            record = self.keys.register_public_key(
+                call.user_id, pem, name=name, scopes=scopes, subaccount=subaccount
+            )
+        except ValueError as e:
+            raise _bad_request(f"public_key: {e}") from None
+        return _json({"api_key_id": record.key_id}, 201)
+
+    async def api_key_delete(self, request: web.Request, call: Call) -> web.Response:
+        """``DELETE /api_keys/{api_key}`` → 204; a malformed id is a 400, a key the caller does
+        not hold a 404."""
+        self._refuse_restricted(request)
+        key_id = request.match_info["api_key"]
+        try:
+            uuid.UUID(key_id)
+        except ValueError:
+            raise _bad_request(f"api_key: not an API key id: {key_id!r}") from None
+        if not self.keys.delete(call.user_id, key_id):
+            raise _not_found(f"API key {key_id}")
+        return web.Response(status=204)
+
+
+def _api_key_json(record: KeyRecord) -> Json:
+    return ser.api_key_json(record.name, record.key_id, record.scopes, record.subaccount)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Final
 
+from kmm.sim._candles import Candle, TradeStats
 from kmm.sim.engine import (
     CreateResult,
     EventDef,
@@ -47,24 +48,30 @@ from kmm.types import (
 __all__ = [
     "Json",
     "amend_json",
+    "api_key_json",
     "balance_json",
     "batch_cancel_item",
     "batch_create_item",
     "cancel_json",
+    "candlestick_json",
     "create_json",
     "decrease_json",
     "error_body",
     "event_json",
+    "event_metadata_json",
     "event_positions_json",
     "fill_json",
     "format_dollars",
+    "historical_cutoff_json",
     "market_json",
     "market_status",
+    "netting_json",
     "order_group_json",
     "order_json",
     "orderbook_json",
     "position_json",
     "queue_position_json",
+    "resting_order_value_json",
     "rfc3339",
     "series_json",
     "settlement_json",
@@ -550,4 +557,103 @@ def batch_cancel_item(
         "reduced_by": format_count(0),
         "ts_ms": None,
         "error": error,
+    }
+
+
+# --------------------------------------------------------------------------- candlesticks
+
+
+def _maybe_price(price: Price | None) -> str | None:
+    return None if price is None else format_price(price)
+
+
+def _bid_ask(open_: Price, high: Price, low: Price, close: Price) -> Json:
+    return {
+        "open_dollars": format_price(open_),
+        "low_dollars": format_price(low),
+        "high_dollars": format_price(high),
+        "close_dollars": format_price(close),
+    }
+
+
+def _price_distribution(trades: TradeStats) -> Json:
+    return {
+        "open_dollars": _maybe_price(trades.open),
+        "low_dollars": _maybe_price(trades.low),
+        "high_dollars": _maybe_price(trades.high),
+        "close_dollars": _maybe_price(trades.close),
+        "mean_dollars": None if trades.mean is None else format_dollars(trades.mean),
+        "previous_dollars": _maybe_price(trades.previous),
+        "min_dollars": _maybe_price(trades.min_close),
+        "max_dollars": _maybe_price(trades.max_close),
+    }
+
+
+def candlestick_json(candle: Candle) -> Json:
+    """A ``MarketCandlestick``: quote OHLC, trade prices (null without trades), volume and
+    open interest, with the period's inclusive end in Unix seconds."""
+    book = candle.book
+    return {
+        "end_period_ts": book.end_s,
+        "yes_bid": _bid_ask(book.bid_open, book.bid_high, book.bid_low, book.bid_close),
+        "yes_ask": _bid_ask(book.ask_open, book.ask_high, book.ask_low, book.ask_close),
+        "price": _price_distribution(candle.trades),
+        "volume_fp": format_count(candle.trades.volume),
+        "open_interest_fp": format_count(book.open_interest),
+    }
+
+
+_COLOR_CODES: Final = ("#0A7E5C", "#C0392B", "#2E86C1", "#B9770E", "#7D3C98", "#566573")
+"""Colors handed to an event's markets in turn (the sim has no artwork)."""
+
+
+def event_metadata_json(market_tickers: Sequence[str]) -> Json:
+    """``GET /events/{event_ticker}/metadata``: the sim has no images (empty paths) and no
+    settlement sources; each market gets a color of its own within the event."""
+    details = [
+        {"market_ticker": t, "image_url": "", "color_code": _COLOR_CODES[i % len(_COLOR_CODES)]}
+        for i, t in enumerate(market_tickers)
+    ]
+    return {"image_url": "", "market_details": details, "settlement_sources": []}
+
+
+# --------------------------------------------------------------------------- account, keys
+
+
+def netting_json(configs: Iterable[tuple[int, bool]]) -> Json:
+    """``GET /portfolio/subaccounts/netting``: each subaccount's netting setting."""
+    return {
+        "netting_configs": [
+            {"subaccount_number": n, "enabled": enabled, "exchange_index": 0}
+            for n, enabled in configs
+        ]
+    }
+
+
+def resting_order_value_json(total: Money) -> Json:
+    """``GET /portfolio/summary/total_resting_order_value``: cents (truncated, as the balance
+    is) and the exact dollar amount per exchange index."""
+    return {
+        "total_resting_order_value": total // _MONEY_PER_CENT,
+        "resting_order_value_breakdown": [{"exchange_index": 0, "balance": format_dollars(total)}],
+    }
+
+
+def api_key_json(name: str, key_id: str, scopes: Sequence[str], subaccount: int | None) -> Json:
+    """An ``ApiKey`` (``GET /api_keys``): never any key material; ``subaccount`` only for a
+    restricted key."""
+    out: Json = {"api_key_id": key_id, "name": name, "scopes": list(scopes)}
+    if subaccount is not None:
+        out["subaccount"] = subaccount
+    return out
+
+
+def historical_cutoff_json(cutoff_ns: int) -> Json:
+    """``GET /historical/cutoff``: every partition's cutoff at the same moment."""
+    stamp = rfc3339(cutoff_ns)
+    return {
+        "market_settled_ts": stamp,
+        "trades_created_ts": stamp,
+        "orders_updated_ts": stamp,
+        "market_positions_last_updated_ts": stamp,
     }
