@@ -72,7 +72,7 @@ from kmm.live import (
 from kmm.report import latest_run_dir, run_report
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
-from kmm.sim.universe import SCENARIOS
+from kmm.sim.universe import BOARD_SCENARIOS, SCENARIOS
 from kmm.strategy.exit import ExitStyle
 
 __all__ = [
@@ -265,7 +265,10 @@ def _add_bench_parser(commands: _Commands) -> None:
     )
     bench.add_argument("what", choices=("strategy",), help="what to score")
     bench.add_argument(
-        "--scenarios", type=_names(SCENARIOS), default=SCENARIOS, help="default: all of them"
+        "--scenarios",
+        type=_names(SCENARIOS),
+        default=BOARD_SCENARIOS,
+        help=f"default: {','.join(BOARD_SCENARIOS)} (also: mixed)",
     )
     bench.add_argument(
         "--models", type=_names(MODELS), default=MODELS, help=f"default: {','.join(MODELS)}"

@@ -101,7 +101,7 @@ PORT_MAX: Final = 65535
 
 TierName = Literal["basic", "advanced", "expert", "premier", "paragon", "prime", "prestige"]
 """The usage tiers of :data:`kmm.kalshi.constants.TIERS` (a test keeps the two equal)."""
-Scenario = Literal["calm", "trending", "jump", "thin", "near_close", "settlement"]
+Scenario = Literal["calm", "trending", "jump", "thin", "near_close", "settlement", "mixed"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 QueueModelName = Literal["conservative", "probabilistic"]
 ExitStyleName = Literal["take", "passive"]
@@ -1403,7 +1403,8 @@ class SimConfig(_Section):
     scenario: Scenario = Field(
         default="calm",
         description="Market behaviour the exchange simulates (thin: sparse books; near_close: "
-        "markets close soon; settlement: markets settle during the run).",
+        "markets close soon; settlement: markets settle during the run; mixed: dozens of series "
+        "and events, each market in its own flow regime, changing over time).",
     )
     host: str = Field(default="127.0.0.1", description="Address the exchange listens on.")
     port: _Whole = Field(

@@ -36,7 +36,7 @@ from kmm.backtest.driver import BacktestOptions
 from kmm.backtest.run import run_backtest
 from kmm.config import KmmConfig
 from kmm.report import MARKOUT_HORIZONS_S, load_run, summarize
-from kmm.sim.universe import SCENARIOS
+from kmm.sim.universe import BOARD_SCENARIOS, SCENARIOS
 from kmm.strategy.baselines import QUOTERS
 from kmm.types import QTY_SCALE
 
@@ -197,7 +197,7 @@ class Scoreboard:
 def run_scoreboard(
     config: KmmConfig,
     *,
-    scenarios: Sequence[str] = SCENARIOS,
+    scenarios: Sequence[str] = BOARD_SCENARIOS,
     models: Sequence[str] = MODELS,
     seeds: Iterable[int] = range(1, 6),
     duration_s: float = 1800.0,

@@ -102,7 +102,16 @@ class EventDef:
 
 @dataclass(slots=True)
 class MarketDef:
-    """A market; the engine updates ``status``, ``result``, ``close_ns`` and ``settlement_ns``."""
+    """A market; the engine updates ``status``, ``result``, ``close_ns`` and ``settlement_ns``.
+
+    Attributes:
+        market_type: ``binary`` or ``scalar`` (Kalshi's ``Market.market_type``).
+        mve_collection_ticker: The multivariate collection of a combo market, else ``None``.
+        mve_legs: A combo market's legs, ``(event_ticker, market_ticker, side)``.
+        prior_volume: Contracts traded before the exchange started (added to ``volume_fp``).
+        prior_volume_24h: Of those, in the day before it started (added to ``volume_24h_fp``).
+        prior_open_interest: Open interest held by traders outside the exchange's accounts.
+    """
 
     ticker: str
     event_ticker: str
@@ -115,6 +124,12 @@ class MarketDef:
     status: MarketStatus = MarketStatus.ACTIVE
     result: str = ""
     settlement_ns: int | None = None
+    market_type: str = "binary"
+    mve_collection_ticker: str | None = None
+    mve_legs: tuple[tuple[str, str, str], ...] = ()
+    prior_volume: Qty = 0
+    prior_volume_24h: Qty = 0
+    prior_open_interest: Qty = 0
 
 
 class Rejection(VenueError):

@@ -40,6 +40,7 @@ market); a refused background order is counted in :attr:`FlowStats.rejected` and
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable
@@ -62,11 +63,13 @@ from kmm.sim.universe import (
     BG_INFORMED,
     BG_MAKER,
     BG_TAKER,
+    REGIME_PARAMS,
     SCENARIO_PARAMS,
     SCENARIOS,
     ScenarioParams,
     Universe,
     maker_price,
+    pick_regime,
 )
 from kmm.types import ONE_DOLLAR, QTY_SCALE, BookSide, Price, Qty
 
@@ -97,6 +100,7 @@ class FlowStats:
         fills: Fills of background taker orders.
         jumps: Jumps of a fair.
         lifecycle: Close, determine and settle operations performed.
+        regime_switches: Markets of the ``mixed`` universe that moved to another regime.
     """
 
     events: int = 0
@@ -107,6 +111,7 @@ class FlowStats:
     fills: int = 0
     jumps: int = 0
     lifecycle: int = 0
+    regime_switches: int = 0
 
 
 class LifecycleDriver:
@@ -200,7 +205,12 @@ class LifecycleDriver:
 
 @dataclass(slots=True, eq=False)
 class _Market:
-    """One market's latent fair and the background orders resting in it."""
+    """One market's latent fair, how it flows now, and the background orders resting in it.
+
+    ``params`` is the scenario's, or in ``mixed`` the market's current regime's; ``activity``
+    scales its maker and taker arrival rates; ``anchor`` is the logit its regime began at (the
+    level a mean-reverting regime pulls back to); ``rate`` is its total event rate.
+    """
 
     ticker: str
     grid: PriceGrid
@@ -208,6 +218,11 @@ class _Market:
     drift: float
     updated_ns: int
     definition: MarketDef
+    params: ScenarioParams
+    activity: float = 1.0
+    regime: str = ""
+    anchor: float = 0.0
+    rate: float = 0.0
     resting: list[tuple[str, Price]] = field(default_factory=list)
 
 
@@ -241,12 +256,15 @@ class BackgroundFlow:
         self._engine = engine
         self._params: ScenarioParams = SCENARIO_PARAMS[scenario]
         self._rng = random.Random(seed)
+        self._uniform = not universe.regimes
+        self._switch_rate = 0.0 if self._uniform else 1.0 / universe.params.regime_dwell_s
         self._markets = {
-            market.ticker: self._new_market(market.ticker, fair, start_ns)
-            for market, fair in zip(universe.markets, universe.initial_fairs, strict=True)
+            market.ticker: self._new_market(universe, index, start_ns)
+            for index, market in enumerate(universe.markets)
         }
         self._lifecycle = LifecycleDriver(engine, universe, seed, self.fair)
         self._flowing: list[_Market] = []
+        self._cumulative: list[float] = []
         self._statuses: tuple[MarketStatus, ...] = ()
         self._resting_total = 0
         self._next_ns: int | None = None
@@ -260,6 +278,14 @@ class BackgroundFlow:
         self.stats = FlowStats()
         self.now_ns = start_ns
         self._refresh_flowing()
+
+    def regime(self, ticker: str) -> str:
+        """The market's current regime (one of ``REGIMES``), or ``""`` without regimes.
+
+        Raises:
+            KeyError: if the market is not in the universe.
+        """
+        return self._markets[ticker].regime
 
     def fair(self, ticker: str) -> float:
         """The latent fair probability of ``ticker`` as of its last event.
@@ -310,17 +336,26 @@ class BackgroundFlow:
 
     # Scheduling
 
-    def _new_market(self, ticker: str, fair: float, start_ns: int) -> _Market:
+    def _new_market(self, universe: Universe, index: int, start_ns: int) -> _Market:
+        ticker = universe.markets[index].ticker
+        fair = universe.initial_fairs[index]
         definition = self._engine.markets[ticker]
+        params = self._params if self._uniform else universe.market_params(index)
         sign = 1.0 if self._rng.random() < 0.5 else -1.0
+        logit = math.log(fair / (1.0 - fair))
         market = _Market(
             ticker=ticker,
             grid=PriceGrid.from_ranges(definition.price_ranges),
-            logit=math.log(fair / (1.0 - fair)),
-            drift=sign * self._params.drift,
+            logit=logit,
+            drift=sign * params.drift,
             updated_ns=start_ns,
             definition=definition,
+            params=params,
+            activity=universe.market_activity(index),
+            regime=universe.regimes[index] if universe.regimes else "",
+            anchor=logit,
         )
+        market.rate = self._market_rate(market)
         for order in self._engine.resting_orders(ticker):
             if order.user_id == BG_MAKER:
                 market.resting.append((order.order_id, order.price))
@@ -340,10 +375,31 @@ class BackgroundFlow:
                 market.resting.clear()
         self._flowing = flowing
         self._resting_total = sum(len(m.resting) for m in flowing)
+        self._sum_rates()
         return True
 
+    def _market_rate(self, market: _Market) -> float:
+        params = market.params
+        takers = params.maker_rate + params.noise_rate + params.informed_rate
+        return takers * market.activity + params.jump_rate + self._switch_rate
+
+    def _sum_rates(self) -> None:
+        """The running sums of the flowing markets' rates (with regimes only)."""
+        if self._uniform:
+            return
+        total = 0.0
+        self._cumulative = []
+        for market in self._flowing:
+            total += market.rate
+            self._cumulative.append(total)
+
+    def _arrivals_rate(self) -> float:
+        if self._uniform:
+            return self._rate_per_market * len(self._flowing)
+        return self._cumulative[-1] if self._cumulative else 0.0
+
     def _draw_next(self, from_ns: int) -> int:
-        total = self._rate_per_market * len(self._flowing) + self._cancel_rate * self._resting_total
+        total = self._arrivals_rate() + self._cancel_rate * self._resting_total
         if total <= 0.0:
             return _NEVER
         return from_ns + 1 + int(self._rng.expovariate(total) * _NS_PER_S)
@@ -359,28 +415,53 @@ class BackgroundFlow:
     def _event(self, now_ns: int) -> int:
         """Picks and runs one event in proportion to its rate; returns engine operations."""
         self.stats.events += 1
-        arrivals = self._rate_per_market * len(self._flowing)
+        arrivals = self._arrivals_rate()
         u = self._rng.random() * (arrivals + self._cancel_rate * self._resting_total)
         if u >= arrivals:
             index = min(int((u - arrivals) / self._cancel_rate), self._resting_total - 1)
             return self._cancel(index, now_ns)
-        position = min(int(u / self._rate_per_market), len(self._flowing) - 1)
-        market = self._flowing[position]
+        market, u = self._pick(u)
         self._evolve(market, now_ns)
-        return self._arrival(market, u - position * self._rate_per_market, now_ns)
+        return self._arrival(market, u, now_ns)
+
+    def _pick(self, u: float) -> tuple[_Market, float]:
+        """The market whose share of the arrival rate ``u`` falls in, and ``u`` within it."""
+        if self._uniform:
+            position = min(int(u / self._rate_per_market), len(self._flowing) - 1)
+            return self._flowing[position], u - position * self._rate_per_market
+        position = min(bisect.bisect_right(self._cumulative, u), len(self._flowing) - 1)
+        below = self._cumulative[position - 1] if position else 0.0
+        return self._flowing[position], u - below
 
     def _arrival(self, market: _Market, u: float, now_ns: int) -> int:
-        params = self._params
-        if u < params.maker_rate:
+        params = market.params
+        activity = market.activity
+        if u < params.maker_rate * activity:
             return self._maker(market, now_ns)
-        u -= params.maker_rate
-        if u < params.noise_rate:
+        u -= params.maker_rate * activity
+        if u < params.noise_rate * activity:
             return self._noise_taker(market, now_ns)
-        u -= params.noise_rate
-        if u < params.informed_rate:
+        u -= params.noise_rate * activity
+        if u < params.informed_rate * activity:
             return self._informed_taker(market, now_ns)
-        self._jump(market)
+        u -= params.informed_rate * activity
+        if self._uniform or u < params.jump_rate:
+            self._jump(market)
+            return 0
+        self._switch_regime(market)
         return 0
+
+    def _switch_regime(self, market: _Market) -> None:
+        """Moves the market to another regime, drawn by the regimes' weights."""
+        regime = pick_regime(self._rng, market.regime)
+        market.regime = regime
+        market.params = REGIME_PARAMS[regime]
+        sign = 1.0 if self._rng.random() < 0.5 else -1.0
+        market.drift = sign * market.params.drift
+        market.anchor = market.logit
+        market.rate = self._market_rate(market)
+        self.stats.regime_switches += 1
+        self._sum_rates()
 
     # The fair
 
@@ -392,12 +473,17 @@ class BackgroundFlow:
         scale = 1.0
         if to_close < _CLOSE_HORIZON_S:
             scale = min(_MAX_VOL_SCALE, math.sqrt(_CLOSE_HORIZON_S / max(to_close, 1.0)))
-        step = market.drift * dt + self._params.vol * scale * math.sqrt(dt) * self._rng.gauss()
-        market.logit = min(_LOGIT_LIMIT, max(-_LOGIT_LIMIT, market.logit + step))
+        params = market.params
+        if params.revert_rate > 0.0:
+            logit = _ornstein_uhlenbeck(market, params.vol * scale, dt, self._rng.gauss())
+        else:
+            step = market.drift * dt + params.vol * scale * math.sqrt(dt) * self._rng.gauss()
+            logit = market.logit + step
+        market.logit = min(_LOGIT_LIMIT, max(-_LOGIT_LIMIT, logit))
         market.updated_ns = now_ns
 
     def _jump(self, market: _Market) -> None:
-        size = self._rng.expovariate(1.0 / self._params.jump_size)
+        size = self._rng.expovariate(1.0 / market.params.jump_size)
         if self._rng.random() < 0.5:
             size = -size
         market.logit = min(_LOGIT_LIMIT, max(-_LOGIT_LIMIT, market.logit + size))
@@ -406,7 +492,7 @@ class BackgroundFlow:
     # Traders
 
     def _maker(self, market: _Market, now_ns: int) -> int:
-        params = self._params
+        params = market.params
         side = self._side()
         depth = int(self._rng.expovariate(1.0 / params.depth_ticks)) if params.depth_ticks else 0
         ticks = params.half_spread_ticks + depth
@@ -470,7 +556,7 @@ class BackgroundFlow:
             stale = sum(q for p, q in no_bids.items() if ONE_DOLLAR - p <= limit)
         else:
             stale = sum(q for p, q in yes_bids.items() if p >= limit)
-        cap = round(self._params.taker_size * _INFORMED_CAP * QTY_SCALE)
+        cap = round(market.params.taker_size * _INFORMED_CAP * QTY_SCALE)
         return max(1, min(cap, round(stale * self._rng.uniform(0.5, 1.0))))
 
     def _take(
@@ -483,7 +569,7 @@ class BackgroundFlow:
         count: Qty | None = None,
     ) -> int:
         if count is None:
-            count = self._size(self._params.taker_size)
+            count = self._size(market.params.taker_size)
         request = OrderRequest(market.ticker, side, price, count, time_in_force=TimeInForce.IOC)
         result = self._send(user, request, now_ns)
         if result is not None:
@@ -536,3 +622,11 @@ class BackgroundFlow:
         if self._rng.random() < _FRACTIONAL_SHARE:
             return max(1, round(contracts * QTY_SCALE))
         return max(1, round(contracts)) * QTY_SCALE
+
+
+def _ornstein_uhlenbeck(market: _Market, vol: float, dt: float, gauss: float) -> float:
+    """The logit after ``dt`` seconds of an exact Ornstein–Uhlenbeck step toward its anchor."""
+    theta = market.params.revert_rate
+    decay = math.exp(-theta * dt)
+    spread = vol * math.sqrt((1.0 - decay * decay) / (2.0 * theta))
+    return market.anchor + (market.logit - market.anchor) * decay + spread * gauss

@@ -513,6 +513,16 @@ def _candle_query(
     return _CandleQuery(start, end, minutes * MINUTE_S, flag)
 
 
+def _mve_filter(request: web.Request) -> bool | None:
+    """``mve_filter``: ``only`` → True (combos only), ``exclude`` → False, absent → None."""
+    value = request.query.get("mve_filter")
+    if value is None or value == "":
+        return None
+    if value not in ("only", "exclude"):
+        raise _bad_request(f"mve_filter: must be 'only' or 'exclude', got {value!r}")
+    return value == "only"
+
+
 def _required_csv(request: web.Request, name: str, limit: int | None = None) -> list[str]:
     values = _csv(request, name)
     if not values:
@@ -1044,10 +1054,12 @@ class RestApi:
         """``GET /markets`` with Kalshi's filters and cursor pagination."""
         limit, start = _page_args(request)
         matches = self._market_matches(request, call.now_ns)
-        if request.query.get("mve_filter") == "only":
-            found: list[MarketDef] = []
-        else:
-            found = [m for m in self.venue.engine.markets.values() if matches(m)]
+        combos = _mve_filter(request)
+        found = [
+            m
+            for m in self.venue.engine.markets.values()
+            if matches(m) and (combos is None or (m.mve_collection_ticker is not None) == combos)
+        ]
         page, cursor = _page(found, limit, start)
         return _json({"markets": self._markets_json(page, call.now_ns), "cursor": cursor})
 

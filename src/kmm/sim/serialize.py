@@ -142,12 +142,12 @@ def market_json(engine: MatchingEngine, market: MarketDef, now_ns: int) -> Json:
     yes_bid = 0 if bid is None else bid
     yes_ask = ONE_DOLLAR if ask is None else ask
     last = engine.last_price(market.ticker) or 0
-    volume = format_count(engine.volume(market.ticker))
+    traded = engine.volume(market.ticker)
     close = rfc3339(market.close_ns)
     out: Json = {
         "ticker": market.ticker,
         "event_ticker": market.event_ticker,
-        "market_type": "binary",
+        "market_type": market.market_type,
         "title": market.title,
         "subtitle": "",
         "yes_sub_title": market.yes_sub_title,
@@ -171,9 +171,11 @@ def market_json(engine: MatchingEngine, market: MarketDef, now_ns: int) -> Json:
         "previous_yes_bid_dollars": format_price(0),
         "previous_yes_ask_dollars": format_price(0),
         "previous_price_dollars": format_price(0),
-        "volume_fp": volume,
-        "volume_24h_fp": volume,
-        "open_interest_fp": format_count(engine.open_interest(market.ticker)),
+        "volume_fp": format_count(market.prior_volume + traded),
+        "volume_24h_fp": format_count(market.prior_volume_24h + traded),
+        "open_interest_fp": format_count(
+            market.prior_open_interest + engine.open_interest(market.ticker)
+        ),
         "notional_value_dollars": format_price(ONE_DOLLAR),
         "liquidity_dollars": format_price(0),
         "result": market.result,
@@ -190,6 +192,11 @@ def market_json(engine: MatchingEngine, market: MarketDef, now_ns: int) -> Json:
         "is_provisional": False,
         "exchange_index": 0,
     }
+    if market.mve_collection_ticker is not None:
+        out["mve_collection_ticker"] = market.mve_collection_ticker
+        out["mve_selected_legs"] = [
+            {"event_ticker": e, "market_ticker": m, "side": side} for e, m, side in market.mve_legs
+        ]
     if market.result in ("yes", "no"):
         out["settlement_value_dollars"] = format_price(ONE_DOLLAR if market.result == "yes" else 0)
     if market.settlement_ns is not None:
