@@ -473,6 +473,28 @@ def bench_strategy(docs: Docs) -> None:
     assert "every run within its inventory cap" in ran.out
 
 
+SCAN_COMMAND = "KMM__SIM__SCENARIO=mixed KMM__SIM__MARKETS=300 python -m kmm scan --top 3"
+MARKETS_COMMAND = (
+    "KMM__SIM__SCENARIO=mixed KMM__SIM__MARKETS=300 python -m kmm markets --category Economics "
+    "--closes-within 7d --limit 3"
+)
+
+
+def scan_or_markets(command: str) -> Callable[[Docs], None]:
+    """The README's ``kmm scan`` or ``kmm markets``, as written: the lines it shows (their
+    words: tickers and figures move with the date) and one row per ``--top``/``--limit``."""
+
+    def check(docs: Docs) -> None:
+        ran = docs.sh(command)
+        assert ran.status == 0, ran.err
+        shown = [line.removeprefix("# ") for line in block_of(command).lines[1:]]
+        assert_shows([line for line in shown if words(line) and "KX" not in line], ran.out)
+        rows = [line for line in ran.out.splitlines() if re.match(r"\s+(\d+\s+)?KX", line)]
+        assert len(rows) == 3, ran.out
+
+    return check
+
+
 CAPTURE_COMMAND = "python -m kmm capture --duration 20s"
 SAMPLE_CAPTURE = "runs/20261123T130000Z"
 REPLAY_COMMAND = (
@@ -538,6 +560,8 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     CAPTURE_COMMAND: capture_command,
     REPLAY_COMMAND: replay,
     BACKTEST_COMMAND: backtest,
+    SCAN_COMMAND: scan_or_markets(SCAN_COMMAND),
+    MARKETS_COMMAND: scan_or_markets(MARKETS_COMMAND),
     BENCH_STRATEGY_COMMAND: bench_strategy,
     "make run": make_run,
     "make test": make_test,

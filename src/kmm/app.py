@@ -17,6 +17,7 @@ from kmm.execution.inventory import Portfolio
 from kmm.execution.orders import ClientOrderIds, OrderTracker
 from kmm.pipeline import Pipeline, QuoteMailbox
 from kmm.risk import KillSwitch, RiskContext, RiskLimits
+from kmm.select.discovery import DiscoveryParams, ScoreWeights
 from kmm.strategy.baselines import QUOTERS
 from kmm.strategy.book_guard import BookGuardParams
 from kmm.strategy.flow import TakerFlow
@@ -231,4 +232,40 @@ def build_core(
         risk=risk,
         records=records,
         env=env,
+    )
+
+
+def discovery_params(config: KmmConfig) -> DiscoveryParams:
+    """Discovery's filters, weights and caps (the extreme-price bands are the strategy's)."""
+    d = config.discovery
+    strategy = config.strategy
+    return DiscoveryParams(
+        min_age_s=d.min_age_s,
+        close_windows={category: (least, most) for category, least, most in d.close_windows},
+        exclude_categories=d.exclude_categories,
+        min_volume_24h=d.min_volume_24h,
+        min_recent_trades=d.min_recent_trades,
+        max_spread=d.max_spread,
+        min_depth=d.min_depth,
+        hard_low=strategy.extreme_low,
+        hard_high=strategy.extreme_high,
+        soft_low=strategy.soft_low,
+        soft_high=strategy.soft_high,
+        weights=ScoreWeights(
+            volume_24h=d.weight_volume_24h,
+            recent_volume=d.weight_recent_volume,
+            depth=d.weight_depth,
+            spread=d.weight_spread,
+            time_penalty=d.weight_time_penalty,
+        ),
+        penalty_days=(d.penalty_full_days, d.penalty_none_days),
+        top_n=d.top_n,
+        alpha=d.alpha,
+        per_market_cap=d.per_market_cap_contracts,
+        category_cap=d.category_cap_contracts,
+        global_cap=d.global_cap_contracts,
+        min_cap=d.min_cap_contracts,
+        soft_haircut=d.soft_haircut,
+        long_dated_days=d.long_dated_days,
+        long_dated_haircut=d.long_dated_haircut,
     )

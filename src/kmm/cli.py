@@ -70,10 +70,12 @@ from kmm.live import (
     run_live,
 )
 from kmm.report import latest_run_dir, run_report
+from kmm.scan import MarketFilter, run_markets, run_scan
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
 from kmm.sim.universe import BOARD_SCENARIOS, SCENARIOS
 from kmm.strategy.exit import ExitStyle
+from kmm.types import QTY_SCALE
 
 __all__ = [
     "EXIT_FAILED",
@@ -180,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_sim_parser(commands)
     _add_capture_parser(commands)
     _add_flatten_parser(commands)
+    _add_scan_parsers(commands)
     _add_backtest_parser(commands)
     _add_bench_parser(commands)
     return parser
@@ -340,6 +343,37 @@ def _add_flatten_parser(commands: _Commands) -> None:
         default=None,
         help="give up after this long: 90, 30s, 10m (exit.stop_timeout_s)",
     )
+
+
+def _add_scan_parsers(commands: _Commands) -> None:
+    scan = _command(commands, "scan", "score every open market as discovery would, without trading")
+    scan.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    scan.add_argument("--top", type=_positive_int, default=20, help="rows of the table (20)")
+    scan.add_argument(
+        "--refused", action="store_true", help="also list every refused market and why"
+    )
+    markets = _command(commands, "markets", "list and filter the venue's open markets")
+    markets.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    markets.add_argument("--category", default=None, help="only this category, e.g. Economics")
+    markets.add_argument("--series", default=None, help="only this series ticker")
+    markets.add_argument(
+        "--closes-within", type=_duration, default=None, help="only markets closing within: 2h, 3d"
+    )
+    markets.add_argument(
+        "--min-volume", type=_contracts, default=Decimal(0), help="least 24 h volume, contracts"
+    )
+    markets.add_argument("--limit", type=_positive_int, default=50, help="rows printed (50)")
+
+
+def _contracts(text: str) -> Decimal:
+    """A number of contracts: at least 0, in steps of 0.01."""
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"not a number of contracts: {text!r}") from None
+    if not (value.is_finite() and value >= 0 and value == value.quantize(Decimal("0.01"))):
+        raise argparse.ArgumentTypeError(f"must be >= 0 contracts in steps of 0.01, got {text}")
+    return value
 
 
 def _add_capture_parser(commands: _Commands) -> None:
@@ -519,6 +553,29 @@ def _cmd_flatten(config: KmmConfig, args: argparse.Namespace) -> int:
     return _run_async(run_flatten(config, style=style, out=sys.stdout))
 
 
+def _read_only_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
+    """The config with ``--env`` applied, for commands that never trade."""
+    args.markets = None
+    return _venue_config(config, args)
+
+
+def _cmd_scan(config: KmmConfig, args: argparse.Namespace) -> int:
+    config = _read_only_config(config, args)
+    return _run_async(run_scan(config, out=sys.stdout, show=args.top, refused=args.refused))
+
+
+def _cmd_markets(config: KmmConfig, args: argparse.Namespace) -> int:
+    config = _read_only_config(config, args)
+    chosen = MarketFilter(
+        category=args.category,
+        series=args.series,
+        closes_within_s=args.closes_within,
+        min_volume_24h=int(args.min_volume * QTY_SCALE),
+        limit=args.limit,
+    )
+    return _run_async(run_markets(config, chosen, out=sys.stdout))
+
+
 def _latencies(settings: BacktestConfig, args: argparse.Namespace, seed: int) -> Latencies:
     """The feed and order latency models: a live run's recorded delays, or lognormal or
     constant ones (flags over config)."""
@@ -606,6 +663,8 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "report": _cmd_report,
     "capture": _cmd_capture,
     "flatten": _cmd_flatten,
+    "scan": _cmd_scan,
+    "markets": _cmd_markets,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
 }

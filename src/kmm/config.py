@@ -67,6 +67,7 @@ __all__ = [
     "PORT_MAX",
     "AuthConfig",
     "BacktestConfig",
+    "DiscoveryConfig",
     "ExecutionConfig",
     "KmmConfig",
     "LogLevel",
@@ -572,12 +573,12 @@ def parse_tickers(text: str, source: str) -> tuple[str, ...]:
     return tuple(t for t in tickers if t)
 
 
-_DURATION_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
+_DURATION_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``1.5``, ``30s``, ``10m`` or ``1h`` (the ``--duration`` forms).
+    """Seconds in ``90``, ``1.5``, ``30s``, ``10m``, ``1h`` or ``2d`` (the ``--duration`` forms).
 
     Raises:
         ValueError: naming the text when it is not such a duration or is not > 0.
@@ -628,6 +629,119 @@ class MarketsConfig(_Section):
         ge=1,
         description="The most markets quoted at once; selection stops at this many.",
     )
+
+
+def _window_rows(value: object) -> object:
+    """``{category: [least, most]}`` as ``[[category, least, most], ...]`` (rows pass through)."""
+    if isinstance(value, Mapping):
+        return tuple((k, *v) if isinstance(v, list | tuple) else (k, v) for k, v in value.items())
+    return value
+
+
+_Windows = Annotated[tuple[tuple[str, _Real, _Real], ...], BeforeValidator(_window_rows)]
+
+
+class DiscoveryConfig(_Section):
+    """Discovery (``kmm scan``, ``kmm run --mode discovery``): filters, score weights and the
+    risk budget of each chosen market. The extreme-price bands are the strategy's."""
+
+    min_age_s: _Real = Field(
+        default=60.0, ge=0, description="Skip markets created less than this long ago, in s."
+    )
+    close_windows: _Windows = Field(
+        default=(("default", 3600.0, 60 * 86_400.0),),
+        description="Per category, the allowed time to the close in seconds, as [category, "
+        "least, most] rows or a mapping {category: [least, most]}; 'default' covers the "
+        "categories not named, e.g. {default: [3600, 5184000], Sports: [3600, 604800]}.",
+    )
+    exclude_categories: _Names = Field(
+        default=(), description="Categories never traded, e.g. [Sports]."
+    )
+    min_volume_24h_contracts: _Contracts = Field(
+        default=Decimal(0), ge=0, description="Least 24 h volume of a candidate, in contracts."
+    )
+    min_recent_trades: _Whole = Field(
+        default=0, ge=0, description="Least public trades of a candidate in the last recent_s."
+    )
+    recent_s: _Real = Field(
+        default=600.0, gt=0, description="The window of recent trades and volume, in seconds."
+    )
+    max_spread_cents: _Cents = Field(
+        default=Decimal(10), gt=0, le=100, description="Widest book spread of a candidate."
+    )
+    depth_levels: _Whole = Field(
+        default=3, ge=1, description="Book levels per side counted as a candidate's depth."
+    )
+    min_depth_contracts: _Contracts = Field(
+        default=Decimal(1), ge=0, description="Least depth on each side of a candidate."
+    )
+    weight_volume_24h: _Real = Field(default=0.30, description="Score weight of 24 h volume.")
+    weight_recent_volume: _Real = Field(default=0.25, description="Score weight of recent volume.")
+    weight_depth: _Real = Field(default=0.20, description="Score weight of book depth.")
+    weight_spread: _Real = Field(
+        default=-0.15, description="Score weight of the spread (negative: tighter is better)."
+    )
+    weight_time_penalty: _Real = Field(
+        default=-0.10, description="Score weight of the time penalty (negative: closer is worse)."
+    )
+    penalty_full_days: _Real = Field(
+        default=1.0, ge=0, description="The time penalty is 1 this many days or less from a close."
+    )
+    penalty_none_days: _Real = Field(
+        default=60.0, gt=0, description="The time penalty is 0 this many days or more away."
+    )
+    top_n: _Whole = Field(default=10, ge=1, description="How many markets discovery chooses.")
+    alpha: _Real = Field(
+        default=2.0,
+        gt=0,
+        description="A chosen market's position cap is alpha·√(depth in contracts), within the "
+        "caps below.",
+    )
+    per_market_cap_contracts: _Whole = Field(
+        default=50, ge=1, description="Largest position cap of one chosen market."
+    )
+    category_cap_contracts: _Whole = Field(
+        default=100, ge=1, description="Largest sum of the caps of one category."
+    )
+    global_cap_contracts: _Whole = Field(
+        default=300, ge=1, description="Largest sum of the caps of every chosen market."
+    )
+    min_cap_contracts: _Whole = Field(
+        default=1, ge=1, description="A market whose cap would be smaller is not chosen."
+    )
+    soft_haircut: _Real = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Factor on the cap of a market in a soft extreme-price band "
+        "(strategy.soft_low_cents, soft_high_cents).",
+    )
+    long_dated_days: _Real = Field(
+        default=30.0, ge=0, description="A market closing further away than this is long-dated."
+    )
+    long_dated_haircut: _Real = Field(
+        default=0.7, ge=0, le=1, description="Factor on a long-dated market's cap."
+    )
+    rescore_s: _Real = Field(
+        default=300.0,
+        gt=0,
+        description="kmm run --mode discovery scores the markets again this often, in seconds.",
+    )
+
+    @property
+    def min_volume_24h(self) -> Qty:
+        """``min_volume_24h_contracts`` in 0.01 contracts."""
+        return _qty(self.min_volume_24h_contracts)
+
+    @property
+    def min_depth(self) -> Qty:
+        """``min_depth_contracts`` in 0.01 contracts."""
+        return _qty(self.min_depth_contracts)
+
+    @property
+    def max_spread(self) -> Price:
+        """``max_spread_cents`` in $0.0001 units."""
+        return _price(self.max_spread_cents)
 
 
 class StrategyConfig(_Section):
@@ -1511,6 +1625,7 @@ class KmmConfig(_Section):
     venue: VenueConfig = Field(default=VenueConfig(), description="The exchange.")
     auth: AuthConfig = Field(default=AuthConfig(), description="Credentials.")
     markets: MarketsConfig = Field(default=MarketsConfig(), description="Markets.")
+    discovery: DiscoveryConfig = Field(default=DiscoveryConfig(), description="Discovery.")
     strategy: StrategyConfig = Field(default=StrategyConfig(), description="Quoting.")
     risk: RiskConfig = Field(default=RiskConfig(), description="Limits.")
     execution: ExecutionConfig = Field(default=ExecutionConfig(), description="Orders.")

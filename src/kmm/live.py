@@ -62,6 +62,7 @@ __all__ = [
     "run_capture",
     "run_flatten",
     "run_live",
+    "venue_rest",
 ]
 
 EXIT_LEFT_RESTING = 3
@@ -315,6 +316,23 @@ def _recorder(
     finally:
         recorder.close()
         listener.stop()
+
+
+@contextlib.asynccontextmanager
+async def venue_rest(config: KmmConfig, out: TextIO) -> AsyncIterator[KalshiRest]:
+    """A signed REST client of the configured venue (starting the local exchange, for
+    ``env: sim`` without URLs, as ``kmm run`` does), for commands that only read.
+
+    Raises:
+        ConfigError: when the venue refuses the key.
+    """
+    async with _venue(config, out) as (rest_url, _, signer):
+        timeout = aiohttp.ClientTimeout(total=config.venue.request_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                yield KalshiRest(session, rest_url, signer, subaccount=config.venue.subaccount)
+            except AuthError as e:
+                raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
 
 
 async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:

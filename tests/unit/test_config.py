@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from kmm.app import discovery_params
 from kmm.config import (
     AuthConfig,
     ExecutionConfig,
@@ -36,6 +37,7 @@ SECTIONS = (
     "venue",
     "auth",
     "markets",
+    "discovery",
     "strategy",
     "risk",
     "execution",
@@ -773,3 +775,17 @@ def test_the_log_level_is_case_insensitive(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "record:\n  log_level: debug\n"), {})
 
     assert config.record.log_level == "DEBUG"
+
+
+def test_discovery_windows_read_as_a_mapping_or_as_rows(tmp_path: Path) -> None:
+    mapping = "discovery:\n  close_windows: {default: [3600, 86400], Sports: [60, 600]}\n"
+    rows = "discovery:\n  close_windows: [[default, 3600, 86400], [Sports, 60, 600]]\n"
+
+    first = load_config(write(tmp_path, mapping), {})
+    second = load_config(write(tmp_path, rows), {})
+
+    assert first == second
+    assert discovery_params(first).window("Sports") == (60.0, 600.0)
+    assert discovery_params(first).window("Economics") == (3600.0, 86400.0)
+    with pytest.raises(ConfigError, match=r"discovery\.close_windows"):
+        load_config(write(tmp_path, "discovery:\n  close_windows: {Sports: soon}\n"), {})

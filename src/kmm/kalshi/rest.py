@@ -91,6 +91,8 @@ __all__ = [
     "ExchangeStatus",
     "KalshiRest",
     "MarketInfo",
+    "MarketListing",
+    "OrderBookLegs",
     "OrderRequest",
     "SeriesInfo",
     "VenueOrder",
@@ -98,6 +100,7 @@ __all__ = [
     "error_from_response",
     "parse_ack",
     "parse_batch_items",
+    "parse_listing",
 ]
 
 PAUSE_CODES: Final = frozenset(
@@ -108,6 +111,8 @@ _READ_ATTEMPTS: Final = 4
 _BACKOFF_BASE_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 1.0
 _PAGE_LIMIT: Final = 1000
+_EVENTS_PAGE_LIMIT: Final = 200
+_ORDERBOOKS_BATCH: Final = 100
 MAX_SUBACCOUNT: Final = 63
 """The highest Kalshi subaccount number (0 is the primary account)."""
 
@@ -136,6 +141,31 @@ class MarketInfo:
     price_ranges: tuple[PriceRange, ...]
     yes_bid: Price | None
     yes_ask: Price | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketListing:
+    """A market as ``GET /markets`` lists it, with what discovery reads of it.
+
+    Attributes:
+        info: What the bot trades it by.
+        market_type: ``binary`` or ``scalar``.
+        combo: Whether it is a multivariate combo.
+        created_ns: ``created_time``, or ``None``.
+        volume_24h: ``volume_24h_fp`` (0.01 contracts).
+        open_interest: ``open_interest_fp`` (0.01 contracts).
+    """
+
+    info: MarketInfo
+    market_type: str
+    combo: bool
+    created_ns: int | None
+    volume_24h: Qty
+    open_interest: Qty
+
+
+OrderBookLegs = tuple[list[tuple[Price, Qty]], list[tuple[Price, Qty]]]
+"""An order book as Kalshi sends it: ``(YES bids, NO bids)``, each ascending by price."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +341,26 @@ def parse_market(m: Mapping[str, Any]) -> MarketInfo:
         yes_bid=_opt_price(m.get("yes_bid_dollars"), "yes_bid_dollars"),
         yes_ask=_opt_price(m.get("yes_ask_dollars"), "yes_ask_dollars"),
     )
+
+
+def parse_listing(m: Mapping[str, Any]) -> MarketListing:
+    """A Kalshi Market object to :class:`MarketListing`."""
+    return MarketListing(
+        info=parse_market(m),
+        market_type=str(m.get("market_type") or "binary"),
+        combo=bool(m.get("mve_collection_ticker")),
+        created_ns=_parse_ns(m.get("created_time")),
+        volume_24h=parse_count(m.get("volume_24h_fp") or "0", "volume_24h_fp"),
+        open_interest=parse_count(m.get("open_interest_fp") or "0", "open_interest_fp"),
+    )
+
+
+def _book_legs(book: Mapping[str, Any]) -> OrderBookLegs:
+    yes, no = (
+        [(parse_price(p, key), parse_count(q, key)) for p, q in book.get(key) or []]
+        for key in ("yes_dollars", "no_dollars")
+    )
+    return yes, no
 
 
 def parse_order(o: Mapping[str, Any]) -> VenueOrder:
@@ -607,16 +657,24 @@ class KalshiRest:
         return await self._read(lambda: self.request("GET", path, params=params))
 
     async def _pages(
-        self, path: str, key: str, params: Mapping[str, str | int] | None = None
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        limit: int = _PAGE_LIMIT,
+        max_pages: int | None = None,
     ) -> list[Any]:
-        """Every item of a cursor-paginated collection."""
-        query: dict[str, str | int] = {**(params or {}), "limit": _PAGE_LIMIT}
+        """Every item of a cursor-paginated collection (at most ``max_pages`` pages)."""
+        query: dict[str, str | int] = {**(params or {}), "limit": limit}
         items: list[Any] = []
+        pages = 0
         while True:
             page = await self.get(path, query)
+            pages += 1
             items.extend(page.get(key) or [])
             cursor = page.get("cursor")
-            if not cursor:
+            if not cursor or (max_pages is not None and pages >= max_pages):
                 return items
             query["cursor"] = cursor
 
@@ -666,6 +724,41 @@ class KalshiRest:
             str(s.get("fee_multiplier", "1")),
             str(s.get("category") or ""),
         )
+
+    async def listings(self, *, status: str = "open") -> list[MarketListing]:
+        """Every market of ``status``, combos left out (``mve_filter=exclude``), with what
+        discovery reads of each."""
+        params: dict[str, str | int] = {"status": status, "mve_filter": "exclude"}
+        return [parse_listing(m) for m in await self._pages("/markets", "markets", params)]
+
+    async def series_categories(self) -> dict[str, str]:
+        """``GET /series``: each series' category, by series ticker."""
+        body = await self.get("/series")
+        return {str(s["ticker"]): str(s.get("category") or "") for s in body.get("series") or []}
+
+    async def event_series_map(self, *, status: str = "open") -> dict[str, str]:
+        """``GET /events?status=``: each event's series, by event ticker (every page)."""
+        params: dict[str, str | int] = {"status": status}
+        events = await self._pages("/events", "events", params, limit=_EVENTS_PAGE_LIMIT)
+        return {str(e["event_ticker"]): str(e["series_ticker"]) for e in events}
+
+    async def recent_trades(self, min_ts_s: int, *, max_pages: int) -> list[tuple[str, Qty]]:
+        """``GET /markets/trades?min_ts=``: ``(ticker, count)`` of each public trade since
+        ``min_ts_s`` (Unix seconds), at most ``max_pages`` pages of 1000."""
+        params: dict[str, str | int] = {"min_ts": min_ts_s}
+        trades = await self._pages("/markets/trades", "trades", params, max_pages=max_pages)
+        return [(str(t["ticker"]), parse_count(t["count_fp"], "count_fp")) for t in trades]
+
+    async def orderbooks(self, tickers: Sequence[str]) -> dict[str, OrderBookLegs]:
+        """``GET /markets/orderbooks`` in batches of 100: ``(yes bids, no bids)`` by ticker,
+        each ascending by price."""
+        books: dict[str, OrderBookLegs] = {}
+        for start in range(0, len(tickers), _ORDERBOOKS_BATCH):
+            batch = ",".join(tickers[start : start + _ORDERBOOKS_BATCH])
+            body = await self.get("/markets/orderbooks", {"tickers": batch})
+            for entry in body.get("orderbooks") or []:
+                books[str(entry["ticker"])] = _book_legs(entry.get("orderbook_fp") or {})
+        return books
 
     async def orderbook(self, ticker: str) -> tuple[list[tuple[Price, Qty]], ...]:
         """``(yes bids, no bids)``, each ascending by price, in their own legs."""
