@@ -604,6 +604,9 @@ NOT_COMMANDS: dict[str, str] = {
     BACKTEST_REPORT: (
         "the report of the README's backtest: backtest() compares it with a real one"
     ),
+    "text: discovery: 285 open markets, 193 candidates, 10 chosen (6 requests in 0.04 s)": (
+        "kmm run --mode discovery's console lines: tests/sim/test_discovery_run.py runs it"
+    ),
 }
 """Every other block, and why it is not a command."""
 

@@ -298,6 +298,13 @@ def _add_run_parser(commands: _Commands) -> None:
         commands, "run", "run the market maker (default; with env sim it starts the local exchange)"
     )
     _add_venue_arguments(run)
+    run.add_argument(
+        "--mode",
+        choices=("fixed", "discovery"),
+        default=None,
+        help="fixed: the markets named (or the first open ones); discovery: the best-scored "
+        "(markets.mode)",
+    )
     run.add_argument("--live", action="store_true", help="allow trading on prod")
     run.add_argument(
         "--capture", action="store_true", help="also record every websocket frame (record.capture)"
@@ -534,8 +541,23 @@ def _run_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
     return config.model_copy(update=update)
 
 
+def _with_mode(config: KmmConfig, mode: str | None) -> KmmConfig:
+    """The config with ``--mode`` applied (discovery names no markets itself)."""
+    if mode is None:
+        return config
+    markets = config.markets
+    if mode == "discovery" and (markets.tickers or markets.series or markets.events):
+        raise ConfigError(
+            [
+                "--mode discovery: it chooses the markets itself; leave out --markets and the "
+                "markets section's tickers, series and events"
+            ]
+        )
+    return config.model_copy(update={"markets": markets.model_copy(update={"mode": mode})})
+
+
 def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
-    config = _run_config(config, args)
+    config = _with_mode(_run_config(config, args), args.mode)
     return _run_async(run_live(config, duration_s=args.duration, out=sys.stdout))
 
 

@@ -629,6 +629,23 @@ class MarketsConfig(_Section):
         ge=1,
         description="The most markets quoted at once; selection stops at this many.",
     )
+    mode: Literal["fixed", "discovery"] = Field(
+        default="fixed",
+        description="fixed: quote the markets named above (or the first open ones); "
+        "discovery: score every open market and quote the best discovery.top_n, each within "
+        "its own position cap (the lists above must then be empty).",
+    )
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> MarketsConfig:
+        if self.mode == "discovery" and (self.tickers or self.series or self.events):
+            raise PydanticCustomError(
+                "kmm_discovery_lists",
+                "discovery chooses the markets itself: leave markets.tickers, series and "
+                "events empty (or use mode fixed)",
+                {"kmm_field": "mode"},
+            )
+        return self
 
 
 def _window_rows(value: object) -> object:
@@ -1822,6 +1839,7 @@ _NO_INPUT: Final = frozenset(
         "missing",
         "kmm_private_key",
         "kmm_credentials",
+        "kmm_discovery_lists",
         "kmm_hosts",
         "kmm_exit_close",
     }

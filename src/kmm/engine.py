@@ -32,12 +32,12 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
-from kmm.app import build_core, exec_settings
+from kmm.app import build_core, discovery_params, exec_settings
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
@@ -67,6 +67,8 @@ from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_marke
 from kmm.risk import (
     Trigger,
 )
+from kmm.select.discovery import discover
+from kmm.select.reader import read_views
 from kmm.strategy.exit import ExitStyle
 from kmm.types import (
     ONE_DOLLAR,
@@ -201,6 +203,8 @@ class LiveEngine:
         self._group_id: str | None = None
         self._status_checked_ns = 0
         self._flat_requested = False
+        self._budgets: dict[str, Qty] = {}
+        """Discovery's position cap of each market it chose (``markets.mode: discovery``)."""
 
     # ----------------------------------------------------------------- accessors
 
@@ -397,7 +401,33 @@ class LiveEngine:
     async def _select_markets(self) -> list[MarketInfo]:
         if self.flatten is not None:
             return await self._held_markets()
+        if self.config.markets.mode == "discovery":
+            return await self._discover()
         return await select_markets(self.rest, self.config.markets)
+
+    async def _discover(self) -> list[MarketInfo]:
+        """``markets.mode: discovery``: the best-scored open markets, each with its budget."""
+        params = discovery_params(self.config)
+        now_ns = self.clock.now_ns()
+        views, listings, stats = await read_views(
+            self.rest,
+            params,
+            now_ns,
+            recent_s=self.config.discovery.recent_s,
+            depth_levels=self.config.discovery.depth_levels,
+        )
+        ranked, budgets = discover(views, params, now_ns)
+        chosen = [s for s in ranked if s.selected][: self.config.markets.max_markets]
+        self._budgets = {s.ticker: budgets[s.ticker].max_position for s in chosen}
+        self._say(
+            f"discovery: {stats.markets} open markets, "
+            f"{sum(s.score is not None for s in ranked)} candidates, {len(chosen)} chosen "
+            f"({stats.requests} requests in {stats.wall_s:.2f} s)"
+        )
+        for s in chosen:
+            cap = format_count(self._budgets[s.ticker])
+            self._say(f"discovery: {s.ticker} score {s.score or 0.0:.3f} cap {cap}")
+        return [listings[s.ticker].info for s in chosen]
 
     async def _held_markets(self) -> list[MarketInfo]:
         """``kmm flatten``'s markets: the open ones where the account holds a position
@@ -434,7 +464,11 @@ class LiveEngine:
             if ticker not in series_of:
                 series_of[ticker] = await self.rest.series(ticker)
             by_event[market.event_ticker] = series_of[ticker]
-            self.core.add_market(*market_spec(market, series_of[ticker]))
+            spec, mid = market_spec(market, series_of[ticker])
+            budget = self._budgets.get(market.ticker)
+            if budget is not None:
+                spec = replace(spec, max_position=budget)
+            self.core.add_market(spec, mid)
         if self.recorder is not None and self.recorder.capturing:
             write_markets_json(self.recorder.run_dir, markets, by_event)  # a replay needs it
 

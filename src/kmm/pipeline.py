@@ -106,6 +106,8 @@ class MarketSpec:
         event_ticker: The market's event ("" if unknown): its markets move together, and
             risk caps their dollar exposure together.
         category: The category of the event's series ("" if unknown), capped together too.
+        max_position: This market's own position cap (0.01 contracts), below the global
+            one (discovery's budget), or ``None``: the global cap.
     """
 
     ticker: str
@@ -114,6 +116,7 @@ class MarketSpec:
     maker_fee_rate: float = 0.0
     event_ticker: str = ""
     category: str = ""
+    max_position: Qty | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +127,8 @@ class MarketState:
     book: OrderBook
     vol: EwmaVolatility
     kappa: KappaEstimator
+    params: StrategyParams
+    """The quoting parameters of this market (the pipeline's, with its own position cap)."""
     sid: int | None = None
     quote: Quote | None = None
     last_book_ns: int = 0
@@ -320,7 +325,10 @@ class Pipeline:
 
     def add_market(self, spec: MarketSpec) -> MarketState:
         """Starts tracking a market; its book is untrusted until a snapshot arrives."""
-        state = MarketState(spec, OrderBook(spec.ticker), self.new_vol(), self.new_kappa())
+        params = self.params
+        if spec.max_position is not None and spec.max_position < params.max_position:
+            params = replace(params, max_position=spec.max_position)
+        state = MarketState(spec, OrderBook(spec.ticker), self.new_vol(), self.new_kappa(), params)
         if self.throttle is not None:
             state.throttle = MarketThrottle(self.throttle)
         if self.new_flow is not None:
@@ -570,9 +578,10 @@ class Pipeline:
         market.inputs = inputs
         if market.exit is not None:
             return self._exit_quote(market, fair, others)
-        quote = self.quoter(ticker, inputs, self.params, spec.grid)
+        params = market.params
+        quote = self.quoter(ticker, inputs, params, spec.grid)
         market.held = _joined(
-            quote_bands(inputs, self.params) if self.quoter is compute_quote else "",
+            quote_bands(inputs, params) if self.quoter is compute_quote else "",
             "toxic" if inputs.widen else "",
         )
         guard = market.book_guard
@@ -633,7 +642,7 @@ class Pipeline:
         inputs = market.inputs if market is not None else None
         if market is None or inputs is None or not market.book.trusted:
             return None
-        terms = quote_terms(inputs, self.params)
+        terms = quote_terms(inputs, market.params)
         return None if terms is None else (inputs, terms, market.held)
 
     def _tau_s(self, spec: MarketSpec, now_ns: int) -> float:

@@ -286,6 +286,24 @@ def test_a_long_position_skews_the_quote_down() -> None:
     assert long_quote.bid_qty < flat_quote.bid_qty
 
 
+def test_a_market_with_its_own_position_cap_sizes_its_quote_within_it() -> None:
+    inventory = _Inventory()
+    inventory.position = 9 * 100
+    pipeline, mailbox = _pipeline(inventory)
+    pipeline.add_market(MarketSpec("KXCAPPED-1", PriceGrid.linear_cent(), max_position=10 * 100))
+    roomy = pipeline.add_market(
+        MarketSpec("KXROOMY-1", PriceGrid.linear_cent(), max_position=10**9)
+    )
+
+    pipeline.on_frame(_book("KXCAPPED-1", sid=3), NOW)
+    pipeline.on_frame(_book("KXROOMY-1", sid=4), NOW)
+
+    quotes = mailbox.take()
+    assert quotes["KXCAPPED-1"].bid_qty == 1 * 100  # one contract of room left under 10
+    assert roomy.params.max_position == StrategyParams().max_position  # never above the global
+    assert quotes["KXROOMY-1"].bid_qty > 1 * 100
+
+
 def test_non_book_events_are_returned_to_the_caller() -> None:
     pipeline, _ = _pipeline()
     fill = _frame(

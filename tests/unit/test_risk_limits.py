@@ -223,6 +223,20 @@ def test_a_bid_is_clipped_to_the_room_left_by_the_position_and_open_bids() -> No
     )
 
 
+def test_a_market_with_its_own_lower_cap_is_clipped_to_it_and_a_higher_one_is_ignored() -> None:
+    ctx = _ctx(KXA_1=MarketExposure(8 * C, 0, 0, orders=0))
+    ctx.market_caps["KXA-1"] = 10 * C
+    ctx.market_caps["KXB-1"] = 500 * C  # above the global 50: the global cap holds
+
+    verdict = check_order(_bid(12 * C), ctx)
+    other = check_order(_bid(60 * C, ticker="KXB-1"), ctx)
+
+    assert (verdict.decision, verdict.qty) == (Decision.CLIP, 2 * C)
+    assert verdict.reason.endswith("max_position 10.00, position 8.00, open bids 0.00")
+    assert (ctx.max_position("KXA-1"), ctx.max_position("KXB-1")) == (10 * C, 50 * C)
+    assert other.qty <= 50 * C
+
+
 def test_an_ask_is_clipped_by_the_short_side() -> None:
     ctx = _ctx(KXA_1=MarketExposure(-38 * C, 0, 10 * C, orders=1))
 

@@ -239,6 +239,8 @@ class TradingCore:
         """Starts trading a market (its book is untrusted until a snapshot arrives)."""
         self.pipeline.add_market(spec)
         self.risk.exposures.set_group(spec.ticker, spec.event_ticker, spec.category)
+        if spec.max_position is not None:
+            self.risk.market_caps[spec.ticker] = spec.max_position
         if mid is not None:
             self.marks[spec.ticker] = mid
         self.report.markets.append(spec.ticker)

@@ -27,7 +27,9 @@ limit                   room
 ``reduce_only``         ``−s − o`` (the side must reduce the position)
 ======================  =============================================================
 
-``r`` is the size being amended (0 for a new order). The ``max(…)`` forms mean that an order
+``max_position`` is the market's own cap where it has one below the global cap
+(:attr:`RiskContext.market_caps`, e.g. discovery's budget). ``r`` is the size being amended
+(0 for a new order). The ``max(…)`` forms mean that an order
 never takes a worst case *beyond* a cap, and never makes worse one that is already beyond it
 (a cap lowered at restart, orders adopted at start-up), while still letting an amend shrink
 an order there. The smallest room binds: at least ``q`` approves, less is clipped (rounded
@@ -622,6 +624,7 @@ class RiskContext:
             position drift found by reconciliation, an operator's decision).
         modes: The last quoting mode and its cause per market (kept by the quote gate).
         events: Mode changes not yet handed over (see :meth:`take_events`).
+        market_caps: Markets with a position cap of their own, below ``limits.max_position``.
     """
 
     limits: RiskLimits
@@ -632,6 +635,14 @@ class RiskContext:
     blocked: dict[str, str] = field(default_factory=dict)
     modes: dict[str, tuple[QuoteMode, str]] = field(default_factory=dict)
     events: list[ModeChange] = field(default_factory=list)
+    market_caps: dict[str, Qty] = field(default_factory=dict)
+
+    def max_position(self, ticker: str) -> Qty:
+        """The position cap of ``ticker``: its own (e.g. discovery's budget) when lower than
+        :attr:`RiskLimits.max_position`, else that."""
+        own = self.market_caps.get(ticker)
+        cap = self.limits.max_position
+        return cap if own is None or own > cap else own
 
     def take_events(self) -> list[ModeChange]:
         """Every mode change recorded since the last call, oldest first."""
@@ -733,7 +744,7 @@ def _room(intent: OrderIntent, ctx: RiskContext, replaces: Qty) -> tuple[Qty, Li
     room = limits.max_order_notional // _cost(intent)
     if room < best:
         best, limit = room, _MAX_ORDER_NOTIONAL
-    room = max(limits.max_position, used + replaces) - used
+    room = max(ctx.max_position(ticker), used + replaces) - used
     if room < best:
         best, limit = room, _MAX_POSITION
     worst = book.worst(ticker)
@@ -803,7 +814,7 @@ def _room_detail(limit: Limit, intent: OrderIntent, ctx: RiskContext, replaces: 
         per_contract = usd(_cost(intent) * QTY_SCALE)
         return f"max_order_notional {usd(limits.max_order_notional)}, cost {per_contract} each"
     if limit is Limit.MAX_POSITION:
-        return f"max_position {contracts(limits.max_position)}, {position}"
+        return f"max_position {contracts(ctx.max_position(intent.ticker))}, {position}"
     if limit is Limit.MAX_TOTAL_POSITION:
         elsewhere = contracts(book.total_worst - book.worst(intent.ticker))
         return (
