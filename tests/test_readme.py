@@ -607,6 +607,8 @@ NOT_COMMANDS: dict[str, str] = {
     "text: discovery: 285 open markets, 193 candidates, 10 chosen (6 requests in 0.04 s)": (
         "kmm run --mode discovery's console lines: tests/sim/test_discovery_run.py runs it"
     ),
+    "text: rescore: added KXSIME-26DEC05-T70, KXSIMB-26DEC31-T50; dropping KXSIMD-26DEC04-T50, "
+    "KXSIMJ-26DEC08-T40": "rescoring's console lines: tests/sim/test_rescore.py runs it",
 }
 """Every other block, and why it is not a command."""
 

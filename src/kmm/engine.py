@@ -205,6 +205,8 @@ class LiveEngine:
         self._flat_requested = False
         self._budgets: dict[str, Qty] = {}
         """Discovery's position cap of each market it chose (``markets.mode: discovery``)."""
+        self._unsubscribed: set[str] = set()
+        """Markets rescoring dropped whose feed was unsubscribed."""
 
     # ----------------------------------------------------------------- accessors
 
@@ -288,6 +290,8 @@ class LiveEngine:
         ]
         if self.config.record.queue_positions_s:
             tasks.append(asyncio.create_task(self._queue_loop(), name="kmm-queue"))
+        if self.config.markets.mode == "discovery" and self.flatten is None:
+            tasks.append(asyncio.create_task(self._rescore_loop(), name="kmm-rescore"))
         if self.signer.reuse_ms:
             presign = self.rest.presign_forever(more=self._amend_paths)
             tasks.append(asyncio.create_task(presign, name="kmm-presign"))
@@ -821,6 +825,59 @@ class LiveEngine:
                 continue
             for line in self.core.queue_lines(ahead):
                 log.info(line)
+
+    async def _rescore_loop(self) -> None:
+        """``markets.mode: discovery``: scores the markets again every
+        ``discovery.rescore_s``; between rescorings, unsubscribes the markets whose
+        retirement is done (no position, none of our orders)."""
+        interval = self.config.discovery.rescore_s
+        step = min(1.0, interval)
+        waited = 0.0
+        while True:
+            await asyncio.sleep(step)
+            waited += step
+            await self._unsubscribe_retired()
+            if waited < interval:
+                continue
+            waited = 0.0
+            with contextlib.suppress(VenueError):
+                await self._rescore()
+
+    async def _rescore(self) -> None:
+        """Adds the markets discovery now chooses and retires those it dropped (cancel and
+        confirm our orders, work any position out, then unsubscribe)."""
+        chosen = await self._discover()
+        now_ns = self.clock.now_ns()
+        core = self.core
+        known = set(core.pipeline.markets)
+        names = {m.ticker for m in chosen}
+        new = [m for m in chosen if m.ticker not in known]
+        back = sorted(t for t in names & core.retiring)
+        gone = sorted(t for t in known - names if t not in core.retiring)
+        for ticker in names & known:
+            core.set_market_cap(ticker, self._budgets[ticker])
+        if new:
+            await self._add_markets(new)
+        for ticker in back:
+            core.readmit(ticker, now_ns)
+        resubscribe = [m.ticker for m in new] + [t for t in back if t in self._unsubscribed]
+        self._unsubscribed.difference_update(resubscribe)
+        if resubscribe:
+            await self.ws.update_markets(_MARKET_CHANNELS, "add_markets", resubscribe)
+        for ticker in gone:
+            core.retire(ticker, now_ns)
+        if new or back or gone:
+            added = ", ".join([m.ticker for m in new] + back) or "none"
+            self._say(f"rescore: added {added}; dropping {', '.join(gone) or 'none'}")
+        self._act()
+
+    async def _unsubscribe_retired(self) -> None:
+        done = [t for t in self.core.retired() if t not in self._unsubscribed]
+        if not done:
+            return
+        self._unsubscribed.update(done)
+        await self.ws.update_markets(_MARKET_CHANNELS, "delete_markets", done)
+        self._say(f"rescore: {', '.join(sorted(done))}: no order of ours rests, unsubscribed")
 
     async def _reconcile_loop(self) -> None:
         interval = self.config.execution.reconcile_interval_s

@@ -340,6 +340,12 @@ class Pipeline:
         self.markets[spec.ticker] = state
         return state
 
+    def set_max_position(self, ticker: str, cap: Qty) -> None:
+        """A market's own position cap from now on (never above the pipeline's)."""
+        market = self.markets[ticker]
+        market.params = replace(market.params, max_position=min(cap, self.params.max_position))
+        market.spec = replace(market.spec, max_position=cap)
+
     def on_frame(self, frame: bytes | str, now_ns: int) -> Event | None:
         """Handles one websocket frame received at ``now_ns``.
 

@@ -328,6 +328,50 @@ def test_an_exit_is_done_once_flat_with_nothing_of_ours_resting() -> None:
     assert _of(StartCreate, core.take_actions()) == []
 
 
+def test_a_retired_market_stops_quoting_reduces_only_and_a_readmitted_one_quotes_again() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+    core.on_frame(_fill("t-1"), T0 + 2 * MS)  # long 2 YES
+
+    core.retire(TICKER, T0 + 3 * MS)
+
+    assert core.retiring == {TICKER} and core.retired() == []  # still long
+    assert TICKER in core.risk.reduce_only
+    creates = [c.order for c in _of(StartCreate, core.take_actions())]
+    assert creates and all(o.side is BookSide.ASK and o.reduce_only for o in creates)
+
+    core.readmit(TICKER, T0 + 4 * MS)
+
+    assert core.retiring == frozenset() and core.exiting == []
+    assert TICKER not in core.risk.reduce_only
+    market = core.pipeline.markets[TICKER]
+    assert market.exit is None and not market.held.startswith("exit")
+    quote = core.decide_quotes(T0 + 5 * MS).get(TICKER) or market.quote
+    assert quote is not None and quote.ask_qty > 200  # quoted as usual, not just the position
+
+
+def test_a_retired_market_without_a_position_or_orders_is_done() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+
+    core.retire(TICKER, T0 + MS)
+
+    assert core.retired() == [TICKER]
+    assert _of(StartCreate, core.take_actions()) == []
+
+
+def test_a_new_budget_caps_the_market_from_then_on() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+
+    core.set_market_cap(TICKER, 100)
+
+    assert core.risk.max_position(TICKER) == 100
+    core.pipeline.decide(TICKER, T0 + MS)
+    quotes = core.decide_quotes(T0 + MS)
+    assert quotes[TICKER].bid_qty <= 100 and quotes[TICKER].ask_qty <= 100
+
+
 def test_markets_within_the_exit_window_of_their_close_are_exited_on_the_tick() -> None:
     sink = Sink()
     config = KmmConfig.model_validate(

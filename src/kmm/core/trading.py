@@ -215,6 +215,7 @@ class TradingCore:
         self._fill_channel_subscribed = False
         self._halt_acted = False
         self._exits: dict[str, ExitStyle] = {}
+        self._retiring: set[str] = set()
 
     @property
     def halted(self) -> str | None:
@@ -243,7 +244,8 @@ class TradingCore:
             self.risk.market_caps[spec.ticker] = spec.max_position
         if mid is not None:
             self.marks[spec.ticker] = mid
-        self.report.markets.append(spec.ticker)
+        if spec.ticker not in self.report.markets:
+            self.report.markets.append(spec.ticker)
 
     def adopt(self, order: VenueOrder, now_ns: int) -> None:
         """Tracks an order found resting at start as if we had placed it."""
@@ -798,6 +800,45 @@ class TradingCore:
         if self.quotes_pending:
             self.tape_quotes(self.decide_quotes(now_ns), now_ns)
         return started
+
+    def end_exit(self, ticker: str, now_ns: int) -> None:
+        """Ends a market's exit: it is quoted again (no longer reduce-only)."""
+        if self._exits.pop(ticker, None) is None:
+            return
+        self.risk.reduce_only.discard(ticker)
+        if self.planner is not None:
+            self.planner.exits.pop(ticker, None)
+        self.pipeline.set_exit(ticker, None, now_ns)
+        self._touch(ticker)
+
+    def retire(self, ticker: str, now_ns: int) -> None:
+        """Stops quoting a market that rescoring dropped: its orders are cancelled and any
+        position is worked out passively (an exit), until :meth:`retired` lists it."""
+        if ticker in self._retiring or ticker not in self.pipeline.markets:
+            return
+        self._retiring.add(ticker)
+        self.start_exit([ticker], ExitStyle.PASSIVE, "rescored out", now_ns)
+
+    def readmit(self, ticker: str, now_ns: int) -> None:
+        """Quotes a retired (or retiring) market again: rescoring chose it once more."""
+        if ticker in self._retiring:
+            self._retiring.discard(ticker)
+            self.end_exit(ticker, now_ns)
+
+    @property
+    def retiring(self) -> frozenset[str]:
+        """The markets rescoring dropped (done or not)."""
+        return frozenset(self._retiring)
+
+    def retired(self) -> list[str]:
+        """The dropped markets that hold no position and none of our orders any more."""
+        left = set(self.exits_left())
+        return [t for t in self._retiring if t not in left]
+
+    def set_market_cap(self, ticker: str, cap: Qty) -> None:
+        """A market's own position cap (discovery's budget), for the quoter and the checks."""
+        self.risk.market_caps[ticker] = cap
+        self.pipeline.set_max_position(ticker, cap)
 
     @property
     def exiting(self) -> list[str]:

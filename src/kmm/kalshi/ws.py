@@ -526,6 +526,27 @@ class KalshiWs:
             self.stats.resyncs += 1
         return cmd_id
 
+    async def update_markets(
+        self, channels: Iterable[str], action: str, market_tickers: Iterable[str]
+    ) -> None:
+        """``add_markets`` or ``delete_markets`` on the subscription of each of ``channels``
+        (those subscribed for some markets): sent now where the channel has a ``sid``, else
+        remembered for when it is subscribed again."""
+        if action not in ("add_markets", "delete_markets"):
+            raise ValueError(f"update_markets: unknown action {action!r}")
+        tickers = list(market_tickers)
+        for name in channels:
+            sub = self._wanted.get(name)
+            if sub is None or sub.tickers is None:
+                continue
+            if sub.sid is not None:
+                await self.update_subscription(sub.sid, action, tickers)
+            elif action == "add_markets":
+                sub.tickers.update(dict.fromkeys(tickers))
+            else:
+                for ticker in tickers:
+                    sub.tickers.pop(ticker, None)
+
     async def get_snapshot(self, sid: int, market_tickers: Iterable[str]) -> int | None:
         """Asks for fresh ``orderbook_snapshot``\\ s of ``market_tickers`` on ``sid``."""
         return await self.update_subscription(sid, "get_snapshot", market_tickers)
