@@ -428,7 +428,7 @@ def sql_block(docs: Docs) -> None:
     queries = [q.strip() for q in text.split(";") if q.strip()]
     with sqlite3.connect(docs.home / "runs" / "ledger.sqlite") as db:
         results = [db.execute(query).fetchall() for query in queries]
-    assert len(results) == 4
+    assert len(results) == 6
     assert run_dir.name in [row[0] for row in results[0]]
 
 

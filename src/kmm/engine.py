@@ -67,8 +67,8 @@ from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_marke
 from kmm.risk import (
     Trigger,
 )
-from kmm.select.discovery import discover
-from kmm.select.reader import read_views
+from kmm.select.discovery import Scored, discover
+from kmm.select.reader import ReadStats, read_views
 from kmm.strategy.exit import ExitStyle
 from kmm.types import (
     ONE_DOLLAR,
@@ -205,6 +205,7 @@ class LiveEngine:
         self._flat_requested = False
         self._budgets: dict[str, Qty] = {}
         """Discovery's position cap of each market it chose (``markets.mode: discovery``)."""
+        self._discoveries = 0
         self._unsubscribed: set[str] = set()
         """Markets rescoring dropped whose feed was unsubscribed."""
 
@@ -431,7 +432,31 @@ class LiveEngine:
         for s in chosen:
             cap = format_count(self._budgets[s.ticker])
             self._say(f"discovery: {s.ticker} score {s.score or 0.0:.3f} cap {cap}")
+        self._record_discovery(now_ns, ranked, len(chosen), stats)
         return [listings[s.ticker].info for s in chosen]
+
+    def _record_discovery(
+        self, now_ns: int, ranked: Sequence[Scored], chosen: int, stats: ReadStats
+    ) -> None:
+        """The session and its scored candidates into the ledger (refused markets are only
+        counted: ``markets - candidates``)."""
+        self._discoveries += 1
+        if self.recorder is None:
+            return
+        candidates = [
+            (
+                s.ticker,
+                s.view.category,
+                s.score,
+                s.ticker in self._budgets,
+                format_count(self._budgets[s.ticker]) if s.ticker in self._budgets else "",
+                "; ".join(s.reasons),
+            )
+            for s in ranked
+            if s.score is not None
+        ]
+        counts = (stats.markets, len(candidates), chosen, stats.requests)
+        self.recorder.discovery(now_ns, self._discoveries, counts, candidates)
 
     async def _held_markets(self) -> list[MarketInfo]:
         """``kmm flatten``'s markets: the open ones where the account holds a position

@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -66,6 +68,18 @@ def test_discovery_chooses_the_best_markets_and_holds_each_to_its_cap(tmp_path: 
         assert Decimal(row["quote_bid_qty"] or 0) <= cap - position, row  # a full fill stays
         assert Decimal(row["quote_ask_qty"] or 0) <= cap + position, row  # within the cap
     assert "no order of ours rests" in ran.stdout
+    with closing(sqlite3.connect(tmp_path / "ledger.sqlite")) as ledger:
+        sessions = ledger.execute(
+            "SELECT session, markets, candidates, chosen FROM discovery_sessions"
+        ).fetchall()
+        rows = ledger.execute(
+            "SELECT ticker, score, selected, max_position, reasons FROM discovery_candidates"
+        ).fetchall()
+    assert sessions == [(1, listed, candidates, chosen)]
+    assert len(rows) == candidates
+    picked = {t: Decimal(cap) for t, _, selected, cap, _ in rows if selected}
+    assert picked == caps
+    assert all(reasons for *_, reasons in rows)
 
 
 def test_discovery_with_named_markets_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The SQLite ledger: what must survive a restart (runs, orders, fills, positions, daily P&L).
+"""The SQLite ledger: what must survive a restart (runs, orders, fills, positions, daily P&L),
+and what discovery chose and why (``discovery_sessions``, ``discovery_candidates``).
 
 Theory of operation
 -------------------
@@ -21,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+from collections.abc import Sequence
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +52,14 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 CREATE TABLE IF NOT EXISTS daily_pnl (
     day TEXT PRIMARY KEY, pnl TEXT, peak TEXT, updated_ts TEXT
+);
+CREATE TABLE IF NOT EXISTS discovery_sessions (
+    run_id TEXT, session INTEGER, ts TEXT, markets INTEGER, candidates INTEGER,
+    chosen INTEGER, requests INTEGER, PRIMARY KEY (run_id, session)
+);
+CREATE TABLE IF NOT EXISTS discovery_candidates (
+    run_id TEXT, session INTEGER, ticker TEXT, category TEXT, score REAL, selected INTEGER,
+    max_position TEXT, reasons TEXT, PRIMARY KEY (run_id, session, ticker)
 );
 """
 
@@ -127,6 +137,28 @@ class Ledger:
     def daily_pnl(self, day: str, pnl: str, peak: str, ts: str) -> None:
         """Sets a UTC day's P&L and peak (shared by every run of that day)."""
         self._conn.execute(_UPSERT_DAY, (day, pnl, peak, ts))
+
+    def discovery(
+        self,
+        session: int,
+        ts: str,
+        counts: tuple[int, int, int, int],
+        candidates: Sequence[tuple[str, str, float | None, bool, str, str]],
+    ) -> None:
+        """One discovery session (``counts``: markets, candidates, chosen, requests) and every
+        market it looked at: ``(ticker, category, score, selected, max_position, reasons)``
+        (score ``None`` for a refused market, whose reasons say why)."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO discovery_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.run_id, session, ts, *counts),
+        )
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO discovery_candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (self.run_id, session, t, c, sc, int(sel), cap, r)
+                for t, c, sc, sel, cap, r in candidates
+            ],
+        )
 
     def commit(self) -> None:
         """Commits the open transaction, if there is one."""

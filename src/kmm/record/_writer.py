@@ -53,6 +53,7 @@ __all__ = [
     "CAPTURE",
     "CLOSE",
     "DAILY",
+    "DISCOVERY",
     "FILL",
     "ORDER",
     "POSITION",
@@ -69,7 +70,8 @@ POSITION: Final = 3
 DAILY: Final = 4
 CAPTURE: Final = 5
 SYNC: Final = 6
-CLOSE: Final = 7
+DISCOVERY: Final = 7
+CLOSE: Final = 8
 
 _LOGGED_ERRORS: Final = 10
 # The writer polls rather than blocking on the queue: a put never has to wake a waiting thread
@@ -219,6 +221,11 @@ class _Run:
         _, day, pnl, peak, ts_ns = item
         self.ledger.daily_pnl(day, money_text(pnl), money_text(peak), self.ts.text(ts_ns))
 
+    def discovery_item(self, item: Item) -> None:
+        """A ``DISCOVERY`` item: one discovery session and its candidates in the ledger."""
+        _, ts_ns, session, counts, candidates = item
+        self.ledger.discovery(session, self.ts.text(ts_ns), counts, candidates)
+
     def capture_item(self, item: Item) -> None:
         """A ``CAPTURE`` item: one frame, if this run captures."""
         if self.capture_file is not None:
@@ -332,6 +339,7 @@ class Writer:
             run.daily_item,
             run.capture_item,
             sync,
+            run.discovery_item,
         )
 
     def _flush(self, run: _Run) -> None:
@@ -349,4 +357,13 @@ class Writer:
                 log.error("recorder: further errors are counted, not logged")
 
 
-_TAG_NAMES: Final = ("tape", "order", "fill", "position", "daily_pnl", "capture", "sync")
+_TAG_NAMES: Final = (
+    "tape",
+    "order",
+    "fill",
+    "position",
+    "daily_pnl",
+    "capture",
+    "sync",
+    "discovery",
+)

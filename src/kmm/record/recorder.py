@@ -24,7 +24,7 @@ import atexit
 import itertools
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from queue import SimpleQueue
@@ -39,6 +39,7 @@ from kmm.record._writer import (
     CAPTURE,
     CLOSE,
     DAILY,
+    DISCOVERY,
     FILL,
     ORDER,
     POSITION,
@@ -300,6 +301,17 @@ class Recorder:
             ts_ns: When, ns since the epoch.
         """
         self._put((DAILY, day, pnl, peak, ts_ns))
+
+    def discovery(
+        self,
+        ts_ns: int,
+        session: int,
+        counts: tuple[int, int, int, int],
+        candidates: Sequence[tuple[str, str, float | None, bool, str, str]],
+    ) -> None:
+        """Records one discovery session and its candidates (ledger; see
+        :meth:`kmm.record._ledger.Ledger.discovery`)."""
+        self._put((DISCOVERY, ts_ns, session, counts, candidates))
 
     def capture(self, recv_ns: int, frame: bytes | str) -> None:
         """Records one websocket frame and its receive time, if the run captures."""
