@@ -486,10 +486,16 @@ class LiveEngine:
         return markets
 
     async def _add_markets(self, markets: Sequence[MarketInfo]) -> None:
-        series_of: dict[str, SeriesInfo] = {}
+        """Adds ``markets`` to the core with their series' fees and category: read in bulk
+        (``GET /events``, ``GET /series``: a few requests whatever the number of markets),
+        one market's event at a time only when the bulk read does not list it."""
+        events = await self.rest.event_series_map() if len(markets) > 1 else {}
+        series_of = await self.rest.all_series() if len(markets) > 1 else {}
         by_event: dict[str, SeriesInfo] = {}
         for market in markets:
-            ticker = await self.rest.event_series(market.event_ticker)
+            ticker = events.get(market.event_ticker)
+            if ticker is None:
+                ticker = await self.rest.event_series(market.event_ticker)
             if ticker not in series_of:
                 series_of[ticker] = await self.rest.series(ticker)
             by_event[market.event_ticker] = series_of[ticker]

@@ -131,8 +131,9 @@ async def test_fills_across_a_kill_a_fill_while_down_restarts_and_a_stalled_stop
     await _wait(lambda: len(_ours(sim, ticker)) == 2, "the bot to quote")
     _sell_into_our_bid(sim, ticker)
     await _wait(lambda: len(_venue_fills(sim)) >= 1, "a fill of ours")
-    await asyncio.sleep(1.5)  # flushed
-    await _stop(bot, signal.SIGKILL)
+    ledger = tmp_path / "runs" / "ledger.sqlite"
+    await _wait(lambda: ledger.is_file() and _ledger_fills(ledger), "the fill recorded")
+    await _stop(bot, signal.SIGKILL)  # after the stream's fill is committed, never before
 
     # Down: a fill nobody streams
     await _wait(lambda: len(_ours(sim, ticker)) >= 1, "the first run's requote to rest")

@@ -355,6 +355,15 @@ def parse_listing(m: Mapping[str, Any]) -> MarketListing:
     )
 
 
+def _series_info(s: Mapping[str, Any]) -> SeriesInfo:
+    return SeriesInfo(
+        str(s["ticker"]),
+        str(s["fee_type"]),
+        str(s.get("fee_multiplier", "1")),
+        str(s.get("category") or ""),
+    )
+
+
 def _book_legs(book: Mapping[str, Any]) -> OrderBookLegs:
     yes, no = (
         [(parse_price(p, key), parse_count(q, key)) for p, q in book.get(key) or []]
@@ -717,13 +726,7 @@ class KalshiRest:
 
     async def series(self, series_ticker: str) -> SeriesInfo:
         """A series' fee type, multiplier and category."""
-        s = (await self.get(f"/series/{series_ticker}"))["series"]
-        return SeriesInfo(
-            s["ticker"],
-            s["fee_type"],
-            str(s.get("fee_multiplier", "1")),
-            str(s.get("category") or ""),
-        )
+        return _series_info((await self.get(f"/series/{series_ticker}"))["series"])
 
     async def listings(self, *, status: str = "open") -> list[MarketListing]:
         """Every market of ``status``, combos left out (``mve_filter=exclude``), with what
@@ -733,8 +736,12 @@ class KalshiRest:
 
     async def series_categories(self) -> dict[str, str]:
         """``GET /series``: each series' category, by series ticker."""
+        return {ticker: info.category for ticker, info in (await self.all_series()).items()}
+
+    async def all_series(self) -> dict[str, SeriesInfo]:
+        """``GET /series`` (one request): every series' fees and category, by ticker."""
         body = await self.get("/series")
-        return {str(s["ticker"]): str(s.get("category") or "") for s in body.get("series") or []}
+        return {str(s["ticker"]): _series_info(s) for s in body.get("series") or []}
 
     async def event_series_map(self, *, status: str = "open") -> dict[str, str]:
         """``GET /events?status=``: each event's series, by event ticker (every page)."""
