@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import orjson
 
-from bench import backtest, latency, matching, record
+from bench import backtest, latency, matching, record, scale
 from bench.baseline import NaivePipeline
 from kmm.app import build_pipeline
 from kmm.backtest.scoreboard import format_board, run_scoreboard
@@ -44,6 +44,9 @@ FIDELITY_SEEDS = (3, 4, 5)
 from 90 to 125 on this machine), so the live and backtest means over these seeds are compared."""
 FIDELITY_S = 120.0
 FIDELITY_TOLERANCE = 0.10
+DISCOVERY_MARKETS = 5000
+START_MARKETS = 1000
+START_TARGET_S = 10.0
 
 
 def _best_of(repeats: int, run: Callable[[], int]) -> float:
@@ -251,6 +254,29 @@ def bench_record() -> None:
     print(f"  ratio                {logging_us / tape:6.1f}x cheaper")
 
 
+def bench_scale() -> None:
+    """Discovery over thousands of markets within the read budget; start-up on 1000."""
+    stats, capacity, refill, limited = scale.discovery(DISCOVERY_MARKETS)
+    budget = capacity + refill * stats.wall_s
+    verdict = "within" if stats.tokens <= budget else "NOT within"
+    print(f"discovery over {DISCOVERY_MARKETS:,} markets of the mixed universe (loopback):")
+    print(f"  {stats.markets} listed, {stats.books} books, {stats.requests} requests, "
+          f"{stats.tokens} read tokens in {stats.wall_s:.2f} s")  # fmt: skip
+    print(f"  read budget {budget:.0f} tokens (bucket {capacity} + {refill}/s): {verdict}")
+    print(f"  the exchange sent {limited}")
+    floor_banner, floor_first = scale.start_up(MARKETS)
+    banner, first = scale.start_up(START_MARKETS)
+    print(f"start-up of kmm run (target <= {START_TARGET_S:.0f} s to the first quote with "
+          f"{START_MARKETS} markets):")  # fmt: skip
+    print(
+        f"  {START_MARKETS:>5} markets  start banner {banner:5.2f} s  first summary {first:5.2f} s"
+    )
+    print(f"  {MARKETS:>5} markets  start banner {floor_banner:5.2f} s  first summary "
+          f"{floor_first:5.2f} s  (the floor: the same start with few markets)")  # fmt: skip
+    print(f"  {START_MARKETS} markets cost {first - floor_first:+.2f} s over the floor; target "
+          f"{'met' if first <= START_TARGET_S else 'NOT met'}")  # fmt: skip
+
+
 def bench_strategy() -> None:
     """The strategy scoreboard (``kmm bench strategy`` on its defaults): kmm against the
     baselines on every scenario, 5 seeds x 30 simulated minutes each, one job per core."""
@@ -271,6 +297,7 @@ def main() -> int:
     bench_matching()
     bench_record()
     bench_latency()
+    bench_scale()
     bench_strategy()
     return 0
 

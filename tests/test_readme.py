@@ -591,6 +591,9 @@ NOT_COMMANDS: dict[str, str] = {
         "make run's output: make_run compares it with a real run's"
     ),
     "hot path (8 markets, 200000 deltas, best of 5):": "make bench's output (not run by tests)",
+    "discovery over 5,000 markets of the mixed universe (loopback):": (
+        "make bench's output (not run by tests)"
+    ),
     "backtest (8 markets, calm, 1800 s simulated; targets >= 120x real time, <= 3x the hot path "
     "per frame):": "make bench's output (not run by tests)",
     "tick-to-order over loopback (... targets p50 <= 150 µs, p99 <= 500 µs):": (
