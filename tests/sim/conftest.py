@@ -11,6 +11,7 @@ the setup; :func:`make_options` builds test options for a state directory, and t
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -160,3 +161,18 @@ async def new_user(
     """Registers a key for a new account and returns a client signing with it."""
     key_id, pem = sim.register_key(user_id, balance)
     return SignedClient(http, sim.url, key_id, pem, sim.venue.clock)
+
+
+def bot_env(sim: SimServer, tmp_path: Path, **more: str) -> dict[str, str]:
+    """The environment of a ``kmm`` subprocess that trades on ``sim`` with its demo key and
+    records under ``tmp_path/runs`` (no ``KMM__`` variable of the test run leaks in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
+    env.update(
+        KMM__RECORD__RUNS_DIR=str(tmp_path / "runs"),
+        KMM__RECORD__LEDGER_PATH=str(tmp_path / "runs" / "ledger.sqlite"),
+        KMM__VENUE__REST_URL=sim.rest_url,
+        KMM__AUTH__KEY_ID=sim.key_id,
+        KMM__AUTH__PRIVATE_KEY_PATH=str(sim.private_key_path),
+        **more,
+    )
+    return env

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from kmm.sim.server import SimOptions, SimServer
-from tests.sim.conftest import SignedClient, make_options
+from tests.sim.conftest import SignedClient, bot_env, make_options
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,15 +31,7 @@ def sim_options(sim_state_dir: Path) -> SimOptions:
 
 
 def _env(sim: SimServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
-    env.update(
-        KMM__RECORD__RUNS_DIR=str(tmp_path / "runs"),
-        KMM__RECORD__LEDGER_PATH=str(tmp_path / "runs" / "ledger.sqlite"),
-        KMM__VENUE__REST_URL=sim.rest_url,
-        KMM__AUTH__KEY_ID=sim.key_id,
-        KMM__AUTH__PRIVATE_KEY_PATH=str(sim.private_key_path),
-    )
-    return env
+    return bot_env(sim, tmp_path)
 
 
 async def _kmm(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

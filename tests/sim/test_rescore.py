@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
-import os
 import re
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 
 from kmm.sim.server import SimOptions, SimServer
 from kmm.types import BookSide
-from tests.sim.conftest import make_options
+from tests.sim.conftest import bot_env, make_options
 
 pytestmark = pytest.mark.asyncio
 S = 1_000_000_000
@@ -32,18 +31,13 @@ def sim_options(sim_state_dir: Path) -> SimOptions:
 
 
 def _env(sim: SimServer, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
-    env.update(
-        KMM__RECORD__RUNS_DIR=str(tmp_path / "runs"),
-        KMM__RECORD__LEDGER_PATH=str(tmp_path / "runs" / "ledger.sqlite"),
-        KMM__VENUE__REST_URL=sim.rest_url,
+    return bot_env(
+        sim,
+        tmp_path,
         KMM__VENUE__WS_URL=sim.ws_url,
-        KMM__AUTH__KEY_ID=sim.key_id,
-        KMM__AUTH__PRIVATE_KEY_PATH=str(sim.private_key_path),
         KMM__DISCOVERY__TOP_N="4",
         KMM__DISCOVERY__RESCORE_S="2",
     )
-    return env
 
 
 def _side_adding(position: int) -> BookSide:

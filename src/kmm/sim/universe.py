@@ -204,19 +204,11 @@ REGIME_PARAMS: Final[dict[str, ScenarioParams]] = {
         informed_rate=1.0,
         taker_size=6.0,
     ),
-    "thin": ScenarioParams(
-        maker_rate=0.4,
-        half_spread_ticks=3,
-        depth_ticks=6.0,
-        maker_size=3.0,
-        noise_rate=0.05,
-        informed_rate=0.05,
-        taker_size=2.0,
-        seed_levels=2,
-    ),
+    "thin": replace(SCENARIO_PARAMS["thin"], maker_lifetime_s=ScenarioParams().maker_lifetime_s),
 }
-"""Each regime's flow. Every regime keeps the default ``maker_lifetime_s`` so that a resting
-background order is cancelled at one rate whatever its market's regime."""
+"""Each regime's flow (``thin`` is the ``thin`` scenario's). Every regime keeps the default
+``maker_lifetime_s`` so that a resting background order is cancelled at one rate whatever its
+market's regime."""
 
 _REGIME_WEIGHTS: Final = (0.3, 0.25, 0.15, 0.1, 0.2)
 """How often each of :data:`REGIMES` is drawn, for a market's first regime and at a switch."""
