@@ -204,6 +204,17 @@ def throttle_params(config: KmmConfig) -> ThrottleParams | None:
     )
 
 
+def position_with_unbooked(portfolio: Portfolio, tracker: OrderTracker) -> Callable[[str], Qty]:
+    """The position the quoter assumes: the booked one, moved by the fills the venue reported
+    in a reply whose fill messages have not arrived yet."""
+    net_qty, unbooked_net = portfolio.net_qty, tracker.unbooked_net
+
+    def position(ticker: str) -> Qty:
+        return net_qty(ticker) + unbooked_net(ticker)
+
+    return position
+
+
 def build_core(
     config: KmmConfig,
     *,
@@ -218,7 +229,9 @@ def build_core(
     prefix = config.execution.client_order_prefix or "kmm"
     tracker = OrderTracker(ClientOrderIds.for_run(start_ns, prefix))
     mailbox = QuoteMailbox()
-    pipeline = build_pipeline(config, portfolio.net_qty, mailbox, use_yes_price=True)
+    pipeline = build_pipeline(
+        config, position_with_unbooked(portfolio, tracker), mailbox, use_yes_price=True
+    )
     kill_switch = KillSwitch.from_config(config.risk)
     risk = RiskContext(RiskLimits.from_config(config.risk, config.strategy), kill_switch)
     return TradingCore(

@@ -192,10 +192,8 @@ async def test_a_run_with_exit_on_stop_works_its_positions_out_before_it_cancels
     with (runs[-1] / "orders.csv").open() as f:
         events = list(csv.DictReader(f))
     rejected = [e for e in events if e["event"] == "rejected"]
-    assert not [e for e in rejected if "post only" in e["reason"]]  # no amend across the spread
-    # Known race, left for the next change (see the issue note): a taking exit order that the
-    # create's answer reports filled, before its fill message moved the position, can be sent
-    # once more; the exchange refuses the second as reduce-only. Nothing else may be refused.
-    assert all("reduce_only bid would increase" in e["reason"] for e in rejected), rejected
+    # nothing refused: no amend across the spread (post only), and no taking exit order sent
+    # again because its answer reported it filled before its fill message moved the position
+    assert rejected == [], rejected
     taker = [e for e in events if e["ticker"] == ticker and e["event"] == "sent"][-1]
     assert taker["side"] == "bid"

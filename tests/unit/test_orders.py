@@ -467,6 +467,9 @@ def test_reconcile_adopts_the_venues_price_and_size_after_a_lost_amend() -> None
 
     assert (order.price, order.qty, order.remaining) == (4600, 500, 400)
     assert order.amend_price is None
+    # 400 may fill, and the 100 the venue reports filled are not booked until they arrive
+    assert tracker.open_exposure(TICKER) == (500, 0)
+    tracker.on_fill(_fill("t1", "ex-1", 100), T0 + 5)
     assert tracker.open_exposure(TICKER) == (400, 0)
 
 
@@ -537,3 +540,96 @@ def test_fills_in_any_order_with_duplicates_never_overcount(
     assert order.filled == total
     assert order.remaining == 1
     assert order.state is S.RESTING
+
+
+# Fills reported before their fill messages (unbooked)
+
+
+def test_a_create_reported_filled_counts_its_fills_on_its_side_until_they_arrive() -> None:
+    tracker = _tracker()
+    order = tracker.new(_bid(qty=500), T0)
+
+    tracker.on_ack(order.client_order_id, "ex-1", T0 + 1, filled=500, remaining=0)
+
+    assert order.state is S.FILLED
+    assert list(tracker.live(TICKER)) == []
+    assert tracker.open_exposure(TICKER) == (500, 0)
+    assert tracker.unbooked_net(TICKER) == 500
+    tracker.on_fill(_fill("t1", "ex-1", 300), T0 + 2)
+    assert tracker.open_exposure(TICKER) == (200, 0)
+    tracker.on_fill(_fill("t2", "ex-1", 200), T0 + 3)
+    assert tracker.open_exposure(TICKER) == (0, 0)
+    assert tracker.unbooked(TICKER) == []
+    assert tracker.unbooked_net(TICKER) == 0
+
+
+def test_a_partly_filled_reply_counts_the_rest_as_exposure_and_the_fills_as_unbooked() -> None:
+    tracker = _tracker()
+    order = tracker.new(_bid(qty=1000), T0)
+
+    tracker.on_ack(order.client_order_id, "ex-1", T0 + 1, filled=400, remaining=600)
+
+    # 600 may still fill, 400 already did: the worst case is the whole order
+    assert tracker.open_exposure(TICKER) == (1000, 0)
+    tracker.on_fill(_fill("t1", "ex-1", 400), T0 + 2)
+    assert tracker.open_exposure(TICKER) == (600, 0)
+    assert tracker.unbooked_net(TICKER) == 0
+
+
+def test_an_ask_reported_filled_moves_the_expected_position_down() -> None:
+    tracker = _tracker()
+    order = tracker.new(OrderIntent(TICKER, BookSide.ASK, 5500, 300), T0)
+
+    tracker.on_ack(order.client_order_id, "ex-1", T0 + 1, filled=300, remaining=0)
+
+    assert tracker.unbooked_net(TICKER) == -300
+    assert tracker.open_exposure(TICKER) == (0, 300)
+
+
+def test_fills_that_never_arrive_stop_counting_after_the_ttl() -> None:
+    tracker = _tracker(unbooked_ttl_ns=1_000)
+    order = tracker.new(_bid(qty=500), T0)
+    tracker.on_ack(order.client_order_id, "ex-1", T0 + 1, filled=500, remaining=0)
+
+    assert tracker.expire_unbooked(T0 + 500) == []
+    assert tracker.expire_unbooked(T0 + 1_001) == [order]
+    assert tracker.open_exposure(TICKER) == (0, 0)
+    # the fill read back later is still booked against its order, once
+    assert tracker.on_fill(_fill("t1", "ex-1", 500), T0 + 2_000) is FillOutcome.APPLIED
+    assert tracker.unbooked_net(TICKER) == 0
+
+
+def test_a_poll_reporting_an_order_executed_counts_its_fills_until_they_arrive() -> None:
+    tracker = _tracker()
+    order = _resting(tracker, qty=500)
+
+    tracker.reconcile(order.client_order_id, S.FILLED, T0 + 5, filled=500, remaining=0)
+
+    assert order.state is S.FILLED
+    assert tracker.unbooked_net(TICKER) == 500
+
+
+def test_an_adopted_orders_earlier_fills_are_booked_already() -> None:
+    tracker = _tracker()
+    order = tracker.new(_bid(qty=1000), T0)
+    tracker.on_ack(order.client_order_id, "ex-1", T0 + 1, filled=400, remaining=600)
+
+    tracker.count_as_booked(order.client_order_id)
+
+    assert tracker.unbooked_net(TICKER) == 0
+    assert tracker.open_exposure(TICKER) == (600, 0)
+    # the fill read back later is not counted twice
+    tracker.on_fill(_fill("t1", "ex-1", 400), T0 + 2)
+    assert order.filled == 400
+    assert order.remaining == 600
+
+
+def test_an_ended_order_leaving_the_history_stops_counting_its_unbooked_fills() -> None:
+    tracker = _tracker(history=1)
+    first = tracker.new(_bid(qty=100), T0)
+    tracker.on_ack(first.client_order_id, "ex-1", T0 + 1, filled=100, remaining=0)
+    second = tracker.new(_bid(qty=100), T0)
+    tracker.on_ack(second.client_order_id, "ex-2", T0 + 1, filled=0, remaining=0)
+
+    assert tracker.get(first.client_order_id) is None
+    assert tracker.unbooked(TICKER) == []

@@ -848,6 +848,40 @@ def test_refresh_counts_an_order_being_amended_at_its_costlier_price() -> None:
     assert exposure.no_at_risk == 10 * C * (ONE_DOLLAR - 6000)
 
 
+def test_refresh_counts_fills_a_reply_reported_before_they_are_booked() -> None:
+    portfolio = Portfolio()
+    tracker = OrderTracker(ClientOrderIds("run1"))
+    order = tracker.new(_ask(3 * C, 6000), T0)
+    tracker.on_ack(order.client_order_id, "ex-1", T0, filled=3 * C, remaining=0)
+
+    exposure = ExposureBook().refresh(A, portfolio, tracker)
+
+    assert (exposure.position, exposure.ask_open, exposure.orders) == (0, 3 * C, 0)
+    assert exposure.no_at_risk == 3 * C * (ONE_DOLLAR - 6000)
+    assert exposure.resting_value == 0  # it filled: nothing rests
+    fill = Fill("t1", "ex-1", A, ASK, 6000, 3 * C, 0, True, 1)
+    portfolio.on_fill(fill)
+    tracker.on_fill(fill, T0)
+    booked = ExposureBook().refresh(A, portfolio, tracker)
+    assert (booked.position, booked.ask_open) == (-3 * C, 0)
+    assert booked.no_at_risk == exposure.no_at_risk  # the same money, now as the short
+
+
+def test_a_reduce_only_order_is_refused_when_a_reported_fill_already_reduced_the_position() -> None:
+    portfolio = Portfolio()
+    portfolio.on_fill(Fill("t0", "ex-0", A, BID, 4000, 3 * C, 0, False, 1))  # long 3
+    tracker = OrderTracker(ClientOrderIds("run1"))
+    sale = tracker.new(_ask(3 * C, 4000), T0)
+    tracker.on_ack(sale.client_order_id, "ex-1", T0, filled=3 * C, remaining=0)
+    ctx = RiskContext(LIMITS, _switch())
+    ctx.reduce_only.add(A)
+    ctx.exposures.refresh(A, portfolio, tracker)
+
+    verdict = check_order(_ask(3 * C, 4000), ctx)
+
+    assert not verdict.allowed and "reduce_only" in verdict.reason
+
+
 def test_a_short_risks_what_its_no_contracts_cost() -> None:
     portfolio = Portfolio()
     portfolio.on_fill(Fill("t1", "ex-1", A, ASK, 7000, 10 * C, 0, False, 1))  # NO at 0.30

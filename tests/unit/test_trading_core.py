@@ -319,6 +319,32 @@ def test_an_exit_replaces_both_quotes_by_one_reduce_only_order_that_may_take() -
     assert held[-1] == "exit:take"
 
 
+def test_a_taking_exit_reported_filled_by_its_answer_is_not_sent_again_before_its_fill() -> None:
+    core, _ = _core()
+    core.on_frame(_snapshot(), T0)
+    core.on_frame(_fill("t-1"), T0 + MS)  # long 2 YES
+    core.start_exit([TICKER], ExitStyle.TAKE, "flatten", T0 + 2 * MS)
+    (sale,) = [a for a in _of(StartCreate, core.take_actions()) if a.order.side is BookSide.ASK]
+    assert core.planner is not None
+
+    # the answer says it filled at once; the fill message is still on its way
+    ack = CreateAck("v-sale", None, sale.order.count, 0, None)
+    core.planner.on_created(sale.req, ack, T0 + 3 * MS)
+    core.on_frame(_snapshot(seq=3), T0 + 4 * MS)
+    core.on_tick(T0 + 5 * MS)
+    core.plan(T0 + 6 * MS)
+
+    assert _of(StartCreate, core.take_actions()) == []  # not sold twice
+    assert core.exits_left() == [TICKER]  # the booked position is still 2 until the fill
+    fill = _frame(
+        "fill", trade_id="t-2", order_id="v-sale", market_ticker=TICKER,
+        yes_price_dollars="0.4500", count_fp="2.00", client_order_id=None,
+        post_position_fp="0.00",
+    )  # fmt: skip
+    core.on_frame(fill, T0 + 7 * MS)
+    assert core.portfolio.net_qty(TICKER) == 0 and core.exits_left() == []
+
+
 def test_an_exit_is_done_once_flat_with_nothing_of_ours_resting() -> None:
     core, _ = _core()
     core.on_frame(_snapshot(), T0)

@@ -260,6 +260,7 @@ class TradingCore:
             filled=order.filled,
             remaining=order.remaining,
         )
+        self.tracker.count_as_booked(tracked.client_order_id)
         self._refresh_own(order.ticker, now_ns)
 
     def _refresh_own(self, ticker: str, now_ns: int) -> None:
@@ -744,6 +745,15 @@ class TradingCore:
         P&L record, and a fresh diff of every market (time alone can make a book stale or a
         close near). A halting kill switch asks the driver to go flat."""
         self.update_marks()
+        for order in self.tracker.expire_unbooked(now_ns):
+            self._out.append(
+                Log.warning(
+                    f"{order.ticker}: order {order.client_order_id} reported "
+                    f"{format_count(order.filled_venue)} filled, but only "
+                    f"{format_count(order.filled_seen)} arrived as fills; reconciliation "
+                    "reads the rest back"
+                )
+            )
         kill = self.kill_switch
         self._on_kill_event(kill.on_pnl(self.portfolio.total_pnl(self.pnl_marks()), now_ns), now_ns)
         if self.records is not None and kill.day_pnl is not None:

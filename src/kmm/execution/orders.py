@@ -31,6 +31,16 @@ and the latest fill count the venue reported in a reply or an update. Both only 
 the larger never counts a fill twice when the fill message and the reply that already includes
 it arrive in either order. A fill whose order is not known yet (it can beat the create reply)
 is kept aside by exchange order id and applied when the ack binds that id.
+
+Unbooked fills: a reply or an order update can report fills before their fill messages
+arrive (a taking order, or a quote crossed while the request flew). A fully filled order ends
+at once, but the position it moved is not booked yet, so whoever plans the next order would
+see neither the order nor its effect and send it again (a reduce-only exit then reduces a
+position that is already flat, and the venue refuses it). Until its fills are seen, an order's
+``filled_venue - filled_seen``, live or ended, counts on its side (:meth:`OrderTracker.unbooked`,
+:meth:`OrderTracker.unbooked_net`) for at most ``unbooked_ttl_ns``
+(:meth:`OrderTracker.expire_unbooked`): a fill that never arrives is read back by
+reconciliation, which books it by trade id.
 """
 
 from __future__ import annotations
@@ -335,6 +345,7 @@ class TrackedOrder:
         amend_price: The price of an amend in flight.
         amend_qty: The total count of an amend in flight.
         last_event: The last event applied (``reject`` tells a refused create).
+        booked_floor: Fills booked without being seen (an adopted order's earlier fills).
     """
 
     client_order_id: str
@@ -351,6 +362,7 @@ class TrackedOrder:
     amend_price: Price | None = None
     amend_qty: Qty | None = None
     last_event: OrderEvent | None = None
+    booked_floor: Qty = 0
 
     @property
     def filled(self) -> Qty:
@@ -367,6 +379,13 @@ class TrackedOrder:
             return 0
         seen, venue = self.filled_seen, self.filled_venue
         left = self.qty - (seen if seen > venue else venue)
+        return left if left > 0 else 0
+
+    @property
+    def unbooked(self) -> Qty:
+        """Contracts the venue reported filled whose fills have not been seen yet."""
+        seen, floor = self.filled_seen, self.booked_floor
+        left = self.filled_venue - (seen if seen > floor else floor)
         return left if left > 0 else 0
 
     @property
@@ -396,6 +415,7 @@ class OrderTracker:
         history: How many ended orders to remember.
         seen_trades: How many trade ids to remember for de-duplication.
         orphan_orders: How many unknown exchange order ids to keep early fills for.
+        unbooked_ttl_ns: How long an ended order's fills not seen yet count as exposure.
     """
 
     def __init__(
@@ -405,6 +425,7 @@ class OrderTracker:
         history: int = 10_000,
         seen_trades: int = 100_000,
         orphan_orders: int = 1_000,
+        unbooked_ttl_ns: int = 10_000_000_000,
     ) -> None:
         self._ids = ids
         self._history = history
@@ -415,6 +436,9 @@ class OrderTracker:
         self._ended: deque[TrackedOrder] = deque()
         self._seen = SeenIds(seen_trades)
         self._orphans: dict[str, dict[str, Qty]] = {}
+        self._unbooked_ttl_ns = unbooked_ttl_ns
+        # ended orders whose reported fills are not all seen: ticker -> cid -> (order, ended)
+        self._unbooked: dict[str, dict[str, tuple[TrackedOrder, int]]] = {}
 
     # Lookup
 
@@ -437,9 +461,25 @@ class OrderTracker:
         """
         return self._live.get(ticker, _NO_ORDERS).values()
 
+    def unbooked(self, ticker: str) -> list[TrackedOrder]:
+        """Orders in ``ticker`` (live or ended) the venue reported filled beyond the fills
+        seen: their :attr:`TrackedOrder.unbooked` contracts moved the position already."""
+        found = self._unbooked.get(ticker)
+        return [order for order, _ in found.values()] if found else []
+
+    def unbooked_net(self, ticker: str) -> Qty:
+        """The signed position change (YES +) of ``ticker``'s unbooked fills."""
+        found = self._unbooked.get(ticker)
+        if not found:
+            return 0
+        net = 0
+        for order, _ in found.values():
+            net += order.unbooked if order.side is BookSide.BID else -order.unbooked
+        return net
+
     def open_exposure(self, ticker: str) -> tuple[Qty, Qty]:
         """Worst-case ``(bid_qty, ask_qty)`` that may still fill in ``ticker``, counting
-        resting, in-flight and unknown orders.
+        resting, in-flight and unknown orders, and fills reported but not booked yet.
         """
         bid = ask = 0
         for order in self._live.get(ticker, _NO_ORDERS).values():
@@ -447,7 +487,30 @@ class OrderTracker:
                 bid += order.exposure
             else:
                 ask += order.exposure
+        for order in self.unbooked(ticker):
+            if order.side is BookSide.BID:
+                bid += order.unbooked
+            else:
+                ask += order.unbooked
         return bid, ask
+
+    def expire_unbooked(self, now_ns: int) -> list[TrackedOrder]:
+        """Stops counting the unbooked fills of orders that ended ``unbooked_ttl_ns`` ago.
+
+        Returns:
+            The orders whose fills never arrived in time (reconciliation reads them back).
+        """
+        if not self._unbooked:
+            return []
+        cutoff = now_ns - self._unbooked_ttl_ns
+        expired: list[TrackedOrder] = []
+        for ticker in list(self._unbooked):
+            orders = self._unbooked[ticker]
+            for cid in [c for c, (_, ended) in orders.items() if ended <= cutoff]:
+                expired.append(orders.pop(cid)[0])
+            if not orders:
+                del self._unbooked[ticker]
+        return expired
 
     # Our requests
 
@@ -535,7 +598,15 @@ class OrderTracker:
             event = _E.FULL_FILL if order.filled >= order.qty else _E.VENUE_CANCEL
         self._apply(order, event, now_ns)
         self._apply_orphans(order, now_ns)
+        self._note_unbooked(order, now_ns)
         return order.state
+
+    def count_as_booked(self, key: str) -> None:
+        """Takes the fills the venue reported for an order as booked already (an order
+        adopted at start: the venue's position, which the run starts from, holds them)."""
+        order = self.order(key)
+        order.booked_floor = order.filled_venue
+        self._forget_unbooked(order)
 
     def on_reject(self, key: str, now_ns: int) -> OrderState:
         """The create was refused (4xx): the order never rested."""
@@ -606,6 +677,7 @@ class OrderTracker:
             self._bind(order, fill.order_id)
         order.filled_seen += fill.qty
         self._fill_event(order, now_ns)
+        self._book_unbooked(order)
         return FillOutcome.APPLIED
 
     def reconcile(
@@ -653,7 +725,9 @@ class OrderTracker:
             self._adopt_venue_order(order, price, now_ns)
         self._adopt_counts(order, filled, remaining)
         self._apply_orphans(order, now_ns)
-        return self._complete_if_filled(order, now_ns)
+        state = self._complete_if_filled(order, now_ns)
+        self._note_unbooked(order, now_ns)
+        return state
 
     # Internals
 
@@ -664,7 +738,27 @@ class OrderTracker:
         order.last_event = event
         if new in TERMINAL_STATES and old not in TERMINAL_STATES:
             self._retire(order)
+            self._note_unbooked(order, now_ns)
         return new
+
+    def _note_unbooked(self, order: TrackedOrder, now_ns: int) -> None:
+        """Keeps an order whose reported fills are not all seen (see the module doc)."""
+        if order.unbooked:
+            by_cid = self._unbooked.setdefault(order.ticker, {})
+            by_cid.setdefault(order.client_order_id, (order, now_ns))
+
+    def _book_unbooked(self, order: TrackedOrder) -> None:
+        """Forgets an ended order's unbooked fills once they have all been seen."""
+        if not order.unbooked:
+            self._forget_unbooked(order)
+
+    def _forget_unbooked(self, order: TrackedOrder) -> None:
+        orders = self._unbooked.get(order.ticker)
+        if orders is None:
+            return
+        orders.pop(order.client_order_id, None)
+        if not orders:
+            del self._unbooked[order.ticker]
 
     def _bind(self, order: TrackedOrder, order_id: str) -> None:
         if order.order_id is None:
@@ -715,6 +809,7 @@ class OrderTracker:
         while len(ended) > self._history:
             old = ended.popleft()
             self._by_cid.pop(old.client_order_id, None)
+            self._forget_unbooked(old)
             if old.order_id is not None:
                 self._by_oid.pop(old.order_id, None)
 
@@ -737,3 +832,4 @@ class OrderTracker:
             if self._seen.add(trade_id):
                 order.filled_seen += qty
         self._fill_event(order, now_ns)
+        self._book_unbooked(order)

@@ -364,11 +364,24 @@ class _ExposedOrder(Protocol):
     def amend_price(self) -> Price | None: ...
 
 
+class _UnbookedOrder(Protocol):
+    @property
+    def side(self) -> BookSide: ...
+    @property
+    def unbooked(self) -> Qty: ...
+    @property
+    def price(self) -> Price: ...
+
+
 class OrderSource(Protocol):
     """Where live orders come from (:class:`~kmm.execution.orders.OrderTracker`)."""
 
     def live(self, ticker: str) -> Iterable[_ExposedOrder]:
         """The orders in ``ticker`` that rest or may rest."""
+        ...
+
+    def unbooked(self, ticker: str) -> Iterable[_UnbookedOrder]:
+        """Ended orders in ``ticker`` whose reported fills are not booked yet."""
         ...
 
 
@@ -507,7 +520,8 @@ class ExposureBook:
     ) -> MarketExposure:
         """Recomputes one market from the portfolio and the order tracker.
 
-        An order being amended counts at the larger size and the costlier price.
+        An order being amended counts at the larger size and the costlier price; an ended
+        order's fills reported but not booked yet count on their side (not as resting value).
         """
         bid = ask = count = unknown = 0
         bid_cost = ask_cost = 0
@@ -527,6 +541,16 @@ class ExposureBook:
                 ask_cost += (ONE_DOLLAR - price) * exposure
             if order.state is _UNKNOWN:
                 unknown += 1
+        resting_value = bid_cost + ask_cost
+        for ended in orders.unbooked(ticker):
+            # filled at the venue, not booked in the position yet: it moved the position
+            qty = ended.unbooked
+            if ended.side is _BID:
+                bid += qty
+                bid_cost += ended.price * qty
+            else:
+                ask += qty
+                ask_cost += (ONE_DOLLAR - ended.price) * qty
         position = positions.net_qty(ticker)
         yes_cost = no_cost = 0
         if position > 0:
@@ -542,7 +566,7 @@ class ExposureBook:
             unknown,
             yes_at_risk=yes_cost + bid_cost,
             no_at_risk=no_cost + ask_cost,
-            resting_value=bid_cost + ask_cost,
+            resting_value=resting_value,
         )
 
     def refresh_all(
