@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import orjson
 
-from bench import backtest, latency, matching, record, scale
+from bench import backtest, latency, load, matching, record, scale
 from bench.baseline import NaivePipeline
 from kmm.app import build_pipeline
 from kmm.backtest.scoreboard import format_board, run_scoreboard
@@ -47,6 +47,14 @@ FIDELITY_TOLERANCE = 0.10
 DISCOVERY_MARKETS = 5000
 START_MARKETS = 1000
 START_TARGET_S = 10.0
+MEMORY_MARKETS = 1000
+MEMORY_TARGET_MB = 150
+MEMORY_SETTLE_S = 5.0
+LAG_MARKETS = 1000
+LAG_RATE = 20_000
+LAG_BURST = 20
+LAG_SECONDS = 5.0
+LAG_P99_TARGET_US = 1000
 
 
 def _best_of(repeats: int, run: Callable[[], int]) -> float:
@@ -254,8 +262,9 @@ def bench_record() -> None:
     print(f"  ratio                {logging_us / tape:6.1f}x cheaper")
 
 
-def bench_scale() -> None:
-    """Discovery over thousands of markets within the read budget; start-up on 1000."""
+def bench_scale(hot_path_us: float) -> None:
+    """Discovery over thousands of markets within the read budget; start-up on 1000; the
+    bot's memory with 1000 markets subscribed; frame-to-decision lag at 20,000 msg/s."""
     stats, capacity, refill, limited = scale.discovery(DISCOVERY_MARKETS)
     budget = capacity + refill * stats.wall_s
     verdict = "within" if stats.tokens <= budget else "NOT within"
@@ -275,6 +284,79 @@ def bench_scale() -> None:
           f"{floor_first:5.2f} s  (the floor: the same start with few markets)")  # fmt: skip
     print(f"  {START_MARKETS} markets cost {first - floor_first:+.2f} s over the floor; target "
           f"{'met' if first <= START_TARGET_S else 'NOT met'}")  # fmt: skip
+    _bench_memory()
+    _bench_lag(hot_path_us)
+
+
+def _bench_memory() -> None:
+    """Resident memory of the bot's process on 1000 markets, next to the same bot on 8."""
+    floor = load.memory(MARKETS, MEMORY_SETTLE_S)
+    big = load.memory(MEMORY_MARKETS, MEMORY_SETTLE_S)
+    print(f"resident memory of kmm run (its process alone, the exchange in another process; target <= "
+          f"{MEMORY_TARGET_MB} MB with {MEMORY_MARKETS} markets):")  # fmt: skip
+    for row, note in ((big, ""), (floor, "; the floor: interpreter, imports, sockets")):
+        print(f"  {MEMORY_MARKETS if row is big else MARKETS:>5} markets  VmRSS "
+              f"{row['rss_mb']:6.1f} MB  peak (VmHWM) {row['hwm_mb']:6.1f} MB  "
+              f"({row['markets']:.0f} subscribed, read {MEMORY_SETTLE_S:.0f} s after the first "
+              f"summary{note})")  # fmt: skip
+    extra = big["rss_mb"] - floor["rss_mb"]
+    per_market_kb = extra * 1024 / max(big["markets"] - floor["markets"], 1)
+    met = big["rss_mb"] <= MEMORY_TARGET_MB and big["hwm_mb"] <= MEMORY_TARGET_MB
+    print(f"  {MEMORY_MARKETS} markets cost {extra:+.1f} MB over the floor ({per_market_kb:.0f} "
+          f"KB a market); target {'met' if met else 'NOT met'}")  # fmt: skip
+
+
+def _bench_lag(hot_path_us: float) -> None:
+    """Frame-to-decision lag at 20,000 msg/s across 1000 markets, next to the floor."""
+    figures = load.lag(LAG_MARKETS, LAG_RATE, LAG_SECONDS, burst=LAG_BURST)
+    kmm, floor = figures["kmm"], figures["floor"]
+    period_ms = LAG_BURST / LAG_RATE * 1000
+    print(f"frame-to-decision lag at {LAG_RATE:,} msg/s across {LAG_MARKETS} markets (bursts of "
+          f"{LAG_BURST} every {period_ms:g} ms over loopback to kmm's websocket client and "
+          f"trading core on uvloop, from the burst's scheduled send; target p99 <= "
+          f"{LAG_P99_TARGET_US} µs):")  # fmt: skip
+    for name, row in (("kmm", kmm), ("floor (no bot)", floor)):
+        missing = f", {row['missing']:.0f} never decided" if row["missing"] else ""
+        print(f"  {name:15s} p50 {row['p50_us']:7.0f} µs   p99 {row['p99_us']:7.0f} µs   max "
+              f"{row['max_us']:7.0f} µs   ({row['n']:,.0f} frames at {row['rate']:,.0f} msg/s"
+              f"{missing})")  # fmt: skip
+    share = kmm["cpu_us"] * LAG_RATE / 1e6
+    core_x = kmm["core_us"] / hot_path_us
+    print(f"  kmm: {kmm['cpu_us']:.1f} µs of CPU a frame ({share:.0%} of one CPU), "
+          f"{kmm['core_us']:.1f} µs of it in the trading core = {core_x:.1f}x the hot path's "
+          f"{hot_path_us:.2f} µs/msg (the rest: websocket frames, the event loop)")  # fmt: skip
+    print(f"  a burst's first frame p50 {kmm['first_p50_us']:.0f} µs (floor "
+          f"{floor['first_p50_us']:.0f} µs); the later ones wait for the frames before them; "
+          f"{kmm['gc_count']:.0f} garbage collections in the window, longest "
+          f"{kmm['gc_max_ms']:.1f} ms, {kmm['gc_full']:.0f} full")  # fmt: skip
+    others = max(kmm["others_cpu"], floor["others_cpu"])
+    if others > 0.05:
+        busiest = kmm if kmm["busiest_cpu"] >= floor["busiest_cpu"] else floor
+        print(f"  DISTURBED: other processes used {others:.2f} CPUs meanwhile (busiest: "
+              f"{busiest['busiest']!r}, {busiest['busiest_cpu']:.2f})")  # fmt: skip
+    print(f"  {_lag_verdict(kmm, floor, others, share)}")
+
+
+def _lag_verdict(
+    kmm: dict[str, float], floor: dict[str, float], others: float, share: float
+) -> str:
+    p99 = kmm["p99_us"]
+    if kmm["missing"] or p99 != p99:
+        return "target NOT met (frames were never decided)"
+    if p99 <= LAG_P99_TARGET_US:
+        return f"target met (p99 {p99 / LAG_P99_TARGET_US:.2f}x the target)"
+    if floor["p99_us"] > LAG_P99_TARGET_US:
+        reason = "this machine's floor alone is above the p99 target"
+    elif others > 0.05:
+        reason = "other processes shared the CPUs"
+    elif share > 0.8:
+        reason = f"the receive path needs {share:.0%} of one CPU at this rate"
+    else:
+        reason = (
+            f"kmm adds {p99 - floor['p99_us']:.0f} µs to the floor at p99; its longest garbage "
+            f"collection took {kmm['gc_max_ms']:.1f} ms"
+        )
+    return f"target NOT met: p99 is {p99 / LAG_P99_TARGET_US:.1f}x the target ({reason})"
 
 
 def bench_strategy() -> None:
@@ -297,7 +379,7 @@ def main() -> int:
     bench_matching()
     bench_record()
     bench_latency()
-    bench_scale()
+    bench_scale(hot_path_us)
     bench_strategy()
     return 0
 

@@ -76,6 +76,7 @@ from kmm.sim.server import SimOptions, SimServer
 from kmm.sim.universe import BOARD_SCENARIOS, SCENARIOS
 from kmm.strategy.exit import ExitStyle
 from kmm.types import QTY_SCALE
+from kmm.watch import run_watch
 
 __all__ = [
     "EXIT_FAILED",
@@ -300,10 +301,10 @@ def _add_run_parser(commands: _Commands) -> None:
     _add_venue_arguments(run)
     run.add_argument(
         "--mode",
-        choices=("fixed", "discovery"),
+        choices=("fixed", "discovery", "volatility"),
         default=None,
-        help="fixed: the markets named (or the first open ones); discovery: the best-scored "
-        "(markets.mode)",
+        help="fixed: the markets named (or the first open ones); discovery: the best-scored; "
+        "volatility: short sessions on volatility events (markets.mode)",
     )
     run.add_argument("--live", action="store_true", help="allow trading on prod")
     run.add_argument(
@@ -358,6 +359,15 @@ def _add_scan_parsers(commands: _Commands) -> None:
     scan.add_argument("--top", type=_positive_int, default=20, help="rows of the table (20)")
     scan.add_argument(
         "--refused", action="store_true", help="also list every refused market and why"
+    )
+    scan.add_argument(
+        "--watch",
+        action="store_true",
+        help="then watch the best volatility.track_n markets' feed and print volatility "
+        "events as they come (until Ctrl-C or --duration)",
+    )
+    scan.add_argument(
+        "--duration", type=_duration, default=None, help="stop watching after: 90, 10m, 2h"
     )
     markets = _command(commands, "markets", "list and filter the venue's open markets")
     markets.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
@@ -546,10 +556,10 @@ def _with_mode(config: KmmConfig, mode: str | None) -> KmmConfig:
     if mode is None:
         return config
     markets = config.markets
-    if mode == "discovery" and (markets.tickers or markets.series or markets.events):
+    if mode != "fixed" and (markets.tickers or markets.series or markets.events):
         raise ConfigError(
             [
-                "--mode discovery: it chooses the markets itself; leave out --markets and the "
+                f"--mode {mode}: it chooses the markets itself; leave out --markets and the "
                 "markets section's tickers, series and events"
             ]
         )
@@ -583,7 +593,12 @@ def _read_only_config(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
 
 def _cmd_scan(config: KmmConfig, args: argparse.Namespace) -> int:
     config = _read_only_config(config, args)
-    return _run_async(run_scan(config, out=sys.stdout, show=args.top, refused=args.refused))
+    if args.duration is not None and not args.watch:
+        raise ConfigError(["--duration: only with --watch"])
+    status = _run_async(run_scan(config, out=sys.stdout, show=args.top, refused=args.refused))
+    if status or not args.watch:
+        return status
+    return _run_async(run_watch(config, duration_s=args.duration, out=sys.stdout))
 
 
 def _cmd_markets(config: KmmConfig, args: argparse.Namespace) -> int:

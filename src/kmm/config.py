@@ -79,6 +79,7 @@ __all__ = [
     "StrategyConfig",
     "TierName",
     "VenueConfig",
+    "VolatilityConfig",
     "load_config",
     "mask_key_id",
     "masked_dump",
@@ -629,20 +630,22 @@ class MarketsConfig(_Section):
         ge=1,
         description="The most markets quoted at once; selection stops at this many.",
     )
-    mode: Literal["fixed", "discovery"] = Field(
+    mode: Literal["fixed", "discovery", "volatility"] = Field(
         default="fixed",
         description="fixed: quote the markets named above (or the first open ones); "
         "discovery: score every open market and quote the best discovery.top_n, each within "
-        "its own position cap (the lists above must then be empty).",
+        "its own position cap; volatility: track the best volatility.track_n and quote only "
+        "in short sessions spawned by volatility events (the lists above must be empty in "
+        "both).",
     )
 
     @model_validator(mode="after")
     def _check_mode(self) -> MarketsConfig:
-        if self.mode == "discovery" and (self.tickers or self.series or self.events):
+        if self.mode != "fixed" and (self.tickers or self.series or self.events):
             raise PydanticCustomError(
                 "kmm_discovery_lists",
-                "discovery chooses the markets itself: leave markets.tickers, series and "
-                "events empty (or use mode fixed)",
+                f"{self.mode} mode chooses the markets itself: leave markets.tickers, series "
+                "and events empty (or use mode fixed)",
                 {"kmm_field": "mode"},
             )
         return self
@@ -759,6 +762,199 @@ class DiscoveryConfig(_Section):
     def max_spread(self) -> Price:
         """``max_spread_cents`` in $0.0001 units."""
         return _price(self.max_spread_cents)
+
+
+_REGIMES: Final = ("unknown", "quiet", "mean_reverting", "trending", "chaotic", "noise")
+
+
+def _pairs(value: object) -> object:
+    """``{key: value}`` as ``[[key, value], ...]`` (rows pass through)."""
+    if isinstance(value, Mapping):
+        return tuple((k, v) for k, v in value.items())
+    return value
+
+
+_Factors = Annotated[tuple[tuple[str, _Real], ...], BeforeValidator(_pairs)]
+_NamePairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_pairs)]
+_Profiles = tuple[tuple[str, _Real, _Cents, _Cents, _Real, tuple[str, ...]], ...]
+
+_ALL_BAD: Final = ("trending", "chaotic", "noise", "unknown")
+
+
+class VolatilityConfig(_Section):
+    """Volatility mode (``kmm run --mode volatility``, ``kmm scan --watch``): the websocket-fed
+    scanner, the regime classifier, the sessions it spawns and the category profiles."""
+
+    track_n: _Whole = Field(
+        default=200, ge=1, description="How many of discovery's best markets the scanner tracks."
+    )
+    scan_s: _Real = Field(default=5.0, gt=0, description="Seconds between scans.")
+    window_s: _Whole = Field(
+        default=900, ge=10, description="Seconds of one-a-second samples kept per market."
+    )
+    warmup: _Whole = Field(default=60, ge=2, description="Samples before a trigger can fire.")
+    jump_cents: _Cents = Field(
+        default=Decimal(6),
+        gt=0,
+        le=100,
+        description="A range this wide within jump_window_s is a jump.",
+    )
+    jump_window_s: _Whole = Field(default=300, ge=2, description="The jump trigger's window.")
+    sigma_trigger_per_sqrt_s: _Real = Field(
+        default=0.0015, gt=0, description="σ (dollars/√s, one-second changes) that triggers."
+    )
+    sigma_window_s: _Whole = Field(default=120, ge=3, description="The σ trigger's window.")
+    revert_window_s: _Whole = Field(
+        default=180, ge=2, description="Mean-reversion gate: the window of the mean..."
+    )
+    revert_tolerance_cents: _Cents = Field(
+        default=Decimal(3), ge=0, description="...the price now must be within this of."
+    )
+    max_spread_cents: _Cents = Field(
+        default=Decimal(10), gt=0, le=100, description="No event where others' spread is wider."
+    )
+    end_sigma_per_sqrt_s: _Real = Field(
+        default=0.0005, ge=0, description="An episode ends below this σ with no jump in the window."
+    )
+    event_every_s: _Real = Field(
+        default=60.0, ge=0, description="The least time between two events of one market."
+    )
+    regime_window_s: _Whole = Field(
+        default=300, ge=10, description="The regime classifier's window."
+    )
+    min_observations: _Whole = Field(
+        default=60, ge=2, description="Samples before any regime but unknown."
+    )
+    quiet_sigma_per_sqrt_s: _Real = Field(default=0.001, ge=0, description="Quiet below this σ.")
+    chaotic_sigma_per_sqrt_s: _Real = Field(
+        default=0.004, gt=0, description="Chaotic at or above this σ."
+    )
+    min_depth_contracts: _Contracts = Field(
+        default=Decimal(1), ge=0, description="Noise when the thinner top side is smaller."
+    )
+    revert_good: _Real = Field(
+        default=0.5, ge=0, le=1, description="Mean-reverting at or above this reversion score."
+    )
+    revert_bad: _Real = Field(
+        default=0.1, ge=0, le=1, description="Trending at or below this reversion score."
+    )
+    drift_threshold: _Real = Field(
+        default=2.0, gt=0, description="Trending when the net move is this many σ·√T."
+    )
+    noise_spread_cents: _Cents = Field(
+        default=Decimal(7), gt=0, le=100, description="Noise when others' spread is this wide."
+    )
+    vr_base_s: _Whole = Field(
+        default=15, ge=1, description="The variance ratio's base interval (reversion score)."
+    )
+    vr_lag: _Whole = Field(default=8, ge=2, description="Its lag, in base intervals.")
+    stability: _Whole = Field(
+        default=3, ge=1, description="Consecutive scans that must agree before a regime changes."
+    )
+    ttl_s: _Real = Field(default=300.0, gt=0, description="A session's time limit.")
+    max_concurrent: _Whole = Field(default=3, ge=1, description="Sessions running at once.")
+    session_max_position_contracts: _Contracts = Field(
+        default=Decimal(3),
+        gt=0,
+        description="A session's position cap (times the profile's factor).",
+    )
+    danger_s: _Real = Field(
+        default=180.0, ge=0, description="No session this close to a close; a running one ends."
+    )
+    illiquid_s: _Real = Field(
+        default=15.0, gt=0, description="Quoting freezes while no public trade came this long."
+    )
+    min_sigma_per_sqrt_s: _Real = Field(
+        default=0.0002, ge=0, description="A session ends when σ falls below this..."
+    )
+    min_sigma_grace_s: _Real = Field(default=30.0, ge=0, description="...after it ran this long.")
+    cooldown_s: _Real = Field(
+        default=60.0, ge=0, description="No new session in a market this soon after its last."
+    )
+    jump_ignore_cents: _Cents = Field(
+        default=Decimal(10), gt=0, description="A jump this large ignores the event's σ."
+    )
+    snapshot_s: _Real = Field(
+        default=60.0,
+        gt=0,
+        description="Every tracked market's snapshot goes into the ledger this often (those in "
+        "a session: every scan).",
+    )
+    gamma_multipliers: _Factors = Field(
+        default=(
+            ("mean_reverting", 1.0),
+            ("quiet", 0.8),
+            ("trending", 1.5),
+            ("chaotic", 2.0),
+            ("noise", 1.2),
+            ("unknown", 1.5),
+        ),
+        description="γ × this in each regime, as [regime, factor] rows or {regime: factor}.",
+    )
+    kappa_multipliers: _Factors = Field(
+        default=(
+            ("mean_reverting", 1.0),
+            ("quiet", 0.7),
+            ("trending", 0.5),
+            ("chaotic", 0.3),
+            ("noise", 0.6),
+            ("unknown", 0.5),
+        ),
+        description="κ × this in each regime.",
+    )
+    profiles: _Profiles = Field(
+        default=(
+            ("mean_reverting", 0.5, Decimal(2), Decimal(4), 1.0, _ALL_BAD),
+            ("medium_trending", 0.25, Decimal(3), Decimal(8), 1.0, ("chaotic", "noise", "unknown")),
+            ("hard_trending", 0.2, Decimal(10), Decimal(20), 1.0, ("all",)),
+            ("low_liquidity", 0.1, Decimal(4), Decimal(12), 1.0, _ALL_BAD),
+        ),
+        description="Category profiles as [name, sigma_blend, min_spread_cents, "
+        "max_spread_cents, max_position_factor, [regimes where no session runs ('all': "
+        "none at all)]].",
+    )
+    category_profiles: _NamePairs = Field(
+        default=(
+            ("Economics", "mean_reverting"),
+            ("Financials", "mean_reverting"),
+            ("Climate and Weather", "mean_reverting"),
+            ("Crypto", "medium_trending"),
+            ("Sports", "hard_trending"),
+            ("Entertainment", "low_liquidity"),
+            ("Science and Technology", "low_liquidity"),
+            ("default", "mean_reverting"),
+        ),
+        description="Each category's profile, as [category, profile] rows or a mapping; "
+        "'default' covers the categories not named.",
+    )
+
+    @model_validator(mode="after")
+    def _check_names(self) -> VolatilityConfig:
+        names = {p[0] for p in self.profiles}
+        regimes = [r for r, _ in self.gamma_multipliers + self.kappa_multipliers]
+        regimes += [r for p in self.profiles for r in p[5] if r != "all"]
+        bad = sorted({r for r in regimes if r not in _REGIMES})
+        if bad:
+            raise PydanticCustomError(
+                "kmm_regime",
+                "unknown regime {bad}: regimes are {known}",
+                {"bad": ", ".join(bad), "known": ", ".join(_REGIMES), "kmm_field": "profiles"},
+            )
+        missing = sorted({p for _, p in self.category_profiles if p not in names})
+        if missing:
+            raise PydanticCustomError(
+                "kmm_profile",
+                "category_profiles names profile {missing}, which profiles does not define",
+                {"missing": ", ".join(missing), "kmm_field": "category_profiles"},
+            )
+        wide = [p[0] for p in self.profiles if p[2] > p[3]]
+        if wide:
+            raise PydanticCustomError(
+                "kmm_profile_spread",
+                "profile {name}: min_spread_cents is above max_spread_cents",
+                {"name": wide[0], "kmm_field": "profiles"},
+            )
+        return self
 
 
 class StrategyConfig(_Section):
@@ -1643,6 +1839,7 @@ class KmmConfig(_Section):
     auth: AuthConfig = Field(default=AuthConfig(), description="Credentials.")
     markets: MarketsConfig = Field(default=MarketsConfig(), description="Markets.")
     discovery: DiscoveryConfig = Field(default=DiscoveryConfig(), description="Discovery.")
+    volatility: VolatilityConfig = Field(default=VolatilityConfig(), description="Volatility mode.")
     strategy: StrategyConfig = Field(default=StrategyConfig(), description="Quoting.")
     risk: RiskConfig = Field(default=RiskConfig(), description="Limits.")
     execution: ExecutionConfig = Field(default=ExecutionConfig(), description="Orders.")

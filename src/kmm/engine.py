@@ -145,6 +145,23 @@ class EngineReport:
         return self.core.halted
 
 
+async def read_series(rest: KalshiRest, markets: Sequence[MarketInfo]) -> dict[str, SeriesInfo]:
+    """Each market's series (fees, category), by event ticker: read in bulk (``GET /events``,
+    ``GET /series``: a few requests whatever the number of markets), one event at a time
+    only when the bulk read does not list it."""
+    events = await rest.event_series_map() if len(markets) > 1 else {}
+    series_of = await rest.all_series() if len(markets) > 1 else {}
+    by_event: dict[str, SeriesInfo] = {}
+    for market in markets:
+        ticker = events.get(market.event_ticker)
+        if ticker is None:
+            ticker = await rest.event_series(market.event_ticker)
+        if ticker not in series_of:
+            series_of[ticker] = await rest.series(ticker)
+        by_event[market.event_ticker] = series_of[ticker]
+    return by_event
+
+
 class LiveEngine:
     """The market maker, live against one venue.
 
@@ -406,13 +423,17 @@ class LiveEngine:
     async def _select_markets(self) -> list[MarketInfo]:
         if self.flatten is not None:
             return await self._held_markets()
-        if self.config.markets.mode == "discovery":
+        if self.config.markets.mode != "fixed":
             return await self._discover()
         return await select_markets(self.rest, self.config.markets)
 
     async def _discover(self) -> list[MarketInfo]:
-        """``markets.mode: discovery``: the best-scored open markets, each with its budget."""
+        """``markets.mode: discovery``: the best-scored open markets, each with its budget;
+        ``volatility``: the best ``volatility.track_n``, which its sessions cap instead."""
         params = discovery_params(self.config)
+        tracking = self.config.markets.mode == "volatility"
+        if tracking:
+            params = replace(params, top_n=self.config.volatility.track_n)
         now_ns = self.clock.now_ns()
         views, listings, stats = await read_views(
             self.rest,
@@ -422,14 +443,16 @@ class LiveEngine:
             depth_levels=self.config.discovery.depth_levels,
         )
         ranked, budgets = discover(views, params, now_ns)
-        chosen = [s for s in ranked if s.selected][: self.config.markets.max_markets]
-        self._budgets = {s.ticker: budgets[s.ticker].max_position for s in chosen}
+        chosen = [s for s in ranked if s.selected]
+        if not tracking:
+            chosen = chosen[: self.config.markets.max_markets]
+            self._budgets = {s.ticker: budgets[s.ticker].max_position for s in chosen}
         self._say(
             f"discovery: {stats.markets} open markets, "
             f"{sum(s.score is not None for s in ranked)} candidates, {len(chosen)} chosen "
             f"({stats.requests} requests in {stats.wall_s:.2f} s)"
         )
-        for s in chosen:
+        for s in chosen if not tracking else []:
             cap = format_count(self._budgets[s.ticker])
             self._say(f"discovery: {s.ticker} score {s.score or 0.0:.3f} cap {cap}")
         self._record_discovery(now_ns, ranked, len(chosen), stats)
@@ -489,17 +512,9 @@ class LiveEngine:
         """Adds ``markets`` to the core with their series' fees and category: read in bulk
         (``GET /events``, ``GET /series``: a few requests whatever the number of markets),
         one market's event at a time only when the bulk read does not list it."""
-        events = await self.rest.event_series_map() if len(markets) > 1 else {}
-        series_of = await self.rest.all_series() if len(markets) > 1 else {}
-        by_event: dict[str, SeriesInfo] = {}
+        by_event = await read_series(self.rest, markets)
         for market in markets:
-            ticker = events.get(market.event_ticker)
-            if ticker is None:
-                ticker = await self.rest.event_series(market.event_ticker)
-            if ticker not in series_of:
-                series_of[ticker] = await self.rest.series(ticker)
-            by_event[market.event_ticker] = series_of[ticker]
-            spec, mid = market_spec(market, series_of[ticker])
+            spec, mid = market_spec(market, by_event[market.event_ticker])
             budget = self._budgets.get(market.ticker)
             if budget is not None:
                 spec = replace(spec, max_position=budget)
@@ -837,6 +852,9 @@ class LiveEngine:
             state = f"exiting {len(core.exits_left())}/{len(core.exiting)}"
         else:
             state = f"quoting {len(quoting)}/{len(markets)}"
+        desk = core.desk
+        if desk is not None:
+            state += f" | sessions {len(desk.manager.running)} ({desk.stats.sessions} so far)"
         return (
             f"t={elapsed:5.0f}s {state} | inv "
             f"{format_count(inventory)} | pnl real ${format_money(realized)} unreal "

@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -36,10 +36,10 @@ import aiohttp
 import yaml
 
 from kmm.config import KmmConfig, RecordConfig, masked_dump
-from kmm.engine import EngineReport, LiveEngine, select_markets
+from kmm.engine import EngineReport, LiveEngine, read_series, select_markets
 from kmm.errors import AuthError, ConfigError, KmmError, Rejected, UnknownOutcome, WireError
 from kmm.kalshi.auth import Signer, load_private_key, load_private_key_pem
-from kmm.kalshi.rest import KalshiRest, MarketInfo, SeriesInfo
+from kmm.kalshi.rest import KalshiRest
 from kmm.kalshi.wire import Event, WireDecoder
 from kmm.kalshi.ws import KalshiWs
 from kmm.record import (
@@ -209,7 +209,7 @@ async def run_capture(config: KmmConfig, *, duration_s: float | None, out: TextI
                 rest = KalshiRest(session, rest_url, signer)
                 try:
                     infos = await select_markets(rest, config.markets)
-                    series = await _series_of(rest, infos)
+                    series = await read_series(rest, infos)
                 except AuthError as e:
                     raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
                 write_markets_json(recorder.run_dir, infos, series)
@@ -218,20 +218,6 @@ async def run_capture(config: KmmConfig, *, duration_s: float | None, out: TextI
                 frames = await _capture_feed(ws_url, signer, markets, recorder, duration_s)
         print(f"kmm capture: {frames} frames in {recorder.run_dir / 'capture.jsonl.gz'}", file=out)
     return 0
-
-
-async def _series_of(rest: KalshiRest, markets: Sequence[MarketInfo]) -> dict[str, SeriesInfo]:
-    """Each market's series (fee type and multiplier), by event ticker, for ``markets.json``."""
-    found: dict[str, SeriesInfo] = {}
-    by_series: dict[str, SeriesInfo] = {}
-    for market in markets:
-        if market.event_ticker in found:
-            continue
-        name = await rest.event_series(market.event_ticker)
-        if name not in by_series:
-            by_series[name] = await rest.series(name)
-        found[market.event_ticker] = by_series[name]
-    return found
 
 
 async def _capture_feed(
@@ -331,6 +317,21 @@ async def venue_rest(config: KmmConfig, out: TextIO) -> AsyncIterator[KalshiRest
         async with aiohttp.ClientSession(timeout=timeout) as session:
             try:
                 yield KalshiRest(session, rest_url, signer, subaccount=config.venue.subaccount)
+            except AuthError as e:
+                raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
+
+
+@contextlib.asynccontextmanager
+async def venue_feed(
+    config: KmmConfig, out: TextIO
+) -> AsyncIterator[tuple[KalshiRest, str, Signer]]:
+    """Like :func:`venue_rest`, with the websocket URL and the signer a feed needs."""
+    async with _venue(config, out) as (rest_url, ws_url, signer):
+        timeout = aiohttp.ClientTimeout(total=config.venue.request_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                rest = KalshiRest(session, rest_url, signer, subaccount=config.venue.subaccount)
+                yield rest, ws_url, signer
             except AuthError as e:
                 raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
 

@@ -346,6 +346,31 @@ class Pipeline:
         market.params = replace(market.params, max_position=min(cap, self.params.max_position))
         market.spec = replace(market.spec, max_position=cap)
 
+    def set_params(self, ticker: str, params: StrategyParams | None, now_ns: int) -> None:
+        """A market's quoting parameters from now on (``None``: the pipeline's, within the
+        market's own cap), and a fresh decision."""
+        market = self.markets[ticker]
+        base = params if params is not None else self.params
+        cap = market.spec.max_position
+        if cap is not None and cap < base.max_position:
+            base = replace(base, max_position=cap)
+        market.params = base
+        if market.book.trusted:
+            self.decide(ticker, now_ns)
+
+    def sample(self, ticker: str) -> tuple[float | None, Price | None, Qty]:
+        """A market's fair price without our orders, others' spread and the thinner side's
+        top size, from its book (``(None, None, 0)`` while the book is untrusted)."""
+        market = self.markets.get(ticker)
+        if market is None or not market.book.trusted:
+            return None, None, 0
+        top = market.others_top()
+        bid, bid_qty, ask, ask_qty = top
+        if bid is None or ask is None:
+            return None, None, 0
+        fair = market.others_fair(self.fair_value, top)
+        return fair, ask - bid, bid_qty if bid_qty < ask_qty else ask_qty
+
     def on_frame(self, frame: bytes | str, now_ns: int) -> Event | None:
         """Handles one websocket frame received at ``now_ns``.
 

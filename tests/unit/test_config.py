@@ -38,6 +38,7 @@ SECTIONS = (
     "auth",
     "markets",
     "discovery",
+    "volatility",
     "strategy",
     "risk",
     "execution",

@@ -54,6 +54,15 @@ class Sink:
     def daily_pnl(self, day: str, pnl: Money, peak: Money, ts_ns: int) -> None:
         self._add("daily", day, pnl, peak)
 
+    def volatility_event(self, ts_ns: int, event: Any, session: int | None, skipped: str) -> None:
+        self._add("vol_event", event.ticker, session, skipped)
+
+    def volatility_session(self, session: Any, fills: int, pnl: Money) -> None:
+        self._add("vol_session", session.ticker, session.reason, fills, pnl)
+
+    def market_snapshot(self, ts_ns: int, scan: Any, terms: Any, session: int | None) -> None:
+        self._add("snapshot", scan.ticker, str(scan.regime), session)
+
 
 def _frame(name: str, **msg: Any) -> bytes:
     frame = copy.deepcopy(orjson.loads((DATA / f"{name}.json").read_bytes()))
@@ -413,3 +422,67 @@ def test_markets_within_the_exit_window_of_their_close_are_exited_on_the_tick() 
     core.on_tick(close_ns - 119 * 10**9)
 
     assert core.exiting == [TICKER]
+
+
+# volatility mode
+
+
+def _volatile_core() -> tuple[TradingCore, Sink]:
+    sink = Sink()
+    config = KmmConfig.model_validate(
+        {
+            "markets": {"mode": "volatility"},
+            "volatility": {
+                "warmup": 20, "min_observations": 20, "stability": 1, "scan_s": 5,
+                "chaotic_sigma_per_sqrt_s": 0.05, "illiquid_s": 1000, "vr_base_s": 1,
+                "vr_lag": 4, "regime_window_s": 30,
+            },
+        }
+    )  # fmt: skip
+    core = build_core(config, start_ns=T0, records=sink, env="sim")
+    core.add_market(MarketSpec(TICKER, PriceGrid.linear_cent(), T0 + 86_400 * 10**9, 0.0))
+    core.start_trading(
+        WriteScheduler(TokenBucket(200, 100, T0)), ExecSettings(), Backoff(jitter=0.0)
+    )
+    return core, sink
+
+
+def _swing(core: TradingCore, seconds: int, start: int = 0) -> list[Action]:
+    """A book whose bid swings a cent every second (a mean-reverting mid), one tick a second."""
+    actions: list[Action] = []
+    for i in range(start, start + seconds):
+        bid = "0.4500" if i % 2 else "0.4400"
+        core.on_frame(_snapshot(seq=2 + i, bid=bid, ask_no="0.4800"), T0 + i * 1000 * MS)
+        core.on_tick(T0 + i * 1000 * MS + MS)
+        actions += core.take_actions()
+    return actions
+
+
+def test_volatility_mode_quotes_only_in_a_session_its_event_started_within_the_sessions_cap() -> (
+    None
+):
+    core, sink = _volatile_core()
+
+    quiet = _swing(core, 20)  # the scanner warms up: the market is idle
+
+    assert _of(StartCreate, quiet) == []
+    assert core.desk is not None and core.desk.idle(TICKER)
+    later = _swing(core, 20, start=20)
+    creates = [c.order for c in _of(StartCreate, later)]
+    assert creates and {o.side for o in creates} == {BookSide.BID, BookSide.ASK}
+    assert all(o.count <= 300 for o in creates)  # the session's cap: 3 contracts
+    (event,) = [r for r in sink.rows["vol_event"] if r[1] is not None]
+    assert event == (TICKER, 1, "")
+    assert not core.desk.idle(TICKER)
+    assert any(r[2] == 1 for r in sink.rows["snapshot"])  # snapshots of the session
+
+
+def test_a_session_that_ends_is_recorded_and_its_market_is_idle_again() -> None:
+    core, sink = _volatile_core()
+    _swing(core, 40)
+    assert core.desk is not None and core.desk.manager.running
+
+    core.tape_end(T0 + 41_000 * MS)
+
+    assert sink.rows["vol_session"] == [(TICKER, "stopped", 0, 0)]
+    assert core.desk.idle(TICKER) and TICKER in core.exiting

@@ -33,6 +33,7 @@ from typing import Final, Protocol
 
 from kmm.config import KmmConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
+from kmm.core.desk import DeskRecords, VolatilityDesk
 from kmm.core.markets import GridView
 from kmm.core.planner import ExecEvent, ExecSettings, OrderPlanner, WriteRequest
 from kmm.errors import WireError
@@ -62,6 +63,7 @@ from kmm.risk import (
     gate_quote,
 )
 from kmm.strategy.exit import ExitPlan, ExitStyle
+from kmm.strategy.quoter import StrategyParams
 from kmm.types import (
     ONE_DOLLAR,
     QTY_SCALE,
@@ -95,7 +97,7 @@ _CLOSED_EVENTS: Final = frozenset({"determined", "settled", "closed"})
 _LOGGED_EVENTS: Final = frozenset({"rejected", "unknown", "dropped", "settled"})
 
 
-class RecordSink(Protocol):
+class RecordSink(DeskRecords, Protocol):
     """Where records go: :class:`~kmm.record.Recorder` (its methods only enqueue)."""
 
     def tape(
@@ -216,6 +218,10 @@ class TradingCore:
         self._halt_acted = False
         self._exits: dict[str, ExitStyle] = {}
         self._retiring: set[str] = set()
+        self.desk: VolatilityDesk | None = None
+        """Volatility mode's scanner and sessions (``markets.mode: volatility``)."""
+        if config.markets.mode == "volatility":
+            self.desk = VolatilityDesk(self, config, records)
 
     @property
     def halted(self) -> str | None:
@@ -234,6 +240,10 @@ class TradingCore:
     def _say(self, line: str) -> None:
         self._out.append(Say(line))
 
+    def say(self, line: str) -> None:
+        """An operations line for the driver to print and log."""
+        self._out.append(Say(line))
+
     # ----------------------------------------------------------------- set-up
 
     def add_market(self, spec: MarketSpec, mid: Price | None = None) -> None:
@@ -246,6 +256,8 @@ class TradingCore:
             self.marks[spec.ticker] = mid
         if spec.ticker not in self.report.markets:
             self.report.markets.append(spec.ticker)
+        if self.desk is not None:
+            self.desk.track(spec.ticker, self.started_ns)
 
     def adopt(self, order: VenueOrder, now_ns: int) -> None:
         """Tracks an order found resting at start as if we had placed it."""
@@ -435,6 +447,8 @@ class TradingCore:
             return False
         self.fills.append(fill)
         self.report.fills += 1
+        if self.desk is not None:
+            self.desk.on_fill(fill.ticker)
         fill_s = fill.ts_ms // 1000 - 1
         if self.fills_since_s is None or fill_s > self.fills_since_s:
             self.fills_since_s = fill_s
@@ -480,6 +494,8 @@ class TradingCore:
 
     def _on_trade(self, trade: Trade, now_ns: int) -> None:
         self._last_trade[trade.ticker] = trade.yes_price
+        if self.desk is not None:
+            self.desk.on_trade(trade.ticker, now_ns)
 
     def _on_subscribed(self, event: Subscribed, now_ns: int) -> None:
         """The fill channel is live (at start or again after a reconnect): read back the
@@ -765,16 +781,26 @@ class TradingCore:
         if self.feed_last_ns:
             self._on_kill_event(kill.check_feed(self.feed_last_ns, now_ns), now_ns)
         for change in self.risk.take_events():
-            self._say(f"risk: {change}")
+            if self.desk is not None and self.desk.idle(change.ticker):
+                self._out.append(Log.info(f"risk: {change}"))  # idle between sessions: routine
+            else:
+                self._say(f"risk: {change}")
         if kill.state is HaltState.RUNNING:
-            self._exit_before_close(now_ns)
-            self.pipeline.recheck(now_ns)  # a throttle's hold may have ended with no book event
-            if self.quotes_pending:
-                self.tape_quotes(self.decide_quotes(now_ns), now_ns)
+            self._tick_running(now_ns)
         for ticker in self.pipeline.markets:
             self._touch(ticker)
         if kill.state is HaltState.HALTING:
             self._out.append(GoFlat())
+
+    def _tick_running(self, now_ns: int) -> None:
+        """The tick's part while the kill switch runs: volatility mode's scans, exits before
+        a close, throttles' holds that ended, and the quotes they changed."""
+        if self.desk is not None:
+            self.desk.on_tick(now_ns)
+        self._exit_before_close(now_ns)
+        self.pipeline.recheck(now_ns)  # a throttle's hold may have ended with no book event
+        if self.quotes_pending:
+            self.tape_quotes(self.decide_quotes(now_ns), now_ns)
 
     # ----------------------------------------------------------------- exits
 
@@ -844,6 +870,29 @@ class TradingCore:
         """The dropped markets that hold no position and none of our orders any more."""
         left = set(self.exits_left())
         return [t for t in self._retiring if t not in left]
+
+    def set_session_terms(
+        self, ticker: str, params: StrategyParams | None, cap: Qty | None, now_ns: int
+    ) -> None:
+        """A volatility session's quoting parameters and position cap for a market (None:
+        the run's again)."""
+        if cap is None:
+            self.risk.market_caps.pop(ticker, None)
+            spec_cap = self.pipeline.markets[ticker].spec.max_position
+            if spec_cap is not None:
+                self.risk.market_caps[ticker] = spec_cap
+        else:
+            self.risk.market_caps[ticker] = cap
+        self.pipeline.set_params(ticker, params, now_ns)
+        self._touch(ticker)
+
+    def market_pnl(self, ticker: str) -> Money:
+        """A market's P&L now, net of fees: realized plus its open lots at the P&L mark."""
+        position = self.portfolio.positions().get(ticker)
+        if position is None:
+            return 0
+        mark = self.pnl_marks().get(ticker)
+        return position.realized + (position.unrealized(mark) if mark is not None else 0)
 
     def set_market_cap(self, ticker: str, cap: Qty) -> None:
         """A market's own position cap (discovery's budget), for the quoter and the checks."""
@@ -918,8 +967,11 @@ class TradingCore:
 
     def tape_end(self, now_ns: int) -> None:
         """One ``end`` row per market at the end of a run: every position at its final mark,
-        so the tape's last P&L is the run's (``kmm report`` reads it from there)."""
+        so the tape's last P&L is the run's (``kmm report`` reads it from there). Running
+        volatility sessions end here (``stopped``) and are recorded."""
         self.update_marks()
+        if self.desk is not None:
+            self.desk.stop(now_ns)
         for ticker in self.pipeline.markets:
             if ticker not in self._settled:
                 self._tape(ticker, "end", now_ns)

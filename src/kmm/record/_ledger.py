@@ -1,5 +1,7 @@
 """The SQLite ledger: what must survive a restart (runs, orders, fills, positions, daily P&L),
-and what discovery chose and why (``discovery_sessions``, ``discovery_candidates``).
+what discovery chose and why (``discovery_sessions``, ``discovery_candidates``), and what
+volatility mode saw and did (``volatility_events``, ``volatility_sessions``,
+``market_snapshots``).
 
 Theory of operation
 -------------------
@@ -61,7 +63,31 @@ CREATE TABLE IF NOT EXISTS discovery_candidates (
     run_id TEXT, session INTEGER, ticker TEXT, category TEXT, score REAL, selected INTEGER,
     max_position TEXT, reasons TEXT, PRIMARY KEY (run_id, session, ticker)
 );
+CREATE TABLE IF NOT EXISTS volatility_events (
+    run_id TEXT, ts TEXT, ticker TEXT, kind TEXT, jump TEXT, sigma REAL, strength REAL,
+    direction TEXT, regime TEXT, session INTEGER, skipped TEXT
+);
+CREATE TABLE IF NOT EXISTS volatility_sessions (
+    run_id TEXT, session INTEGER, ticker TEXT, started_ts TEXT, ended_ts TEXT, trigger TEXT,
+    profile TEXT, regime TEXT, end_reason TEXT, fills INTEGER, pnl TEXT,
+    PRIMARY KEY (run_id, session)
+);
+CREATE TABLE IF NOT EXISTS market_snapshots (
+    run_id TEXT, ts TEXT, ticker TEXT, regime TEXT, raw_regime TEXT, scan_sigma REAL,
+    reversion REAL, jump TEXT, fair REAL, reservation REAL, half_spread REAL, sigma REAL,
+    kappa REAL, session INTEGER
+);
 """
+_VOLATILITY_INSERTS: Final = {
+    "volatility_events": "INSERT INTO volatility_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "volatility_sessions": (
+        "INSERT OR REPLACE INTO volatility_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    "market_snapshots": (
+        "INSERT INTO market_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+}
+"""Volatility mode's tables and their inserts (every row starts with the run id)."""
 
 _INSERT_ORDER: Final = "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_FILL: Final = "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -159,6 +185,11 @@ class Ledger:
                 for t, c, sc, sel, cap, r in candidates
             ],
         )
+
+    def volatility(self, table: str, row: Sequence[object]) -> None:
+        """One row of a volatility-mode table (``volatility_events``, ``volatility_sessions``
+        or ``market_snapshots``; see :data:`SCHEMA` for the columns after ``run_id``)."""
+        self._conn.execute(_VOLATILITY_INSERTS[table], (self.run_id, *row))
 
     def commit(self) -> None:
         """Commits the open transaction, if there is one."""

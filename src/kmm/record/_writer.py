@@ -59,6 +59,7 @@ __all__ = [
     "POSITION",
     "SYNC",
     "TAPE",
+    "VOLATILITY",
     "RunInfo",
     "Writer",
 ]
@@ -71,7 +72,8 @@ DAILY: Final = 4
 CAPTURE: Final = 5
 SYNC: Final = 6
 DISCOVERY: Final = 7
-CLOSE: Final = 8
+VOLATILITY: Final = 8
+CLOSE: Final = 9
 
 _LOGGED_ERRORS: Final = 10
 # The writer polls rather than blocking on the queue: a put never has to wake a waiting thread
@@ -226,6 +228,15 @@ class _Run:
         _, ts_ns, session, counts, candidates = item
         self.ledger.discovery(session, self.ts.text(ts_ns), counts, candidates)
 
+    def volatility_item(self, item: Item) -> None:
+        """A ``VOLATILITY`` item: one row of a volatility-mode table (its times in ns, turned
+        into the ledger's text here, off the trading thread)."""
+        _, table, row, ts_at = item
+        cells = list(row)
+        for i in ts_at:
+            cells[i] = self.ts.text(cells[i]) if cells[i] is not None else ""
+        self.ledger.volatility(table, cells)
+
     def capture_item(self, item: Item) -> None:
         """A ``CAPTURE`` item: one frame, if this run captures."""
         if self.capture_file is not None:
@@ -340,6 +351,7 @@ class Writer:
             run.capture_item,
             sync,
             run.discovery_item,
+            run.volatility_item,
         )
 
     def _flush(self, run: _Run) -> None:
@@ -366,4 +378,5 @@ _TAG_NAMES: Final = (
     "capture",
     "sync",
     "discovery",
+    "volatility",
 )

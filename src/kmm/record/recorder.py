@@ -45,11 +45,14 @@ from kmm.record._writer import (
     POSITION,
     SYNC,
     TAPE,
+    VOLATILITY,
     Item,
     RunInfo,
     Writer,
 )
-from kmm.types import Fill, Money, Price, Qty
+from kmm.select.sessions import Session
+from kmm.select.volatility import MarketScan, VolEvent
+from kmm.types import Fill, Money, Price, Qty, format_money, format_price
 
 __all__ = [
     "FILL_COLUMNS",
@@ -312,6 +315,49 @@ class Recorder:
         """Records one discovery session and its candidates (ledger; see
         :meth:`kmm.record._ledger.Ledger.discovery`)."""
         self._put((DISCOVERY, ts_ns, session, counts, candidates))
+
+    def volatility_event(
+        self, ts_ns: int, event: VolEvent, session: int | None, skipped: str
+    ) -> None:
+        """Records one volatility event (``volatility_events``): the session it spawned, or
+        why it spawned none."""
+        row = (
+            ts_ns, event.ticker, event.kind, format_price(event.jump), event.sigma,
+            event.strength, event.direction, str(event.regime), session, skipped,
+        )  # fmt: skip
+        self._put((VOLATILITY, "volatility_events", row, (0,)))
+
+    def volatility_session(self, session: Session, fills: int, pnl: Money) -> None:
+        """Records one ended volatility session (``volatility_sessions``), P&L net of fees
+        and marked at its end."""
+        row = (
+            session.number, session.ticker, session.started_ns, session.ended_ns,
+            session.event.kind, session.profile, str(session.regime), session.reason, fills,
+            format_money(pnl),
+        )  # fmt: skip
+        self._put((VOLATILITY, "volatility_sessions", row, (2, 3)))
+
+    def market_snapshot(
+        self,
+        ts_ns: int,
+        scan: MarketScan,
+        terms: tuple[float, float, float, float, float] | None,
+        session: int | None,
+    ) -> None:
+        """Records one market's regime and quoting terms (``market_snapshots``): fair,
+        reservation price and half-spread in dollars, σ per √s and κ per dollar."""
+        f = scan.features
+        fair, reservation, half, sigma, kappa = terms or (None, None, None, None, None)
+        scale = 1 / 10_000
+        row = (
+            ts_ns, scan.ticker, str(scan.regime), str(scan.raw), f.sigma, f.reversion,
+            format_price(f.jump),
+            fair * scale if fair is not None else None,
+            reservation * scale if reservation is not None else None,
+            half * scale if half is not None else None,
+            sigma, kappa, session,
+        )  # fmt: skip
+        self._put((VOLATILITY, "market_snapshots", row, (0,)))
 
     def capture(self, recv_ns: int, frame: bytes | str) -> None:
         """Records one websocket frame and its receive time, if the run captures."""

@@ -110,6 +110,11 @@ class StrategyParams:
             leaves the model's price alone.
         baseline_ticks: The fixed-spread baseline's distance from the fair price, in ticks.
         skew_contracts: The join-the-touch baseline's skew: a tick per this many contracts.
+        kappa_factor: κ (estimated or default) is multiplied by this (a volatility session's
+            regime multiplier; 1 otherwise).
+        sigma_blend: The weight ``w`` of ``sigma_event`` in the σ used,
+            ``(1 − w)·σ_estimated + w·σ_event``, before the bounds (0: the estimate alone).
+        sigma_event: The σ of the volatility event a session was spawned by, in dollars/√s.
 
     Raises:
         ConfigError: listing every parameter out of range.
@@ -138,6 +143,9 @@ class StrategyParams:
     improve_ticks: int = 1
     baseline_ticks: int = 2
     skew_contracts: float = 5.0
+    kappa_factor: float = 1.0
+    sigma_blend: float = 0.0
+    sigma_event: float = 0.0
 
     def __post_init__(self) -> None:
         problems = _positive_problems(self) + _range_problems(self)
@@ -153,8 +161,10 @@ def _positive_problems(params: StrategyParams) -> list[str]:
         "lot_qty": params.lot_qty,
         "baseline_ticks": params.baseline_ticks,
         "skew_contracts": params.skew_contracts,
+        "kappa_factor": params.kappa_factor,
     }
     non_negative = {
+        "sigma_event": params.sigma_event,
         "sigma_min": params.sigma_min,
         "base_qty": params.base_qty,
         "eta": params.eta,
@@ -196,6 +206,8 @@ def _range_problems(params: StrategyParams) -> list[str]:
             "soft_low, soft_high: need extreme_low <= soft_low <= soft_high <= extreme_high, got "
             f"{params.soft_low}, {params.soft_high}"
         )
+    if not 0 <= params.sigma_blend <= 1:
+        problems.append(f"sigma_blend: must be within [0, 1], got {params.sigma_blend}")
     if not 0 <= params.soft_size_factor <= 1:
         problems.append(f"soft_size_factor: must be within [0, 1], got {params.soft_size_factor}")
     if not hard_ok:
@@ -333,12 +345,15 @@ def _terms(fair: float, inputs: QuoteInputs, params: StrategyParams) -> QuoteTer
     mid = 0.0 if mid < 0.0 else 1.0 if mid > 1.0 else mid
     tau_s = inputs.tau_s
     tau_s = params.horizon_s if tau_s > params.horizon_s else 0.0 if tau_s < 0.0 else tau_s
-    kappa = inputs.kappa if inputs.kappa > 0.0 else params.kappa_default
+    kappa = (inputs.kappa if inputs.kappa > 0.0 else params.kappa_default) * params.kappa_factor
     gamma = params.gamma
     if params.gamma_inventory and params.max_position:
         used = abs(inputs.inventory) / params.max_position
         gamma *= 1.0 + params.gamma_inventory * (used if used < 1.0 else 1.0)
-    sigma = bounded_sigma(inputs.sigma, mid, params.sigma_min, params.sigma_max)
+    sigma = inputs.sigma
+    if params.sigma_blend:
+        sigma += params.sigma_blend * (params.sigma_event - sigma)
+    sigma = bounded_sigma(sigma, mid, params.sigma_min, params.sigma_max)
     center = reservation_price(mid, inputs.inventory / QTY_SCALE, gamma, sigma, tau_s)
     center += inputs.alpha_skew / ONE_DOLLAR
     half = 0.5 * optimal_spread(gamma, sigma, tau_s, kappa)
