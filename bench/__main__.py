@@ -292,8 +292,8 @@ def _bench_memory() -> None:
     """Resident memory of the bot's process on 1000 markets, next to the same bot on 8."""
     floor = load.memory(MARKETS, MEMORY_SETTLE_S)
     big = load.memory(MEMORY_MARKETS, MEMORY_SETTLE_S)
-    print(f"resident memory of kmm run (its process alone, the exchange in another process; target <= "
-          f"{MEMORY_TARGET_MB} MB with {MEMORY_MARKETS} markets):")  # fmt: skip
+    print(f"resident memory of kmm run (its process alone, the exchange in another process; "
+          f"target <= {MEMORY_TARGET_MB} MB with {MEMORY_MARKETS} markets):")  # fmt: skip
     for row, note in ((big, ""), (floor, "; the floor: interpreter, imports, sockets")):
         print(f"  {MEMORY_MARKETS if row is big else MARKETS:>5} markets  VmRSS "
               f"{row['rss_mb']:6.1f} MB  peak (VmHWM) {row['hwm_mb']:6.1f} MB  "

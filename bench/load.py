@@ -9,14 +9,14 @@ quoting) and ``settle_s`` more seconds have passed, its ``VmRSS`` (resident now)
 (the peak so far, start-up included) are read from ``/proc/PID/status``. The same run on 8
 markets is the floor: the interpreter, kmm's imports, the sockets and the recorder.
 
-**Lag.** A feed process-less of kmm: this process serves a websocket on loopback that answers
-the ``subscribe`` command, sends one ``orderbook_snapshot`` per market and then pre-built
-``orderbook_delta`` frames (JSON made here with ``orjson``, not by kmm) in paced bursts,
-``burst`` frames every ``burst / rate`` seconds, spinning to each burst's scheduled time. The
-receiver is a fresh ``python -m bench.load receive`` process (a heap holding only what a bot
-holds) running kmm's own receive path on uvloop: :class:`~kmm.kalshi.ws.KalshiWs` hands each
-frame, inline in ``data_received``, to a handler that does what ``LiveEngine.on_frame`` does
-(``TradingCore.on_frame``; the mailbox drained through ``decide_quotes`` at once when the
+**Lag.** The feed contains no kmm code: this process serves a websocket on loopback that
+answers the ``subscribe`` command, sends one ``orderbook_snapshot`` per market and then
+pre-built ``orderbook_delta`` frames (JSON made here, not by kmm) in paced bursts, ``burst``
+frames in one write every ``burst / rate`` seconds, spinning to each burst's scheduled time.
+The receiver is a fresh ``python -m bench.load receive`` process (a heap holding only what a
+bot holds) running kmm's own receive path on uvloop: :class:`~kmm.kalshi.ws.KalshiWs` hands
+each frame, inline in ``data_received``, to a handler that does what ``LiveEngine.on_frame``
+does (``TradingCore.on_frame``; the mailbox drained through ``decide_quotes`` at once when the
 socket read holds no later book frame, else at the end of the event-loop turn). A frame's lag
 runs from its burst's scheduled send time to the moment the core has decided on it: its
 ``on_frame`` returned and, if quotes were waiting, ``decide_quotes`` returned. Both stamps are
@@ -24,6 +24,12 @@ runs from its burst's scheduled send time to the moment the core has decided on 
 exchange answers orders here; the order path is the tick-to-order bench's), so
 ``decide_quotes`` hands the quotes on and the decision is the quote. The first ``warmup_s``
 of the stream is left out. With two CPUs the feed and the receiver each have one.
+
+**Floor.** The same stream to ``python -m bench.load floor``: after the websocket handshake it
+only counts the bytes of each read and stamps every frame they complete. Its lag is what the
+machine alone costs (the loopback, a wake-up, and whatever stalls the receiving CPU). Other
+processes' CPU time during each run is read from ``/proc`` and returned, so that a disturbed
+run can say so.
 """
 
 from __future__ import annotations
@@ -237,7 +243,7 @@ def lag(
     *,
     warmup_s: float = 1.0,
     burst: int = 20,
-    floor_s: float = 2.5,
+    floor_s: float = 5.0,
 ) -> dict[str, dict[str, Any]]:
     """Frame-to-decision lag of kmm's receive path and trading core (``kmm``) at ``rate``
     frames a second across ``markets`` markets, for ``seconds`` after ``warmup_s``, and the

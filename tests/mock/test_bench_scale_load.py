@@ -12,7 +12,6 @@ import sys
 
 import orjson
 import pytest
-
 from bench import load
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -20,7 +20,7 @@ S = 1_000_000_000
 T0 = 1_700_000_000 * S
 CENT = 100
 SCANNER = ScannerParams(warmup=20, scan_s=5.0)
-REGIMES = RegimeParams(min_observations=20, stability=3)
+REGIMES = RegimeParams(min_observations=20, stability=1)
 
 
 def _features(**kw: object) -> Features:
@@ -49,8 +49,10 @@ def _walk(seed: int, n: int, drift: float, vol: float) -> list[int]:
     return out
 
 
-def _scanner(path: list[int], spread: int = 200, depth: int = 1000) -> VolatilityScanner:
-    scanner = VolatilityScanner(SCANNER, REGIMES)
+def _scanner(
+    path: list[int], spread: int = 200, depth: int = 1000, regimes: RegimeParams = REGIMES
+) -> VolatilityScanner:
+    scanner = VolatilityScanner(SCANNER, regimes)
     scanner.track(["M"])
     for fair in path:
         scanner.sample("M", float(fair), spread, depth)
@@ -182,7 +184,7 @@ def test_an_active_market_can_fire_again_once_its_volatility_ended() -> None:
 
 
 def test_the_stable_regime_changes_only_after_enough_agreeing_scans() -> None:
-    scanner = _scanner(_ou(3, 400, 0.2, 0.002))
+    scanner = _scanner(_ou(3, 400, 0.2, 0.002), regimes=RegimeParams(min_observations=20))
     for i in range(3):
         assert scanner.regime("M") is Regime.UNKNOWN
         scanner.scan(T0 + i * 5 * S)
@@ -197,6 +199,17 @@ def test_the_stable_regime_changes_only_after_enough_agreeing_scans() -> None:
     scanner.sample("M", 5000.0, 2000, 1000)
     scanner.scan(T0 + 20 * 5 * S)
     assert scanner.regime("M") is Regime.NOISE
+
+
+def test_no_event_before_the_markets_regime_is_known() -> None:
+    swinging = [5000 + (300 if i % 2 else 0) for i in range(40)]
+    scanner = _scanner(swinging, regimes=RegimeParams(min_observations=20, stability=2))
+
+    scans, events = scanner.scan(T0)
+
+    assert scans[0].trigger == "sigma" and scans[0].regime is Regime.UNKNOWN
+    assert events == []
+    assert len(scanner.scan(T0 + 5 * S)[1]) == 1  # two agreeing scans: the regime is known
 
 
 def test_an_untracked_market_is_forgotten_and_samples_of_others_ignored() -> None:

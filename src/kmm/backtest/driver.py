@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 import orjson
@@ -90,7 +90,7 @@ class BacktestOptions:
     Attributes:
         scenario: The local exchange's scenario (``calm``, ``jump``, ...).
         seed: Seed of the universe, the traders and every draw of the backtest.
-        markets: How many markets the venue lists (all are traded).
+        markets: How many markets the venue lists (all are traded unless ``tickers``).
         duration_s: Simulated seconds (None: until the venue has nothing left, the end of
             a capture).
         tier: The account's rate-limit tier.
@@ -98,6 +98,8 @@ class BacktestOptions:
             delay applies each way.
         start_ns: The simulated start time.
         balance: The account's cash, in $0.000001.
+        tickers: Trade only these markets (empty: every open one).
+        caps: A position cap (0.01 contracts) of some markets, as discovery gives them.
     """
 
     scenario: str = "calm"
@@ -108,6 +110,8 @@ class BacktestOptions:
     latency: Latencies = field(default_factory=default_latencies)
     start_ns: int = DEFAULT_START_NS
     balance: Money = 100_000 * 1_000_000
+    tickers: tuple[str, ...] = ()
+    caps: tuple[tuple[str, Qty], ...] = ()
 
 
 @dataclass(slots=True)
@@ -267,9 +271,12 @@ class Backtest:
 
     def _start(self, now: int) -> None:
         core, venue = self.core, self.venue
+        chosen, caps = set(self.options.tickers), dict(self.options.caps)
         for market in venue.markets():
-            if market.status in ("active", "open"):
-                core.add_market(*market_spec(market, venue.series_of(market)))
+            if market.status in ("active", "open") and (not chosen or market.ticker in chosen):
+                spec, mid = market_spec(market, venue.series_of(market))
+                cap = caps.get(market.ticker)
+                core.add_market(spec if cap is None else replace(spec, max_position=cap), mid)
         tickers = list(core.pipeline.markets)
         self._book_tickers = tickers
         buckets = RateBuckets.from_tier(self.options.tier, now)

@@ -47,6 +47,7 @@ __all__ = [
     "format_board",
     "goals",
     "run_scoreboard",
+    "score_options",
     "score_run",
 ]
 
@@ -111,16 +112,23 @@ def score_run(
         seed: The seed.
         duration_s: Simulated seconds.
     """
+    run_config = config.model_copy(
+        update={"strategy": config.strategy.model_copy(update={"model": model})}
+    )
+    options = BacktestOptions(
+        scenario=scenario, seed=seed, markets=config.sim.markets, duration_s=duration_s
+    )
+    return score_options(run_config, options, model)
+
+
+def score_options(config: KmmConfig, options: BacktestOptions, label: str) -> RunScore:
+    """Runs one backtest of ``options`` with ``config`` in a scratch directory and scores it
+    as ``kmm report`` reads it, under ``label`` (the board's model column)."""
+    scenario, seed, duration_s = options.scenario, options.seed, options.duration_s or 0.0
     with tempfile.TemporaryDirectory(prefix="kmm-score-") as scratch:
         runs = Path(scratch)
         run_config = config.model_copy(
-            update={
-                "strategy": config.strategy.model_copy(update={"model": model}),
-                "record": config.record.model_copy(update={"runs_dir": runs}),
-            }
-        )
-        options = BacktestOptions(
-            scenario=scenario, seed=seed, markets=config.sim.markets, duration_s=duration_s
+            update={"record": config.record.model_copy(update={"runs_dir": runs})}
         )
         out = io.StringIO()
         run_backtest(run_config, options, out)
@@ -137,7 +145,7 @@ def score_run(
     ]
     share = report["fills"]["maker_share"]
     return RunScore(
-        model=model,
+        model=label,
         scenario=scenario,
         seed=seed,
         duration_s=duration_s,

@@ -20,7 +20,7 @@ So the trading core sees exactly what it sees live; only time is simulated, by t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -31,6 +31,8 @@ from kmm.kalshi.rest import (
     BatchItem,
     CreateAck,
     MarketInfo,
+    MarketListing,
+    OrderBookLegs,
     OrderRequest,
     SeriesInfo,
     VenueOrder,
@@ -38,7 +40,9 @@ from kmm.kalshi.rest import (
     error_from_response,
     parse_ack,
     parse_batch_items,
+    parse_book_legs,
     parse_fill,
+    parse_listing,
     parse_market,
     parse_order,
     parse_position,
@@ -110,6 +114,25 @@ class GeneratedVenue:
         """Every market, as ``GET /markets`` lists it."""
         engine, now = self.venue.engine, self.now_ns
         return [parse_market(ser.market_json(engine, m, now)) for m in engine.markets.values()]
+
+    def listings(self) -> list[MarketListing]:
+        """Every market with its type, times and volumes, as ``GET /markets`` lists it."""
+        engine, now = self.venue.engine, self.now_ns
+        return [parse_listing(ser.market_json(engine, m, now)) for m in engine.markets.values()]
+
+    def series_categories(self) -> dict[str, str]:
+        """Each series' category, as ``GET /series`` gives it."""
+        rows = (ser.series_json(s) for s in self.venue.engine.series.values())
+        return {str(r["ticker"]): str(r.get("category") or "") for r in rows}
+
+    def event_series_map(self) -> dict[str, str]:
+        """Each event's series, as ``GET /events`` gives it."""
+        return {t: e.series_ticker for t, e in self.venue.engine.events.items()}
+
+    def orderbooks(self, tickers: Iterable[str]) -> dict[str, OrderBookLegs]:
+        """The books of ``tickers``, as ``GET /markets/orderbooks`` gives them."""
+        engine = self.venue.engine
+        return {t: parse_book_legs(ser.orderbook_json(engine, t)) for t in tickers}
 
     def series_of(self, market: MarketInfo) -> SeriesInfo:
         """The fee terms of a market's series, as ``GET /series/{ticker}`` gives them."""

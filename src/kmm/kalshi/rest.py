@@ -100,6 +100,7 @@ __all__ = [
     "error_from_response",
     "parse_ack",
     "parse_batch_items",
+    "parse_book_legs",
     "parse_listing",
 ]
 
@@ -364,7 +365,8 @@ def _series_info(s: Mapping[str, Any]) -> SeriesInfo:
     )
 
 
-def _book_legs(book: Mapping[str, Any]) -> OrderBookLegs:
+def parse_book_legs(book: Mapping[str, Any]) -> OrderBookLegs:
+    """An ``orderbook_fp`` object to its YES and NO bids (best last)."""
     yes, no = (
         [(parse_price(p, key), parse_count(q, key)) for p, q in book.get(key) or []]
         for key in ("yes_dollars", "no_dollars")
@@ -764,7 +766,7 @@ class KalshiRest:
             batch = ",".join(tickers[start : start + _ORDERBOOKS_BATCH])
             body = await self.get("/markets/orderbooks", {"tickers": batch})
             for entry in body.get("orderbooks") or []:
-                books[str(entry["ticker"])] = _book_legs(entry.get("orderbook_fp") or {})
+                books[str(entry["ticker"])] = parse_book_legs(entry.get("orderbook_fp") or {})
         return books
 
     async def orderbook(self, ticker: str) -> tuple[list[tuple[Price, Qty]], ...]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -31,7 +32,7 @@ from kmm.kalshi.rest import KalshiRest, MarketListing, OrderBookLegs
 from kmm.select.discovery import DiscoveryParams, MarketView, refusal
 from kmm.types import ONE_DOLLAR, Price, Qty
 
-__all__ = ["ReadStats", "read_views"]
+__all__ = ["ReadStats", "book_free_views", "needs_book", "read_views", "with_books"]
 
 _NS_PER_S: Final = 1_000_000_000
 READ_COST: Final = 10
@@ -89,21 +90,10 @@ async def read_views(
     trades = await rest.recent_trades(
         (now_ns // _NS_PER_S) - round(recent_s), max_pages=max_trade_pages
     )
-    counts: Counter[str] = Counter()
-    volumes: Counter[str] = Counter()
-    for ticker, count in trades:
-        counts[ticker] += 1
-        volumes[ticker] += count
-    views = [
-        _view(listing, series_of, categories, counts[t], volumes[t])
-        for listing in listings
-        for t in (listing.info.ticker,)
-    ]
-    candidates = [v.ticker for v in views if _needs_book(v, params, now_ns)]
+    views = book_free_views(listings, series_of, categories, trades)
+    candidates = [v.ticker for v in views if needs_book(v, params, now_ns)]
     books = await rest.orderbooks(candidates)
-    views = [
-        _with_book(v, books[v.ticker], depth_levels) if v.ticker in books else v for v in views
-    ]
+    views = with_books(views, books, depth_levels)
     stats.requests = rest.requests - before
     stats.markets = len(listings)
     stats.books = len(books)
@@ -112,10 +102,37 @@ async def read_views(
     return views, {listing.info.ticker: listing for listing in listings}, stats
 
 
+def book_free_views(
+    listings: Sequence[MarketListing],
+    series_of: Mapping[str, str],
+    categories: Mapping[str, str],
+    trades: Sequence[tuple[str, Qty]],
+) -> list[MarketView]:
+    """Each listed market's view before its book is read: its series' category and its
+    recent public trades (``(ticker, count)`` pairs) counted."""
+    counts: Counter[str] = Counter()
+    volumes: Counter[str] = Counter()
+    for ticker, count in trades:
+        counts[ticker] += 1
+        volumes[ticker] += count
+    return [
+        _view(listing, series_of, categories, counts[t], volumes[t])
+        for listing in listings
+        for t in (listing.info.ticker,)
+    ]
+
+
+def with_books(
+    views: Sequence[MarketView], books: Mapping[str, OrderBookLegs], levels: int
+) -> list[MarketView]:
+    """The views with the top of book and depth of every market whose book was read."""
+    return [_with_book(v, books[v.ticker], levels) if v.ticker in books else v for v in views]
+
+
 def _view(
     listing: MarketListing,
-    series_of: dict[str, str],
-    categories: dict[str, str],
+    series_of: Mapping[str, str],
+    categories: Mapping[str, str],
     recent_trades: int,
     recent_volume: Qty,
 ) -> MarketView:
@@ -140,7 +157,7 @@ def _view(
     )
 
 
-def _needs_book(view: MarketView, params: DiscoveryParams, now_ns: int) -> bool:
+def needs_book(view: MarketView, params: DiscoveryParams, now_ns: int) -> bool:
     """Whether ``view`` passes every filter that does not need its book."""
     reason = refusal(view, params, now_ns)
     return reason is None or reason.startswith(_BOOK_REASONS)

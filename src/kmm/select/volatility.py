@@ -27,6 +27,7 @@ at least ``warmup`` samples are in. A trigger is emitted as an event at most onc
 of it was taken (:meth:`VolatilityScanner.activate`, a session started) until the volatility
 ends (``sigma < end_sigma`` and the range below the jump threshold). So an event that found
 no session (the regime was not allowed yet, too many sessions ran) can come again later.
+No event is emitted before the market's stable regime is known.
 
 The **regime classifier** labels each market from the same features, in this order:
 ``unknown`` (fewer than ``min_observations`` samples), ``noise`` (others' spread at or above
@@ -400,7 +401,7 @@ class VolatilityScanner:
             trigger = _trigger(f, self.params)
             if window.active and self._ended(f):
                 window.active = False
-            if trigger is not None and self._may_fire(window, now_ns):
+            if trigger is not None and self._may_fire(window, now_ns):  # and regime known
                 window.last_event_ns = now_ns
                 events.append(self._event(ticker, now_ns, trigger, f, window))
             scan = MarketScan(ticker, f, raw, window.regime, trigger, window.last_trade_ns)
@@ -415,7 +416,7 @@ class VolatilityScanner:
             window.active = True
 
     def _may_fire(self, window: _Window, now_ns: int) -> bool:
-        if window.active:
+        if window.active or window.regime is Regime.UNKNOWN:
             return False
         last = window.last_event_ns
         return last is None or now_ns - last >= self.params.event_every_s * 1e9
