@@ -18,6 +18,7 @@ from bench import backtest, latency, load, matching, record, scale
 from bench.baseline import NaivePipeline
 from kmm.app import build_pipeline
 from kmm.backtest.scoreboard import format_board, run_scoreboard
+from kmm.backtest.selection import format_selection, run_selection
 from kmm.book.grid import PriceGrid
 from kmm.config import KmmConfig
 from kmm.pipeline import MarketSpec, Pipeline, QuoteMailbox
@@ -371,6 +372,18 @@ def bench_strategy() -> None:
     print(format_board(board), end="")
 
 
+def bench_selection() -> None:
+    """The selection scoreboard (``kmm bench selection`` on its defaults): discovery against
+    the first N markets and volatility mode against always quoting, on the mixed universe."""
+    config = KmmConfig()
+    jobs = os.cpu_count() or 1
+    start = time.perf_counter()
+    board = run_selection(config, jobs=jobs)
+    wall = time.perf_counter() - start
+    print(f"selection scoreboard ({len(board.runs)} backtests in {wall:.0f} s on {jobs} jobs):")
+    print(format_selection(board))
+
+
 def main() -> int:
     """Runs every benchmark and prints its figures."""
     print(f"python {sys.version.split()[0]} on {sys.platform}")
@@ -381,6 +394,7 @@ def main() -> int:
     bench_latency()
     bench_scale(hot_path_us)
     bench_strategy()
+    bench_selection()
     return 0
 
 

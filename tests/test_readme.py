@@ -192,7 +192,7 @@ class Docs:
         self._made_run: tuple[Ran, Path] | None = None
         self._sim: Sim | None = None
 
-    def sh(self, command: str, **env: str) -> Ran:
+    def sh(self, command: str, timeout_s: float = TIMEOUT_S, **env: str) -> Ran:
         """Runs ``command`` through bash in the scratch directory, as a user would."""
         done = subprocess.run(
             ["bash", "-c", command],
@@ -200,7 +200,7 @@ class Docs:
             env={**self.base_env, **env},
             capture_output=True,
             text=True,
-            timeout=TIMEOUT_S,
+            timeout=timeout_s,
             check=False,
         )
         return Ran(done.returncode, done.stdout, done.stderr)
@@ -428,7 +428,7 @@ def sql_block(docs: Docs) -> None:
     queries = [q.strip() for q in text.split(";") if q.strip()]
     with sqlite3.connect(docs.home / "runs" / "ledger.sqlite") as db:
         results = [db.execute(query).fetchall() for query in queries]
-    assert len(results) == 6
+    assert len(results) == 9
     assert run_dir.name in [row[0] for row in results[0]]
 
 
@@ -493,6 +493,23 @@ def scan_or_markets(command: str) -> Callable[[Docs], None]:
         assert len(rows) == 3, ran.out
 
     return check
+
+
+WATCH_COMMAND = (
+    "KMM__SIM__SCENARIO=mixed KMM__SIM__MARKETS=300 python -m kmm scan --top 3 --watch "
+    "--duration 90s"
+)
+
+
+def scan_watch(docs: Docs) -> None:
+    """The README's ``kmm scan --watch``, as written: the table, the watch's header, every
+    event line in the shown form, the count at the end; nothing recorded."""
+    ran = docs.sh(WATCH_COMMAND, timeout_s=150.0)
+    assert ran.status == 0, ran.err
+    assert re.search(r"^kmm scan --watch: \d+ markets tracked; scans every 5 s", ran.out, re.M)
+    events = [line for line in ran.out.splitlines() if re.match(r"\d\d:\d\d:\d\d KX", line)]
+    assert all(" -> " in line or " ended (" in line for line in events), events
+    assert re.search(r"^kmm scan --watch: \d+ events$", ran.out, re.M), ran.out[-2000:]
 
 
 CAPTURE_COMMAND = "python -m kmm capture --duration 20s"
@@ -562,6 +579,7 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     BACKTEST_COMMAND: backtest,
     SCAN_COMMAND: scan_or_markets(SCAN_COMMAND),
     MARKETS_COMMAND: scan_or_markets(MARKETS_COMMAND),
+    WATCH_COMMAND: scan_watch,
     BENCH_STRATEGY_COMMAND: bench_strategy,
     "make run": make_run,
     "make test": make_test,
@@ -612,6 +630,10 @@ NOT_COMMANDS: dict[str, str] = {
     ),
     "text: rescore: added KXSIME-26DEC05-T70, KXSIMB-26DEC31-T50; dropping KXSIMD-26DEC04-T50, "
     "KXSIMJ-26DEC08-T40": "rescoring's console lines: tests/sim/test_rescore.py runs it",
+    "text: volatility: session 1 KXSIMV-26DEC05-T20: sigma event (range 2.0c, sigma 0.00180, "
+    "mean_reverting, mean_reverting), quoting for up to 300 s, cap 3.00": (
+        "kmm run --mode volatility's console lines: tests/sim/test_volatility_mode.py runs it"
+    ),
 }
 """Every other block, and why it is not a command."""
 

@@ -49,6 +49,7 @@ from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
 from kmm.backtest.replay_venue import ReplayVenue
 from kmm.backtest.run import run_backtest
 from kmm.backtest.scoreboard import MODELS, format_board, run_scoreboard
+from kmm.backtest.selection import ARMS, format_selection, run_selection
 from kmm.config import (
     BacktestConfig,
     KmmConfig,
@@ -265,9 +266,15 @@ def _add_bench_parser(commands: _Commands) -> None:
     bench = _command(
         commands,
         "bench",
-        "score kmm's quoter against the baselines through the backtest (make bench runs it)",
+        "score kmm's quoter against the baselines, or choosing markets against not choosing, "
+        "through the backtest (make bench runs both)",
     )
-    bench.add_argument("what", choices=("strategy",), help="what to score")
+    bench.add_argument(
+        "what",
+        choices=("strategy", "selection"),
+        help="strategy: kmm's quoter against the baselines; selection: discovery against the "
+        "first N markets and volatility mode against always quoting, on the mixed universe",
+    )
     bench.add_argument(
         "--scenarios",
         type=_names(SCENARIOS),
@@ -277,9 +284,23 @@ def _add_bench_parser(commands: _Commands) -> None:
     bench.add_argument(
         "--models", type=_names(MODELS), default=MODELS, help=f"default: {','.join(MODELS)}"
     )
-    bench.add_argument("--seeds", type=_positive_int, default=5, help="seeds 1..N (default 5)")
     bench.add_argument(
-        "--duration", type=_duration, default=1800.0, help="simulated time per run (default 30m)"
+        "--seeds", type=_positive_int, default=None, help="seeds 1..N (default 5; selection 3)"
+    )
+    bench.add_argument(
+        "--duration",
+        type=_duration,
+        default=None,
+        help="simulated time per run (default 30m; selection 15m)",
+    )
+    bench.add_argument(
+        "--universe", type=_positive_int, default=300, help="selection: markets listed (300)"
+    )
+    bench.add_argument(
+        "--top", type=_positive_int, default=10, help="selection: markets discovery trades (10)"
+    )
+    bench.add_argument(
+        "--track", type=_positive_int, default=30, help="selection: markets volatility tracks (30)"
     )
     bench.add_argument(
         "--jobs", type=_positive_int, default=None, help="worker processes (default: the cores)"
@@ -673,22 +694,49 @@ def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
 
 def _cmd_bench(config: KmmConfig, args: argparse.Namespace) -> int:
     jobs = args.jobs or os.cpu_count() or 1
-    runs = len(args.scenarios) * len(args.models) * args.seeds
+    if args.what == "selection":
+        return _bench_selection(config, args, jobs)
+    seeds = args.seeds or 5
+    duration = args.duration or 1800.0
+    runs = len(args.scenarios) * len(args.models) * seeds
     print(
         f"kmm bench strategy: {runs} backtests ({', '.join(args.models)} on "
-        f"{', '.join(args.scenarios)}; seeds 1-{args.seeds}; {args.duration:g} s each; "
-        f"{jobs} jobs)",
+        f"{', '.join(args.scenarios)}; seeds 1-{seeds}; {duration:g} s each; {jobs} jobs)",
         flush=True,
     )
     board = run_scoreboard(
         config,
         scenarios=args.scenarios,
         models=args.models,
-        seeds=range(1, args.seeds + 1),
-        duration_s=args.duration,
+        seeds=range(1, seeds + 1),
+        duration_s=duration,
         jobs=jobs,
     )
     print(format_board(board), end="")
+    return 0
+
+
+def _bench_selection(config: KmmConfig, args: argparse.Namespace, jobs: int) -> int:
+    seeds = args.seeds or 3
+    duration = args.duration or 900.0
+    if args.top > args.universe or args.track > args.universe:
+        raise ConfigError([f"--top and --track: at most --universe ({args.universe})"])
+    print(
+        f"kmm bench selection: {len(ARMS) * seeds} backtests ({', '.join(ARMS)} on the mixed "
+        f"universe of {args.universe} markets; seeds 1-{seeds}; {duration:g} s each; "
+        f"{jobs} jobs)",
+        flush=True,
+    )
+    board = run_selection(
+        config,
+        seeds=range(1, seeds + 1),
+        markets=args.universe,
+        duration_s=duration,
+        n=args.top,
+        track=args.track,
+        jobs=jobs,
+    )
+    print(format_selection(board))
     return 0
 
 

@@ -37,7 +37,7 @@ from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
-from kmm.app import build_core, discovery_params, exec_settings
+from kmm.app import build_core, exec_settings
 from kmm.clock import Clock, LiveClock
 from kmm.config import KmmConfig, MarketsConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
@@ -67,8 +67,7 @@ from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_marke
 from kmm.risk import (
     Trigger,
 )
-from kmm.select.discovery import Scored, discover
-from kmm.select.reader import ReadStats, read_views
+from kmm.select.chooser import MARKET_CHANNELS, MarketChooser
 from kmm.strategy.exit import ExitStyle
 from kmm.types import (
     ONE_DOLLAR,
@@ -95,7 +94,6 @@ CHANNELS: Final = (
     "market_positions",
     "market_lifecycle_v2",
 )
-_MARKET_CHANNELS: Final = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2")
 _ACCOUNT_CHANNELS: Final = ("fill", "user_orders", "market_positions")
 _VENUE_STATE: Final = {
     "resting": OrderState.RESTING,
@@ -220,11 +218,8 @@ class LiveEngine:
         self._group_id: str | None = None
         self._status_checked_ns = 0
         self._flat_requested = False
-        self._budgets: dict[str, Qty] = {}
-        """Discovery's position cap of each market it chose (``markets.mode: discovery``)."""
-        self._discoveries = 0
-        self._unsubscribed: set[str] = set()
-        """Markets rescoring dropped whose feed was unsubscribed."""
+        self.chooser = MarketChooser(config, self.core, self.clock, self._say, recorder)
+        """Discovery's scorings (``markets.mode: discovery`` or ``volatility``)."""
 
     # ----------------------------------------------------------------- accessors
 
@@ -309,11 +304,12 @@ class LiveEngine:
         if self.config.record.queue_positions_s:
             tasks.append(asyncio.create_task(self._queue_loop(), name="kmm-queue"))
         if self.config.markets.mode == "discovery" and self.flatten is None:
-            tasks.append(asyncio.create_task(self._rescore_loop(), name="kmm-rescore"))
+            rescore = self.chooser.rescore_forever(self.rest, self.ws, self._add_markets, self._act)
+            tasks.append(asyncio.create_task(rescore, name="kmm-rescore"))
         if self.signer.reuse_ms:
             presign = self.rest.presign_forever(more=self._amend_paths)
             tasks.append(asyncio.create_task(presign, name="kmm-presign"))
-        await self.ws.subscribe(_MARKET_CHANNELS, self.report.markets)
+        await self.ws.subscribe(MARKET_CHANNELS, self.report.markets)
         await self.ws.subscribe(_ACCOUNT_CHANNELS)
         self.ready.set()
         if self.flatten is not None:
@@ -424,62 +420,8 @@ class LiveEngine:
         if self.flatten is not None:
             return await self._held_markets()
         if self.config.markets.mode != "fixed":
-            return await self._discover()
+            return await self.chooser.discover(self.rest)
         return await select_markets(self.rest, self.config.markets)
-
-    async def _discover(self) -> list[MarketInfo]:
-        """``markets.mode: discovery``: the best-scored open markets, each with its budget;
-        ``volatility``: the best ``volatility.track_n``, which its sessions cap instead."""
-        params = discovery_params(self.config)
-        tracking = self.config.markets.mode == "volatility"
-        if tracking:
-            params = replace(params, top_n=self.config.volatility.track_n)
-        now_ns = self.clock.now_ns()
-        views, listings, stats = await read_views(
-            self.rest,
-            params,
-            now_ns,
-            recent_s=self.config.discovery.recent_s,
-            depth_levels=self.config.discovery.depth_levels,
-        )
-        ranked, budgets = discover(views, params, now_ns)
-        chosen = [s for s in ranked if s.selected]
-        if not tracking:
-            chosen = chosen[: self.config.markets.max_markets]
-            self._budgets = {s.ticker: budgets[s.ticker].max_position for s in chosen}
-        self._say(
-            f"discovery: {stats.markets} open markets, "
-            f"{sum(s.score is not None for s in ranked)} candidates, {len(chosen)} chosen "
-            f"({stats.requests} requests in {stats.wall_s:.2f} s)"
-        )
-        for s in chosen if not tracking else []:
-            cap = format_count(self._budgets[s.ticker])
-            self._say(f"discovery: {s.ticker} score {s.score or 0.0:.3f} cap {cap}")
-        self._record_discovery(now_ns, ranked, len(chosen), stats)
-        return [listings[s.ticker].info for s in chosen]
-
-    def _record_discovery(
-        self, now_ns: int, ranked: Sequence[Scored], chosen: int, stats: ReadStats
-    ) -> None:
-        """The session and its scored candidates into the ledger (refused markets are only
-        counted: ``markets - candidates``)."""
-        self._discoveries += 1
-        if self.recorder is None:
-            return
-        candidates = [
-            (
-                s.ticker,
-                s.view.category,
-                s.score,
-                s.ticker in self._budgets,
-                format_count(self._budgets[s.ticker]) if s.ticker in self._budgets else "",
-                "; ".join(s.reasons),
-            )
-            for s in ranked
-            if s.score is not None
-        ]
-        counts = (stats.markets, len(candidates), chosen, stats.requests)
-        self.recorder.discovery(now_ns, self._discoveries, counts, candidates)
 
     async def _held_markets(self) -> list[MarketInfo]:
         """``kmm flatten``'s markets: the open ones where the account holds a position
@@ -515,7 +457,7 @@ class LiveEngine:
         by_event = await read_series(self.rest, markets)
         for market in markets:
             spec, mid = market_spec(market, by_event[market.event_ticker])
-            budget = self._budgets.get(market.ticker)
+            budget = self.chooser.budgets.get(market.ticker)
             if budget is not None:
                 spec = replace(spec, max_position=budget)
             self.core.add_market(spec, mid)
@@ -874,59 +816,6 @@ class LiveEngine:
                 continue
             for line in self.core.queue_lines(ahead):
                 log.info(line)
-
-    async def _rescore_loop(self) -> None:
-        """``markets.mode: discovery``: scores the markets again every
-        ``discovery.rescore_s``; between rescorings, unsubscribes the markets whose
-        retirement is done (no position, none of our orders)."""
-        interval = self.config.discovery.rescore_s
-        step = min(1.0, interval)
-        waited = 0.0
-        while True:
-            await asyncio.sleep(step)
-            waited += step
-            await self._unsubscribe_retired()
-            if waited < interval:
-                continue
-            waited = 0.0
-            with contextlib.suppress(VenueError):
-                await self._rescore()
-
-    async def _rescore(self) -> None:
-        """Adds the markets discovery now chooses and retires those it dropped (cancel and
-        confirm our orders, work any position out, then unsubscribe)."""
-        chosen = await self._discover()
-        now_ns = self.clock.now_ns()
-        core = self.core
-        known = set(core.pipeline.markets)
-        names = {m.ticker for m in chosen}
-        new = [m for m in chosen if m.ticker not in known]
-        back = sorted(t for t in names & core.retiring)
-        gone = sorted(t for t in known - names if t not in core.retiring)
-        for ticker in names & known:
-            core.set_market_cap(ticker, self._budgets[ticker])
-        if new:
-            await self._add_markets(new)
-        for ticker in back:
-            core.readmit(ticker, now_ns)
-        resubscribe = [m.ticker for m in new] + [t for t in back if t in self._unsubscribed]
-        self._unsubscribed.difference_update(resubscribe)
-        if resubscribe:
-            await self.ws.update_markets(_MARKET_CHANNELS, "add_markets", resubscribe)
-        for ticker in gone:
-            core.retire(ticker, now_ns)
-        if new or back or gone:
-            added = ", ".join([m.ticker for m in new] + back) or "none"
-            self._say(f"rescore: added {added}; dropping {', '.join(gone) or 'none'}")
-        self._act()
-
-    async def _unsubscribe_retired(self) -> None:
-        done = [t for t in self.core.retired() if t not in self._unsubscribed]
-        if not done:
-            return
-        self._unsubscribed.update(done)
-        await self.ws.update_markets(_MARKET_CHANNELS, "delete_markets", done)
-        self._say(f"rescore: {', '.join(sorted(done))}: no order of ours rests, unsubscribed")
 
     async def _reconcile_loop(self) -> None:
         interval = self.config.execution.reconcile_interval_s
