@@ -281,4 +281,5 @@ def discovery_params(config: KmmConfig) -> DiscoveryParams:
         soft_haircut=d.soft_haircut,
         long_dated_days=d.long_dated_days,
         long_dated_haircut=d.long_dated_haircut,
+        incumbent_margin=d.incumbent_margin,
     )

@@ -747,6 +747,12 @@ class DiscoveryConfig(_Section):
         gt=0,
         description="kmm run --mode discovery scores the markets again this often, in seconds.",
     )
+    incumbent_margin: _Real = Field(
+        default=0.05,
+        ge=0,
+        description="At a rescoring, a market already traded ranks with this added to its "
+        "score: a newcomer replaces it only when it scores better by more.",
+    )
 
     @property
     def min_volume_24h(self) -> Qty:

@@ -128,6 +128,23 @@ def test_discover_selects_the_top_n_and_budgets_only_them() -> None:
     assert set(budget) == set(chosen)
 
 
+def test_an_incumbent_is_kept_unless_a_newcomer_beats_it_by_the_margin() -> None:
+    close = [view("NEW", volume_24h=1010 * QTY_SCALE), view("OLD", volume_24h=1000 * QTY_SCALE)]
+    far = [view("NEW", volume_24h=3000 * QTY_SCALE), view("OLD", volume_24h=1000 * QTY_SCALE)]
+    others = [view(f"M{i}", volume_24h=100 * QTY_SCALE) for i in range(3)]
+    params = DiscoveryParams(top_n=1, incumbent_margin=0.05)
+
+    def chosen(markets: list[MarketView], incumbents: tuple[str, ...]) -> list[str]:
+        ranked, _ = discover([*markets, *others], params, NOW, incumbents)
+        return [s.ticker for s in ranked if s.selected]
+
+    assert chosen(close, ()) == ["NEW"]  # without an incumbent: the best score
+    assert chosen(close, ("OLD",)) == ["OLD"]  # a little better is not enough
+    assert chosen(far, ("OLD",)) == ["NEW"]  # much better replaces it
+    ranked, _ = discover([*close, *others], params, NOW, ("OLD",))
+    assert [s.ticker for s in ranked][:2] == ["NEW", "OLD"]  # scores themselves unchanged
+
+
 def test_the_budget_grows_with_the_square_root_of_depth_within_the_caps() -> None:
     shallow = view("S", bid_depth=8 * QTY_SCALE, ask_depth=8 * QTY_SCALE)  # sqrt 4 -> 8
     deep = view("D", category="Crypto", bid_depth=2000 * QTY_SCALE, ask_depth=2000 * QTY_SCALE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Final
 
@@ -64,9 +64,12 @@ class MarketChooser:
         self.unsubscribed: set[str] = set()
         """Markets rescoring dropped whose feed was unsubscribed."""
 
-    async def discover(self, rest: KalshiRest) -> list[MarketInfo]:
+    async def discover(
+        self, rest: KalshiRest, incumbents: Collection[str] = ()
+    ) -> list[MarketInfo]:
         """``discovery``: the best-scored open markets, each with its budget;
-        ``volatility``: the best ``volatility.track_n``, which its sessions cap instead."""
+        ``volatility``: the best ``volatility.track_n``, which its sessions cap instead.
+        ``incumbents`` (the markets traded now) rank with ``discovery.incumbent_margin``."""
         params = discovery_params(self.config)
         tracking = self.config.markets.mode == "volatility"
         if tracking:
@@ -79,7 +82,7 @@ class MarketChooser:
             recent_s=self.config.discovery.recent_s,
             depth_levels=self.config.discovery.depth_levels,
         )
-        ranked, budgets = discover(views, params, now_ns)
+        ranked, budgets = discover(views, params, now_ns, incumbents)
         chosen = [s for s in ranked if s.selected]
         if not tracking:
             chosen = chosen[: self.config.markets.max_markets]
@@ -147,9 +150,10 @@ class MarketChooser:
     ) -> None:
         """Adds the markets discovery now chooses and retires those it dropped (cancel and
         confirm our orders, work any position out, then unsubscribe)."""
-        chosen = await self.discover(rest)
-        now_ns = self.clock.now_ns()
         core = self.core
+        traded = [t for t in core.pipeline.markets if t not in core.retiring]
+        chosen = await self.discover(rest, traded)
+        now_ns = self.clock.now_ns()
         known = set(core.pipeline.markets)
         names = {m.ticker for m in chosen}
         new = [m for m in chosen if m.ticker not in known]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -165,6 +165,9 @@ class DiscoveryParams:
         soft_haircut: The factor on the cap in a soft extreme-price band.
         long_dated_days: A close further than this many days away is long-dated.
         long_dated_haircut: The factor on a long-dated market's cap.
+        incumbent_margin: At a rescoring, a market already chosen ranks as if its score were
+            this much higher, so a newcomer replaces it only when it scores better by more
+            than this (rankings move with every trade; without it the choice churns).
     """
 
     min_age_s: float = 60.0
@@ -191,6 +194,7 @@ class DiscoveryParams:
     soft_haircut: float = 0.5
     long_dated_days: float = 30.0
     long_dated_haircut: float = 0.7
+    incumbent_margin: float = 0.05
 
     def window(self, category: str) -> tuple[float, float]:
         """The time-to-close window of ``category``."""
@@ -381,9 +385,19 @@ def _reasons(parts: Sequence[tuple[str, float]]) -> tuple[str, ...]:
 
 
 def discover(
-    views: Iterable[MarketView], params: DiscoveryParams, now_ns: int
+    views: Iterable[MarketView],
+    params: DiscoveryParams,
+    now_ns: int,
+    incumbents: Collection[str] = (),
 ) -> tuple[list[Scored], dict[str, Budget]]:
     """Scores every market, selects the best ``top_n`` and budgets them.
+
+    Args:
+        views: Every market's view.
+        params: Filters, weights and caps.
+        now_ns: The time of the views.
+        incumbents: The markets chosen at the last scoring: they rank with
+            ``incumbent_margin`` added to their score (their score itself is unchanged).
 
     Returns:
         Every market as :func:`score_markets` ranks it, the selected ones marked, and the
@@ -391,7 +405,12 @@ def discover(
         ``min_cap`` is not selected).
     """
     ranked = score_markets(views, params, now_ns)
-    best = [s for s in ranked if s.score is not None][: params.top_n]
+    scored = [s for s in ranked if s.score is not None]
+    if incumbents:
+        held = set(incumbents)
+        margin = params.incumbent_margin
+        scored.sort(key=lambda s: -((s.score or 0.0) + (margin if s.ticker in held else 0.0)))
+    best = scored[: params.top_n]
     budget = budgets([s.view for s in best], params, now_ns)
     return [
         Scored(s.view, s.score, s.features, s.reasons, s.ticker in budget) for s in ranked
