@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from kmm.backtest.driver import BacktestOptions
 from kmm.backtest.run import run_backtest
@@ -47,6 +47,7 @@ __all__ = [
     "format_board",
     "goals",
     "run_scoreboard",
+    "run_tasks",
     "score_options",
     "score_run",
 ]
@@ -57,6 +58,7 @@ _BASELINES: Final = tuple(m for m in MODELS if m != "kmm")
 _LOSS_SCENARIOS: Final = ("jump", "trending")
 _POSITIVE_SCENARIOS: Final = ("calm", "thin")
 _SECONDS_PER_HOUR: Final = Decimal(3600)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,20 +231,31 @@ def run_scoreboard(
         for seed in seeds
         for model in models
     ]
+    return Scoreboard(tuple(run_tasks(_score_task, tasks, jobs, progress)))
+
+
+def run_tasks(
+    run: Callable[[T], RunScore],
+    tasks: Sequence[T],
+    jobs: int,
+    progress: Callable[[RunScore], None] | None = None,
+) -> list[RunScore]:
+    """Every task's score, in task order, ``jobs`` worker processes at a time (1: in this
+    process); ``progress`` is called with each score as it comes."""
     scores: list[RunScore] = []
     if jobs <= 1:
-        results: Iterable[RunScore] = map(_score_task, tasks)
+        results: Iterable[RunScore] = map(run, tasks)
         for score in results:
             scores.append(score)
             if progress is not None:
                 progress(score)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for score in pool.map(_score_task, tasks):
-                scores.append(score)
-                if progress is not None:
-                    progress(score)
-    return Scoreboard(tuple(scores))
+        return scores
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for score in pool.map(run, tasks):
+            scores.append(score)
+            if progress is not None:
+                progress(score)
+    return scores
 
 
 def goals(board: Scoreboard) -> list[tuple[str, bool, str]]:

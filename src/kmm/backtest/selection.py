@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
 from kmm.app import discovery_params
 from kmm.backtest.driver import DEFAULT_START_NS, BacktestOptions
-from kmm.backtest.scoreboard import RunScore, score_options
+from kmm.backtest.scoreboard import RunScore, run_tasks, score_options
 from kmm.backtest.sim_venue import GeneratedVenue
 from kmm.config import KmmConfig
 from kmm.select.discovery import discover
@@ -139,19 +138,7 @@ def run_selection(
 ) -> SelectionBoard:
     """Runs every (arm, seed) backtest, ``jobs`` at a time."""
     tasks = [(config, arm, seed, markets, duration_s, n, track) for seed in seeds for arm in ARMS]
-    scores: list[RunScore] = []
-    if jobs <= 1:
-        results: Iterable[RunScore] = map(_task, tasks)
-        for score in results:
-            scores.append(score)
-            if progress is not None:
-                progress(score)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for score in pool.map(_task, tasks):
-                scores.append(score)
-                if progress is not None:
-                    progress(score)
+    scores = run_tasks(_task, tasks, jobs, progress)
     return SelectionBoard(tuple(scores), n, track, markets)
 
 
