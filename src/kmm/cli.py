@@ -48,7 +48,7 @@ from kmm.backtest.latency import (
 from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
 from kmm.backtest.replay_venue import ReplayVenue
 from kmm.backtest.run import run_backtest
-from kmm.backtest.scoreboard import MODELS, format_board, run_scoreboard
+from kmm.backtest.scoreboard import MODELS, RunScore, format_board, run_scoreboard
 from kmm.backtest.selection import ARMS, format_selection, run_selection
 from kmm.config import (
     BacktestConfig,
@@ -711,9 +711,18 @@ def _cmd_bench(config: KmmConfig, args: argparse.Namespace) -> int:
         seeds=range(1, seeds + 1),
         duration_s=duration,
         jobs=jobs,
+        progress=_progress,
     )
     print(format_board(board), end="")
     return 0
+
+
+def _progress(score: RunScore) -> None:
+    print(
+        f"  {score.model} on {score.scenario} seed {score.seed}: net ${score.net:.2f}, "
+        f"{score.fills} fills",
+        flush=True,
+    )
 
 
 def _bench_selection(config: KmmConfig, args: argparse.Namespace, jobs: int) -> int:
@@ -735,6 +744,7 @@ def _bench_selection(config: KmmConfig, args: argparse.Namespace, jobs: int) -> 
         n=args.top,
         track=args.track,
         jobs=jobs,
+        progress=_progress,
     )
     print(format_selection(board))
     return 0

@@ -67,3 +67,20 @@ def test_kmm_bench_selection_refuses_more_markets_than_the_universe_in_one_line(
 
     assert ran.returncode == 2
     assert ran.stderr.strip().splitlines() == ["kmm: --top and --track: at most --universe (20)"]
+
+
+def test_discovery_mode_in_the_backtest_trades_discoverys_choice_within_its_budgets() -> None:
+    config = KmmConfig.model_validate({"markets": {"mode": "discovery"}, "discovery": {"top_n": 4}})
+    choice = choose(config, seed=4, markets=60, n=4, track=4)
+    with tempfile.TemporaryDirectory() as scratch:
+        run_config = config.model_copy(
+            update={"record": config.record.model_copy(update={"runs_dir": Path(scratch)})}
+        )
+        options = BacktestOptions(scenario="mixed", seed=4, markets=60, duration_s=120.0)
+        run_backtest(run_config, options, io.StringIO())
+        run_dir = next(p for p in Path(scratch).iterdir() if p.is_dir())
+        with (run_dir / "tape.csv").open() as f:
+            rows = list(csv.DictReader(f))
+    caps = {t: Decimal(cap) / 100 for t, cap in choice.chosen}
+    assert {r["ticker"] for r in rows} == set(caps)
+    assert all(abs(Decimal(r["inventory"])) <= caps[r["ticker"]] for r in rows)

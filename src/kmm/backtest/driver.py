@@ -38,6 +38,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from kmm.app import build_core, exec_settings
+from kmm.backtest.choice import discovered
 from kmm.backtest.latency import ConstantLatency, Latencies
 from kmm.backtest.sim_venue import GeneratedVenue
 from kmm.config import KmmConfig
@@ -269,9 +270,23 @@ class Backtest:
     def _push(self, at: int, kind: str, payload: Any = None) -> None:
         heapq.heappush(self._heap, (at, next(self._order), kind, payload))
 
+    def _choice(self, now: int) -> tuple[set[str], dict[str, Qty]]:
+        """The markets to trade and their caps: the options', or, in discovery or volatility
+        mode on the generated exchange, discovery's choice now (see :mod:`.choice`)."""
+        options, config, venue = self.options, self.config, self.venue
+        mode = config.markets.mode
+        if options.tickers or mode == "fixed" or not isinstance(venue, GeneratedVenue):
+            return set(options.tickers), dict(options.caps)
+        if mode == "volatility":
+            picks = discovered(config, venue, config.volatility.track_n, now)
+            return {t for t, _ in picks}, {}
+        top = min(config.discovery.top_n, config.markets.max_markets)
+        picks = discovered(config, venue, top, now)
+        return {t for t, _ in picks}, dict(picks)
+
     def _start(self, now: int) -> None:
         core, venue = self.core, self.venue
-        chosen, caps = set(self.options.tickers), dict(self.options.caps)
+        chosen, caps = self._choice(now)
         for market in venue.markets():
             if market.status in ("active", "open") and (not chosen or market.ticker in chosen):
                 spec, mid = market_spec(market, venue.series_of(market))

@@ -31,13 +31,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final
 
-from kmm.app import discovery_params
+from kmm.backtest.choice import discovered
 from kmm.backtest.driver import DEFAULT_START_NS, BacktestOptions
 from kmm.backtest.scoreboard import RunScore, run_tasks, score_options
 from kmm.backtest.sim_venue import GeneratedVenue
 from kmm.config import KmmConfig
-from kmm.select.discovery import discover
-from kmm.select.reader import book_free_views, needs_book, with_books
 from kmm.sim.server import SimOptions
 from kmm.types import Qty
 
@@ -64,20 +62,13 @@ def choose(config: KmmConfig, seed: int, markets: int, n: int, track: int) -> Ch
     venue = GeneratedVenue(
         SimOptions(seed=seed, markets=markets, scenario="mixed"), start, 100_000 * 1_000_000
     )
-    listings = venue.listings()
     first = tuple(
         m.info.ticker
-        for m in listings
+        for m in venue.listings()
         if m.market_type == "binary" and not m.combo and m.info.status in ("active", "open")
     )[:n]
-    params = discovery_params(config)
-    views = book_free_views(listings, venue.event_series_map(), venue.series_categories(), [])
-    candidates = [v.ticker for v in views if needs_book(v, params, start)]
-    views = with_books(views, venue.orderbooks(candidates), config.discovery.depth_levels)
-    ranked, budgets = discover(views, replace(params, top_n=n), start)
-    chosen = tuple((s.ticker, budgets[s.ticker].max_position) for s in ranked if s.selected)
-    ranked, _ = discover(views, replace(params, top_n=track), start)
-    tracked = tuple(s.ticker for s in ranked if s.selected)
+    chosen = tuple(discovered(config, venue, n, start))
+    tracked = tuple(t for t, _ in discovered(config, venue, track, start))
     return Choice(first, chosen, tracked)
 
 

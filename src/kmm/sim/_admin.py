@@ -67,6 +67,7 @@ class VenueAdmin(MatchCore):
         if status not in OPEN:
             raise IllegalTransition(ticker, status, target)
         mkt.defn.status = target
+        self.lifecycle_version += 1
         event = "activated" if active else "deactivated"
         self._out.append(MarketLifecycle(ticker, event, now_ns, is_deactivated=not active))
         cancel_all = active and status is MarketStatus.INACTIVE
@@ -91,10 +92,31 @@ class VenueAdmin(MatchCore):
             raise IllegalTransition(ticker, defn.status, MarketStatus.CLOSED)
         if now_ns < defn.close_ns:
             defn.close_ns = now_ns
+            self.lifecycle_version += 1
             self._out.append(MarketLifecycle(ticker, "close_date_updated", now_ns, close_ns=now_ns))
         defn.status = MarketStatus.CLOSED
+        self.lifecycle_version += 1
         for entry in list(mkt.book.entries()):
             self._cancel_resting(mkt, entry, now_ns, None, None)
+
+    def next_schedule_ns(self) -> int | None:
+        """When :meth:`apply_schedule` next has something to do (None: never, until a
+        market's status or close time changes)."""
+        version, due = self._schedule_due
+        if version != self.lifecycle_version:
+            times = [
+                m.defn.close_ns if m.defn.status in OPEN else m.defn.open_ns
+                for m in self._markets.values()
+                if m.defn.status in OPEN or m.defn.status is MarketStatus.INITIALIZED
+            ]
+            due = min(times) if times else None
+            self._schedule_due = (self.lifecycle_version, due)
+        return due
+
+    def apply_schedule_if_due(self, now_ns: int) -> list[str]:
+        """:meth:`apply_schedule` when something is due by ``now_ns`` (O(1) otherwise)."""
+        due = self.next_schedule_ns()
+        return self.apply_schedule(now_ns) if due is not None and due <= now_ns else []
 
     def apply_schedule(self, now_ns: int) -> list[str]:
         """Applies the time-based transitions due at ``now_ns`` (additive to Contract 1).
@@ -114,6 +136,7 @@ class VenueAdmin(MatchCore):
                 changed.append(ticker)
             elif defn.status is MarketStatus.INITIALIZED and defn.open_ns <= now_ns:
                 defn.status = MarketStatus.ACTIVE
+                self.lifecycle_version += 1
                 changed.append(ticker)
         return changed
 
@@ -132,6 +155,7 @@ class VenueAdmin(MatchCore):
         if defn.status is not MarketStatus.CLOSED:
             raise IllegalTransition(ticker, defn.status, MarketStatus.DETERMINED)
         defn.status = MarketStatus.DETERMINED
+        self.lifecycle_version += 1
         defn.result = result
         self._out.append(MarketLifecycle(ticker, "determined", now_ns, result=result))
 
@@ -149,6 +173,7 @@ class VenueAdmin(MatchCore):
             self._settle_account(mkt, account, now_ns)
         mkt.open_interest = 0
         defn.status = MarketStatus.FINALIZED
+        self.lifecycle_version += 1
         defn.settlement_ns = now_ns
         self._out.append(MarketLifecycle(ticker, "settled", now_ns, result=defn.result))
 
@@ -163,9 +188,11 @@ class VenueAdmin(MatchCore):
         if defn.status not in OPEN and defn.status is not MarketStatus.CLOSED:
             raise IllegalTransition(ticker, defn.status, "close_date_updated")
         defn.close_ns = close_ns
+        self.lifecycle_version += 1
         self._out.append(MarketLifecycle(ticker, "close_date_updated", now_ns, close_ns=close_ns))
         if defn.status is MarketStatus.CLOSED and close_ns > now_ns:
             defn.status = MarketStatus.ACTIVE
+            self.lifecycle_version += 1
             self._out.append(MarketLifecycle(ticker, "activated", now_ns, is_deactivated=False))
         elif defn.status in OPEN and close_ns <= now_ns:
             self.close_market(ticker, now_ns)

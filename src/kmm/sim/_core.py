@@ -173,6 +173,10 @@ class MatchCore:
         self._trades: list[TradePrint] = []
         self._out: list[EngineEvent] = []
         self._order_seq = 0
+        self.lifecycle_version = 0
+        """Counts every change of a market's status or close time (and every market added):
+        what is derived from all markets' lifecycle is recomputed only when it moved."""
+        self._schedule_due: tuple[int, int | None] = (-1, None)
         self._trade_seq = 0
         self._group_seq = 0
         self._expiry_seq = 0

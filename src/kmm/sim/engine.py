@@ -229,6 +229,7 @@ class MatchingEngine(VenueAdmin):
             raise ValueError(f"market {market.ticker}: already added")
         self._markets[market.ticker] = Market(market, self._fee_models[event.series_ticker])
         self._market_defs[market.ticker] = market
+        self.lifecycle_version += 1
         ts_ns = now_ns or market.open_ns
         self._out.append(MarketLifecycle(market.ticker, "created", ts_ns, close_ns=market.close_ns))
 

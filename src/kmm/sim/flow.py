@@ -141,14 +141,14 @@ class LifecycleDriver:
         self._determine_ns = round(params.determine_after_s * _NS_PER_S)
         self._settle_ns = round(params.settle_after_s * _NS_PER_S)
         self._failed: set[str] = set()
-        self._seen: tuple[tuple[MarketStatus, int], ...] | None = None
+        self._seen: int | None = None
         self._next_due: int | None = None
         self.operations = 0
 
     def next_due_ns(self) -> int | None:
         """When the next lifecycle operation is due, or ``None`` if none is left."""
-        # Recomputed only when a status or a close time changed (a tuple compare otherwise)
-        seen = tuple([(market.status, market.close_ns) for market in self._defs])
+        # Recomputed only when a status or a close time changed (the engine counts them)
+        seen = self._engine.lifecycle_version
         if seen != self._seen:
             self._seen = seen
             due = [self._due_ns(market) for market in self._defs]
@@ -265,7 +265,8 @@ class BackgroundFlow:
         self._lifecycle = LifecycleDriver(engine, universe, seed, self.fair)
         self._flowing: list[_Market] = []
         self._cumulative: list[float] = []
-        self._statuses: tuple[MarketStatus, ...] = ()
+        self._statuses = -1
+        """The engine's lifecycle version the flowing markets were computed at."""
         self._resting_total = 0
         self._next_ns: int | None = None
         self._rate_per_market = (
@@ -363,10 +364,10 @@ class BackgroundFlow:
 
     def _refresh_flowing(self) -> bool:
         """Recomputes which markets trade; returns whether that changed."""
-        statuses = tuple([market.definition.status for market in self._markets.values()])
-        if statuses == self._statuses:
+        version = self._engine.lifecycle_version
+        if version == self._statuses:
             return False
-        self._statuses = statuses
+        self._statuses = version
         flowing = [m for m in self._markets.values() if m.definition.status in _OPEN]
         if flowing == self._flowing:
             return False

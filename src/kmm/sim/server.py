@@ -122,7 +122,7 @@ class SimVenue:
             self.flow.advance(now_ns)
         elif self.lifecycle is not None:
             self.lifecycle.advance(now_ns)
-        self.engine.apply_schedule(now_ns)
+        self.engine.apply_schedule_if_due(now_ns)
         self.engine.expire_orders(now_ns)
         self.faults.apply_due(now_ns)
         self.publish()
