@@ -372,6 +372,9 @@ async def run_flatten(config: KmmConfig, *, style: ExitStyle, out: TextIO) -> in
                 "http://127.0.0.1:PORT/trade-api/v2); a fresh one holds none"
             ]
         )
+    # it never quotes, whatever markets.mode says: the markets are the positions it holds
+    fixed = config.markets.model_copy(update={"mode": "fixed"})
+    config = config.model_copy(update={"markets": fixed})
     report = await _run_engine(
         config, duration_s=config.exit.stop_timeout_s, out=out, flatten=style
     )

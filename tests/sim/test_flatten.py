@@ -125,6 +125,22 @@ async def test_flatten_takes_every_position_out_and_leaves_nothing_resting(
     assert all(Decimal(f["price"]) >= mid - Decimal("0.10") for f in sold)
 
 
+async def test_flatten_takes_even_when_the_config_runs_volatility_mode(
+    sim: SimServer, client: SignedClient, tmp_path: Path
+) -> None:
+    ticker = sorted(sim.venue.engine.markets)[0]
+    await _take(client, ticker, "bid", 3)
+    env = _env(sim, tmp_path) | {"KMM__MARKETS__MODE": "volatility"}
+
+    status, out, err = await _kmm("flatten", "--max-slippage-cents", "10", env=env)
+
+    assert status == 0, out + err
+    assert await _positions(client) == {}
+    assert "volatility:" not in out  # no session, no idle exit in the way of the take
+    fills = [f for f in _fills(tmp_path) if f["source"] != "start"]
+    assert fills and all(f["is_taker"] == "True" for f in fills)
+
+
 async def test_flatten_of_named_markets_leaves_the_others_alone(
     sim: SimServer, client: SignedClient, tmp_path: Path
 ) -> None:
