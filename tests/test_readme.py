@@ -473,6 +473,22 @@ def bench_strategy(docs: Docs) -> None:
     assert "every run within its inventory cap" in ran.out
 
 
+BENCH_SELECTION_COMMAND = (
+    "python -m kmm bench selection --seeds 1 --duration 2m --universe 60 --top 3 --track 6"
+)
+
+
+def bench_selection(docs: Docs) -> None:
+    """The README's quick selection board, as written: every arm and both comparisons."""
+    ran = docs.sh(BENCH_SELECTION_COMMAND)
+    assert ran.status == 0, ran.err
+    for arm in ("first_n", "discovery", "always", "volatility"):
+        assert any(
+            line.split()[:1] == [arm] and len(line.split()) >= 6 for line in ran.out.splitlines()
+        )
+    assert "discovery vs first_n:" in ran.out and "volatility vs always:" in ran.out
+
+
 SCAN_COMMAND = "KMM__SIM__SCENARIO=mixed KMM__SIM__MARKETS=300 python -m kmm scan --top 3"
 MARKETS_COMMAND = (
     "KMM__SIM__SCENARIO=mixed KMM__SIM__MARKETS=300 python -m kmm markets --category Economics "
@@ -581,6 +597,7 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     MARKETS_COMMAND: scan_or_markets(MARKETS_COMMAND),
     WATCH_COMMAND: scan_watch,
     BENCH_STRATEGY_COMMAND: bench_strategy,
+    BENCH_SELECTION_COMMAND: bench_selection,
     "make run": make_run,
     "make test": make_test,
     f"export KMM__AUTH__KEY_ID={KEY_ID}": export_key_id,
@@ -630,6 +647,10 @@ NOT_COMMANDS: dict[str, str] = {
     ),
     "text: rescore: added KXSIME-26DEC05-T70, KXSIMB-26DEC31-T50; dropping KXSIMD-26DEC04-T50, "
     "KXSIMJ-26DEC08-T40": "rescoring's console lines: tests/sim/test_rescore.py runs it",
+    "text: selection on the mixed universe (300 markets; discovery and first_n trade 10, "
+    "always and volatility the best 30):": (
+        "make bench's selection board (not run by tests; the quick board above is)"
+    ),
     "text: volatility: session 1 KXSIMV-26DEC05-T20: sigma event (range 2.0c, sigma 0.00180, "
     "mean_reverting, mean_reverting), quoting for up to 300 s, cap 3.00": (
         "kmm run --mode volatility's console lines: tests/sim/test_volatility_mode.py runs it"
