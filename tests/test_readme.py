@@ -652,7 +652,7 @@ NOT_COMMANDS: dict[str, str] = {
         "make bench's selection board (not run by tests; the quick board above is)"
     ),
     "text: volatility: session 1 KXSIMV-26DEC05-T20: sigma event (range 2.0c, sigma 0.00180, "
-    "mean_reverting, mean_reverting), quoting for up to 300 s, cap 3.00": (
+    "mean_reverting, mean_reverting), quoting for up to 900 s, cap 3.00": (
         "kmm run --mode volatility's console lines: tests/sim/test_volatility_mode.py runs it"
     ),
 }

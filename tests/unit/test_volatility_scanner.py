@@ -184,7 +184,9 @@ def test_an_active_market_can_fire_again_once_its_volatility_ended() -> None:
 
 
 def test_the_stable_regime_changes_only_after_enough_agreeing_scans() -> None:
-    scanner = _scanner(_ou(3, 400, 0.2, 0.002), regimes=RegimeParams(min_observations=20))
+    scanner = _scanner(
+        _ou(3, 400, 0.2, 0.002), regimes=RegimeParams(min_observations=20, stability=3)
+    )
     for i in range(3):
         assert scanner.regime("M") is Regime.UNKNOWN
         scanner.scan(T0 + i * 5 * S)

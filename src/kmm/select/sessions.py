@@ -118,7 +118,6 @@ DEFAULT_PROFILE: Profile = Profile(
     by_regime={
         Regime.TRENDING: _BAD,
         Regime.CHAOTIC: _BAD,
-        Regime.NOISE: _BAD,
         Regime.UNKNOWN: _BAD,
     },
 )
@@ -142,11 +141,11 @@ class SessionParams:
         kappa_multipliers: κ × this in each regime (missing: 1).
     """
 
-    ttl_s: float = 300.0
-    max_concurrent: int = 3
+    ttl_s: float = 900.0
+    max_concurrent: int = 15
     max_position: Qty = 300
     danger_s: float = 180.0
-    illiquid_s: float = 15.0
+    illiquid_s: float = 60.0
     min_sigma: float = 0.0002
     min_sigma_grace_s: float = 30.0
     cooldown_s: float = 60.0

@@ -138,7 +138,7 @@ class RegimeParams:
     noise_spread: Price = 700
     vr_base_s: int = 15
     vr_lag: int = 8
-    stability: int = 3
+    stability: int = 6
 
 
 @dataclass(frozen=True, slots=True)
