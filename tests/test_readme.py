@@ -681,6 +681,17 @@ def test_every_readme_block_is_handled() -> None:
     assert stale == [], "handlers in tests/test_readme.py for commands no longer in README"
 
 
-@pytest.mark.parametrize("command", [k for k in COMMANDS if k in readme_keys()])
+LONG_COMMANDS: dict[str, float] = {WATCH_COMMAND: 180.0}
+"""Commands that run longer than the suite's per-test timeout, as written, and their own."""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(k, marks=pytest.mark.timeout(LONG_COMMANDS[k])) if k in LONG_COMMANDS else k
+        for k in COMMANDS
+        if k in readme_keys()
+    ],
+)
 def test_the_readme_command_works_as_documented(docs: Docs, command: str) -> None:
     COMMANDS[command](docs)
