@@ -152,6 +152,19 @@ def _add_config(parser: argparse.ArgumentParser, default: object) -> None:
         default=default,
         help="YAML config file (default: ./config.yaml if it exists, else built-in defaults)",
     )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=argparse.SUPPRESS,
+        help="lowest level written to the ops log (record.log_level)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="the ops log's lines: text or one JSON object a line (record.log_format)",
+    )
 
 
 def _command(commands: _Commands, name: str, help_text: str) -> UsageParser:
@@ -778,13 +791,25 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
         arg = args[i]
         if arg in ("-h", "--help", "--version") or arg in _COMMANDS or not arg.startswith("-"):
             return args
-        if arg == "--config":
+        if arg in _GLOBAL_OPTIONS:
             i += 2
-        elif arg.startswith("--config="):
+        elif arg.split("=", 1)[0] in _GLOBAL_OPTIONS:
             i += 1
         else:
             break
     return [*args[:i], DEFAULT_COMMAND, *args[i:]]
+
+
+_GLOBAL_OPTIONS: Final = ("--config", "--log-level", "--log-format")
+"""Options every command takes, each with a value."""
+
+
+def _with_logging(config: KmmConfig, args: argparse.Namespace) -> KmmConfig:
+    """The config with ``--log-level`` and ``--log-format`` applied."""
+    update = {key: getattr(args, key) for key in ("log_level", "log_format") if hasattr(args, key)}
+    if not update:
+        return config
+    return config.model_copy(update={"record": config.record.model_copy(update=update)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -804,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(default_config_path(args.config), os.environ)
     except ConfigError as exc:
         return _problems(exc, "config: ")
-    return _dispatch(_COMMANDS[args.command], config, args)
+    return _dispatch(_COMMANDS[args.command], _with_logging(config, args), args)
 
 
 def _dispatch(

@@ -1720,6 +1720,11 @@ class RecordConfig(_Section):
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field(
         default="INFO", description="Lowest level written to the ops log (case-insensitive)."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="The ops log's lines: text (time, level, logger, [ticker order] message) "
+        "or json (one object a line: ts, level, logger, message, ticker, client_order_id, exc).",
+    )
     queue_positions_s: _Real = Field(
         default=0.0,
         ge=0,

@@ -284,7 +284,7 @@ def _recorder(
 ) -> Iterator[Recorder]:
     run_dir = new_run_dir(record.runs_dir, now)
     record.ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    listener = setup_logging(run_dir, record.log_level, None)
+    listener = setup_logging(run_dir, record.log_level, None, record.log_format)
     dump = masked_dump(config)
     recorder = Recorder.open(
         run_dir,

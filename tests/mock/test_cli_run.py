@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -292,3 +293,18 @@ async def test_a_run_can_log_the_queue_place_of_each_resting_order(tmp_path: Pat
     assert re.search(
         r"queue: KXSIM\S+ (bid|ask) \d+\.\d{2} @ 0\.\d{4} \S+: \d+\.\d{2} ahead", lines[0]
     )
+
+
+@pytest.mark.asyncio
+async def test_a_run_with_log_format_json_writes_one_json_object_a_line(tmp_path: Path) -> None:
+    env = _env(tmp_path, KMM__SIM__STATE_DIR=str(tmp_path / "state"))
+
+    status, err = await _kmm(
+        "--log-format", "json", "--log-level", "debug", "--duration", "3s", env=env
+    )
+
+    assert status == 0, err
+    (ops_log,) = (tmp_path / "runs").glob("*/ops.log")
+    lines = [json.loads(line) for line in ops_log.read_text().splitlines()]
+    assert lines and all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    assert {"DEBUG", "INFO"} <= {line["level"] for line in lines}

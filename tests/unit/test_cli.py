@@ -133,6 +133,33 @@ def test_config_is_accepted_before_or_after_the_subcommand(
     assert json.loads(capsys.readouterr().out)["strategy"]["gamma"] == 0.375
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "debug", "--log-format", "json", "config"],
+        ["config", "--log-level", "DEBUG", "--log-format=json"],
+        ["--log-level=debug", "config", "--log-format", "json"],
+    ],
+)
+def test_log_level_and_format_are_accepted_anywhere_and_set_the_record_section(
+    no_overrides: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    status = main(argv)
+
+    assert status == 0
+    record = json.loads(capsys.readouterr().out)["record"]
+    assert (record["log_level"], record["log_format"]) == ("DEBUG", "json")
+
+
+def test_a_bad_log_format_is_one_line_and_exit_2(
+    no_overrides: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["--log-format", "yaml", "config"])
+
+    assert status == 2
+    assert "--log-format: invalid choice: 'yaml'" in _one_line(capsys.readouterr().err)
+
+
 def test_demo_takes_a_duration_with_a_unit(capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["demo", "--markets", "1", "--rate", "500", "--duration", "1s"])
 

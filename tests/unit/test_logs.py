@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import threading
@@ -195,3 +196,27 @@ def test_stop_restores_the_root_level_it_found(tmp_path: Path) -> None:
     # Assert
     assert during == logging.DEBUG
     assert root.level == before
+
+
+def test_json_lines_carry_time_level_logger_ids_message_and_traceback(tmp_path: Path) -> None:
+    listener = setup_logging(tmp_path, "INFO", None, "json")
+    log = logging.getLogger("kmm.exec")
+
+    log.warning("rejected: %s", "post_only", extra={"ticker": "KXA", "client_order_id": "k-1"})
+    log.info("plain")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    listener.stop()
+
+    first, plain, failed = (
+        json.loads(line) for line in ops_lines(tmp_path) if line.startswith("{")
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+    assert first == first | {
+        "level": "WARNING", "logger": "kmm.exec", "message": "rejected: post_only",
+        "ticker": "KXA", "client_order_id": "k-1",
+    }  # fmt: skip
+    assert set(plain) == {"ts", "level", "logger", "message"}
+    assert failed["message"] == "failed" and "ValueError: boom" in failed["exc"]

@@ -51,7 +51,7 @@ def run_backtest(
     """
     record = config.record
     run_dir = new_run_dir(record.runs_dir, time.time_ns())
-    listener = setup_logging(run_dir, record.log_level, None)
+    listener = setup_logging(run_dir, record.log_level, None, record.log_format)
     dump = masked_dump(config)
     source = source or (
         f"scenario {options.scenario}, seed {options.seed}, {options.markets} markets"

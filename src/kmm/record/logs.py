@@ -26,7 +26,9 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import TextIO
 
-__all__ = ["OpsFormatter", "setup_logging"]
+import orjson
+
+__all__ = ["JsonFormatter", "OpsFormatter", "setup_logging"]
 
 
 def _prefix(record: logging.LogRecord) -> str:
@@ -54,6 +56,37 @@ class OpsFormatter(logging.Formatter):
         if record.stack_info:
             line = f"{line}\n{self.formatStack(record.stack_info)}"
         return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line (``--log-format json``): ``ts`` (ISO UTC, ms), ``level``,
+    ``logger``, ``message``, and ``ticker``, ``client_order_id`` and ``exc`` (the traceback)
+    when the record has them, for log shippers that parse lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line: dict[str, str] = {
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("ticker", "client_order_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = str(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return orjson.dumps(line).decode()
+
+
+_FORMATTERS: dict[str, type[logging.Formatter]] = {"text": OpsFormatter, "json": JsonFormatter}
+"""``record.log_format``'s choices."""
 
 
 class _Enqueue(QueueHandler):
@@ -99,7 +132,9 @@ class _OpsListener(QueueListener):
             handler.close()
 
 
-def setup_logging(run_dir: Path | None, level: str, console: TextIO | None) -> QueueListener:
+def setup_logging(
+    run_dir: Path | None, level: str, console: TextIO | None, log_format: str = "text"
+) -> QueueListener:
     """Routes every logger through a queue to ``run_dir/ops.log`` and ``console``.
 
     Installs a queue handler on the root logger (replacing one from an earlier call; other
@@ -109,6 +144,7 @@ def setup_logging(run_dir: Path | None, level: str, console: TextIO | None) -> Q
         run_dir: The run directory to write ``ops.log`` in, or None for no file.
         level: The lowest level recorded (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``).
         console: A stream to also write the lines to (e.g. ``sys.stderr``), or None.
+        log_format: ``text`` (:class:`OpsFormatter`) or ``json`` (:class:`JsonFormatter`).
 
     Returns:
         The started listener; ``stop()`` it at exit to write out what is queued and close
@@ -116,6 +152,7 @@ def setup_logging(run_dir: Path | None, level: str, console: TextIO | None) -> Q
 
     Raises:
         ValueError: if ``level`` is not a logging level name.
+        KeyError: if ``log_format`` is neither ``text`` nor ``json``.
         OSError: if ``ops.log`` cannot be opened.
     """
     root = logging.getLogger()
@@ -126,7 +163,7 @@ def setup_logging(run_dir: Path | None, level: str, console: TextIO | None) -> Q
         handlers.append(logging.FileHandler(run_dir / "ops.log", encoding="utf-8"))
     if console is not None:
         handlers.append(logging.StreamHandler(console))
-    formatter = OpsFormatter()
+    formatter = _FORMATTERS[log_format]()
     for handler in handlers:
         handler.setFormatter(formatter)
     for old in [h for h in root.handlers if isinstance(h, _Enqueue)]:
