@@ -72,6 +72,7 @@ __all__ = [
     "KmmConfig",
     "LogLevel",
     "MarketsConfig",
+    "OpsConfig",
     "RecordConfig",
     "RiskConfig",
     "Scenario",
@@ -1802,6 +1803,19 @@ class BacktestConfig(_Section):
     )
 
 
+class OpsConfig(_Section):
+    """Operating a running bot: the metrics it serves."""
+
+    metrics_port: _Whole | None = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="kmm run serves Prometheus metrics on http://127.0.0.1:PORT/metrics (0: a "
+        "free port; null: none); the URL is printed at start and written to metrics.url in "
+        "the run directory.",
+    )
+
+
 class ExitConfig(_Section):
     """Working positions out: ``kmm flatten``, before a market's close, at the end of a run."""
 
@@ -1857,6 +1871,7 @@ class KmmConfig(_Section):
     risk: RiskConfig = Field(default=RiskConfig(), description="Limits.")
     execution: ExecutionConfig = Field(default=ExecutionConfig(), description="Orders.")
     exit: ExitConfig = Field(default=ExitConfig(), description="Exits.")
+    ops: OpsConfig = Field(default=OpsConfig(), description="Operations.")
     record: RecordConfig = Field(default=RecordConfig(), description="Recording.")
     sim: SimConfig = Field(default=SimConfig(), description="The local exchange.")
     backtest: BacktestConfig = Field(default=BacktestConfig(), description="Backtests.")

@@ -31,6 +31,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, TextIO, TypeVar
@@ -62,7 +63,8 @@ from kmm.kalshi.rest import (
 from kmm.kalshi.wire import (
     Event,
 )
-from kmm.kalshi.ws import KalshiWs
+from kmm.kalshi.ws import KalshiWs, WsStats
+from kmm.ops.metrics import MetricsServer, engine_metrics
 from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_markets_json
 from kmm.risk import (
     Trigger,
@@ -122,6 +124,9 @@ class EngineReport:
     orders_sent: int = 0
     lane_writes: int = 0
     lane_fallbacks: int = 0
+    order_events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Order events (sent, acked, rejected, ...) by kind and venue code, for the metrics."""
+    metrics_url: str = ""
     left_resting: list[str] = field(default_factory=list)
     not_flat: dict[str, Qty] = field(default_factory=dict)
     """Markets an exit (``kmm flatten``, ``exit.on_stop``) left with a position: the
@@ -218,6 +223,7 @@ class LiveEngine:
         self._group_id: str | None = None
         self._status_checked_ns = 0
         self._flat_requested = False
+        self._metrics: MetricsServer | None = None
         self.chooser = MarketChooser(config, self.core, self.clock, self._say, recorder)
         """Discovery's scorings (``markets.mode: discovery`` or ``volatility``)."""
 
@@ -234,6 +240,16 @@ class LiveEngine:
         """The REST client (after start)."""
         assert self._rest is not None, "the engine has not started"
         return self._rest
+
+    @property
+    def write_bucket(self) -> TokenBucket | None:
+        """The Write token bucket (after start)."""
+        return self._write_bucket
+
+    @property
+    def ws_stats(self) -> WsStats | None:
+        """The websocket's counters (after start)."""
+        return self._ws.stats if self._ws is not None else None
 
     @property
     def ws(self) -> KalshiWs:
@@ -413,8 +429,23 @@ class LiveEngine:
         group_id = await self._order_group()
         self._build_executor(limits, group_id)
         self._build_ws()
+        await self._start_metrics()
         self._banner(status.trading_active, balance, limits)
         return True
+
+    async def _start_metrics(self) -> None:
+        """Serves ``/metrics`` (``ops.metrics_port``) and writes its URL to the run directory."""
+        port = self.config.ops.metrics_port
+        if port is None or self.flatten is not None:
+            return
+        self._metrics = MetricsServer(engine_metrics(self), port)
+        try:
+            url = await self._metrics.start()
+        except OSError as e:
+            raise ConfigError([f"ops.metrics_port: cannot listen on {port}: {e.strerror}"]) from e
+        self.report.metrics_url = url
+        if self.recorder is not None:
+            (self.recorder.run_dir / "metrics.url").write_text(url + "\n", encoding="utf-8")
 
     async def _select_markets(self) -> list[MarketInfo]:
         if self.flatten is not None:
@@ -609,6 +640,8 @@ class LiveEngine:
             f"  client order ids: {self.tracker_prefix}-N",
             f"  run directory: {self.recorder.run_dir if self.recorder else '(not recording)'}",
         ]
+        if self.report.metrics_url:
+            lines.append(f"  metrics: {self.report.metrics_url}")
         for line in lines:
             self._say(line)
 
@@ -729,6 +762,7 @@ class LiveEngine:
 
     def _on_exec_event(self, event: ExecEvent) -> None:
         now = self.clock.now_ns()
+        self.report.order_events[(event.what, event.code or "")] += 1
         if event.what == "rejected" and event.code in PAUSE_CODES:
             self._status_checked_ns = now
         self.core.on_exec_event(event, now, presign=bool(self.signer.reuse_ms))
@@ -928,6 +962,8 @@ class LiveEngine:
         return left
 
     async def _shutdown(self) -> None:
+        if self._metrics is not None:
+            await self._metrics.stop()
         if self._group_id is not None and self._rest is not None:
             with contextlib.suppress(VenueError):
                 rest, group_id = self._rest, self._group_id

@@ -43,6 +43,7 @@ SECTIONS = (
     "risk",
     "execution",
     "exit",
+    "ops",
     "record",
     "sim",
     "backtest",
