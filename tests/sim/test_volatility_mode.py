@@ -69,7 +69,7 @@ def test_the_classifier_finds_the_exchanges_regimes_and_sessions_quote_only_whil
 
     assert outside == []
     assert desk.stats.sessions >= 5
-    assert desk.stats.ended is not None and sum(desk.stats.ended.values()) == desk.stats.sessions
+    assert sum(desk.stats.ended.values()) == desk.stats.sessions
     for truth, regime in TRUTH.items():
         labelled = {r: n for (t, r), n in confusion.items() if t == truth}
         share = labelled.get(regime, 0) / sum(labelled.values())

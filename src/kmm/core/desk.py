@@ -26,7 +26,8 @@ for the markets in a session, every ``volatility.snapshot_s`` for all tracked on
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from kmm.config import KmmConfig, VolatilityConfig
@@ -69,8 +70,8 @@ IDLE_REASON = "volatility: no session"
 FROZEN_REASON = "volatility: illiquid"
 
 
-def _cents(value: object) -> Price:
-    return int(value * ONE_CENT)  # type: ignore[operator]
+def _cents(value: Decimal) -> Price:
+    return int(value * ONE_CENT)
 
 
 def scanner_params(v: VolatilityConfig) -> tuple[ScannerParams, RegimeParams]:
@@ -106,7 +107,7 @@ def scanner_params(v: VolatilityConfig) -> tuple[ScannerParams, RegimeParams]:
     return scanner, regimes
 
 
-def _profile(row: tuple[str, float, object, object, float, tuple[str, ...]]) -> Profile:
+def _profile(row: tuple[str, float, Decimal, Decimal, float, tuple[str, ...]]) -> Profile:
     name, blend, low, high, factor, excluded = row
     return Profile(
         name,
@@ -168,7 +169,8 @@ class DeskStats:
     scans: int = 0
     events: int = 0
     sessions: int = 0
-    ended: Counter[str] | None = None
+    ended: Counter[str] = field(default_factory=Counter)
+    """Ended sessions by reason (``regime`` for every ``regime:<name>``)."""
 
 
 @dataclass(slots=True)
@@ -198,7 +200,7 @@ class VolatilityDesk:
         self.manager = session_manager(v)
         self.records = records
         self.snapshot_ns = int(v.snapshot_s * 1e9)
-        self.stats = DeskStats(ended=Counter())
+        self.stats = DeskStats()
         self._open: dict[str, _Open] = {}
         self._fills: Counter[str] = Counter()
         self._next_snapshot_ns: int | None = None
@@ -316,7 +318,6 @@ class VolatilityDesk:
 
     def _end(self, session: Session, now_ns: int) -> None:
         core, ticker = self.core, session.ticker
-        assert self.stats.ended is not None
         self.stats.ended[session.reason.split(":")[0]] += 1
         opened = self._open.pop(ticker, _Open(core.market_pnl(ticker), self._fills[ticker]))
         pnl = core.market_pnl(ticker) - opened.pnl
