@@ -602,7 +602,8 @@ def _with_mode(config: KmmConfig, mode: str | None) -> KmmConfig:
 
 def _cmd_run(config: KmmConfig, args: argparse.Namespace) -> int:
     config = _with_mode(_run_config(config, args), args.mode)
-    return _run_async(run_live(config, duration_s=args.duration, out=sys.stdout))
+    path = default_config_path(args.config)
+    return _run_async(run_live(config, duration_s=args.duration, out=sys.stdout, config_path=path))
 
 
 def _cmd_flatten(config: KmmConfig, args: argparse.Namespace) -> int:

@@ -71,6 +71,7 @@ __all__ = [
     "ExecutionConfig",
     "KmmConfig",
     "LogLevel",
+    "MarketOverride",
     "MarketsConfig",
     "OpsConfig",
     "RecordConfig",
@@ -89,6 +90,7 @@ __all__ = [
     "parse_tickers",
     "render_example",
     "rest_url_for",
+    "validate_override",
     "ws_url_for",
 ]
 
@@ -612,6 +614,48 @@ def parse_port(text: str) -> int:
 _Names = Annotated[tuple[str, ...], BeforeValidator(_split_list), AfterValidator(_check_names)]
 
 
+class MarketOverride(_Section):
+    """One market's runtime settings (``markets.overrides``, the control API): unset fields
+    keep the run's values."""
+
+    enabled: bool = Field(
+        default=True, description="false: never quote the market (its orders are cancelled)."
+    )
+    reduce_only: bool = Field(
+        default=False, description="true: quote only the side that reduces the position."
+    )
+    gamma: _Real | None = Field(default=None, gt=0, description="strategy.gamma for it.")
+    eta: _Real | None = Field(default=None, ge=0, description="strategy.eta for it.")
+    order_size_contracts: _Contracts | None = Field(
+        default=None, gt=0, description="strategy.order_size_contracts for it."
+    )
+    max_position_contracts: _Contracts | None = Field(
+        default=None, ge=0, description="Its own position cap (never above the run's)."
+    )
+    edge_cents: _Cents | None = Field(
+        default=None, ge=0, le=99, description="strategy.edge_cents for it."
+    )
+    min_spread_cents: _Cents | None = Field(
+        default=None, ge=0, le=99, description="strategy.min_spread_cents for it."
+    )
+    max_spread_cents: _Cents | None = Field(
+        default=None, ge=1, le=100, description="strategy.max_spread_cents for it."
+    )
+    improve_ticks: int | None = Field(
+        default=None, ge=0, description="strategy.improve_ticks for it."
+    )
+
+
+def _check_override_names(value: dict[str, MarketOverride]) -> dict[str, MarketOverride]:
+    problem = _names_problem(list(value))
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+_Overrides = Annotated[dict[str, MarketOverride], AfterValidator(_check_override_names)]
+
+
 class MarketsConfig(_Section):
     """Which markets to quote. All lists empty means every open market (up to max_markets)."""
 
@@ -639,6 +683,22 @@ class MarketsConfig(_Section):
         "in short sessions spawned by volatility events (the lists above must be empty in "
         "both).",
     )
+    overrides: _Overrides = Field(
+        default_factory=dict,
+        description="Per-market runtime settings, by ticker, e.g. {KXA-26: {enabled: false}, "
+        "KXB-26: {reduce_only: true, gamma: 0.8, min_spread_cents: 4}}: enabled, reduce_only, "
+        "gamma, eta, order_size_contracts, max_position_contracts, edge_cents, "
+        "min_spread_cents, max_spread_cents, improve_ticks. Reloaded by SIGHUP or the control "
+        "API's /api/reload without a restart; a market not traded yet takes its override when "
+        "it is added.",
+    )
+
+    def __hash__(self) -> int:  # the overrides are a dict: hashed as their items
+        fields = tuple(
+            tuple(sorted(value.items())) if isinstance(value, dict) else value
+            for value in self.__dict__.values()
+        )
+        return hash(fields)
 
     @model_validator(mode="after")
     def _check_mode(self) -> MarketsConfig:
@@ -1804,7 +1864,7 @@ class BacktestConfig(_Section):
 
 
 class OpsConfig(_Section):
-    """Operating a running bot: the metrics it serves."""
+    """Operating a running bot: the metrics and the control API it serves, its alerts."""
 
     metrics_port: _Whole | None = Field(
         default=0,
@@ -1814,6 +1874,56 @@ class OpsConfig(_Section):
         "free port; null: none); the URL is printed at start and written to metrics.url in "
         "the run directory.",
     )
+    control_port: _Whole | None = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="kmm run serves its control API and dashboard on http://127.0.0.1:PORT/ "
+        "(0: a free port; null: none); the URL is printed at start and written to "
+        "control.url in the run directory, the token every request needs to control.token "
+        "(mode 0600).",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="Alerts are POSTed here as JSON that Slack, Discord and generic receivers "
+        "accept (null: no alerts).",
+    )
+    alert_loss_dollars: _Dollars | None = Field(
+        default=None,
+        gt=0,
+        description="Alert once the run's P&L is below minus this (null: never).",
+    )
+    alert_errors: _Whole = Field(
+        default=10,
+        ge=1,
+        description="Alert when this many orders were rejected or went unknown within "
+        "alert_errors_window_s.",
+    )
+    alert_errors_window_s: _Real = Field(
+        default=60.0, gt=0, description="The window of alert_errors, in seconds."
+    )
+    alert_stale_feed_s: _Real = Field(
+        default=30.0,
+        ge=0,
+        description="Alert when the venue's feed sent nothing for this long (0: never).",
+    )
+    alert_no_fills_s: _Real = Field(
+        default=3600.0,
+        ge=0,
+        description="Alert when nothing filled for this long while quoting (0: never).",
+    )
+    alert_every_s: _Real = Field(
+        default=300.0,
+        ge=0,
+        description="The same alert is sent at most once in this many seconds.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class ExitConfig(_Section):
@@ -2071,6 +2181,25 @@ _NO_INPUT: Final = frozenset(
 )
 
 
+def validate_override(ticker: str, data: Mapping[str, Any]) -> MarketOverride:
+    """One market's override from JSON or YAML data (the control API's), checked as the
+    config file's ``markets.overrides.TICKER`` would be.
+
+    Raises:
+        ConfigError: one line per problem, ``markets.overrides.TICKER.field: reason``.
+    """
+    problem = _names_problem([ticker])
+    if problem is not None:
+        raise ConfigError([f"markets.overrides: {problem}"])
+    try:
+        return MarketOverride.model_validate(data)
+    except ValidationError as exc:
+        prefix = ("markets", "overrides", ticker)
+        raise ConfigError(
+            [_problem({**e, "loc": (*prefix, *e["loc"])}, {}) for e in exc.errors()]
+        ) from None
+
+
 def _path(error: ErrorDetails) -> str:
     loc: list[str | int] = list(error["loc"])
     field = (error.get("ctx") or {}).get("kmm_field")
@@ -2154,6 +2283,8 @@ _PLAIN = re.compile(r"[A-Za-z0-9_./-]+")
 
 
 def _yaml_value(value: object) -> str:
+    if isinstance(value, Mapping) and not value:
+        return "{}"
     if isinstance(value, tuple):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     if isinstance(value, bool) or value is None:

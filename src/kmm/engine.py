@@ -30,17 +30,19 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
 from kmm.app import build_core, exec_settings
 from kmm.clock import Clock, LiveClock
-from kmm.config import KmmConfig, MarketsConfig
+from kmm.config import KmmConfig, MarketsConfig, load_config
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
 from kmm.core.markets import market_spec
 from kmm.core.trading import CoreReport
@@ -64,6 +66,9 @@ from kmm.kalshi.wire import (
     Event,
 )
 from kmm.kalshi.ws import KalshiWs, WsStats
+from kmm.ops.control import TOKEN_FILE as CONTROL_TOKEN_FILE
+from kmm.ops.control import URL_FILE as CONTROL_URL_FILE
+from kmm.ops.control import ControlServer, write_token
 from kmm.ops.metrics import MetricsServer, engine_metrics
 from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_markets_json
 from kmm.risk import (
@@ -127,6 +132,7 @@ class EngineReport:
     order_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Order events (sent, acked, rejected, ...) by kind and venue code, for the metrics."""
     metrics_url: str = ""
+    control_url: str = ""
     left_resting: list[str] = field(default_factory=list)
     not_flat: dict[str, Qty] = field(default_factory=dict)
     """Markets an exit (``kmm flatten``, ``exit.on_stop``) left with a position: the
@@ -180,6 +186,7 @@ class LiveEngine:
         flatten: ``kmm flatten``: trade only the markets where the account holds a position
             (those of ``markets.tickers``, if named), never quote, and work each position out
             in this style; the run ends once nothing is held or rests, or at ``duration_s``.
+        config_path: The config file a reload (SIGHUP, the control API) reads again.
     """
 
     def __init__(
@@ -194,6 +201,7 @@ class LiveEngine:
         duration_s: float | None = None,
         recorder: Recorder | None = None,
         flatten: ExitStyle | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
         self.flatten = flatten
@@ -224,6 +232,10 @@ class LiveEngine:
         self._status_checked_ns = 0
         self._flat_requested = False
         self._metrics: MetricsServer | None = None
+        self._control: ControlServer | None = None
+        self.config_path = config_path
+        """The config file reloads read (None: defaults and environment overrides only)."""
+        self._loaded = config
         self.chooser = MarketChooser(config, self.core, self.clock, self._say, recorder)
         """Discovery's scorings (``markets.mode: discovery`` or ``volatility``)."""
 
@@ -429,23 +441,89 @@ class LiveEngine:
         group_id = await self._order_group()
         self._build_executor(limits, group_id)
         self._build_ws()
-        await self._start_metrics()
+        await self._start_ops()
         self._banner(status.trading_active, balance, limits)
         return True
 
-    async def _start_metrics(self) -> None:
-        """Serves ``/metrics`` (``ops.metrics_port``) and writes its URL to the run directory."""
-        port = self.config.ops.metrics_port
-        if port is None or self.flatten is not None:
+    async def _start_ops(self) -> None:
+        """Serves ``/metrics`` (``ops.metrics_port``) and the control API (``ops.control_port``),
+        and writes their URLs (and the API's token) to the run directory."""
+        ops = self.config.ops
+        if self.flatten is not None:
             return
-        self._metrics = MetricsServer(engine_metrics(self), port)
+        run_dir = self.recorder.run_dir if self.recorder is not None else None
+        if ops.metrics_port is not None:
+            self._metrics = MetricsServer(engine_metrics(self), ops.metrics_port)
+            url = await _listen("ops.metrics_port", ops.metrics_port, self._metrics.start())
+            self.report.metrics_url = url
+            if run_dir is not None:
+                (run_dir / "metrics.url").write_text(url + "\n", encoding="utf-8")
+        if ops.control_port is not None and run_dir is not None:
+            self._control = ControlServer(self, ops.control_port, write_token(run_dir))
+            url = await _listen("ops.control_port", ops.control_port, self._control.start())
+            self.report.control_url = url
+            (run_dir / CONTROL_URL_FILE).write_text(url + "\n", encoding="utf-8")
+
+    def ops_status(self) -> dict[str, Any]:
+        """What the shell adds to the control API's status: addresses, the run directory, the
+        write tokens and 429s."""
+        bucket = self._write_bucket
+        planner = self.core.planner
+        return {
+            "run_dir": str(self.recorder.run_dir) if self.recorder is not None else None,
+            "metrics_url": self.report.metrics_url or None,
+            "control_url": self.report.control_url or None,
+            "write_tokens": bucket.available(self.clock.now_ns()) if bucket else None,
+            "rate_limited": planner.counters.rate_limited if planner is not None else 0,
+            "exiting": self._exiting,
+        }
+
+    def update_override(self, ticker: str, changes: Mapping[str, Any]) -> list[str]:
+        """Changes some fields of one market's override (the control API).
+
+        Raises:
+            ConfigError: naming the field that is unknown or out of range; nothing changed.
+        """
+        lines = self.core.update_override(ticker, changes, self.clock.now_ns())
+        self._act()
+        return lines
+
+    def reload(self) -> list[str]:
+        """Reloads ``markets.overrides`` from the config file (SIGHUP, the control API):
+        validated first, applied without a restart, logged as a diff. Other changed sections
+        are named and left alone (they need a restart).
+
+        Returns:
+            The change, one line per market.
+
+        Raises:
+            ConfigError: the file is refused (each problem named); nothing changed.
+        """
         try:
-            url = await self._metrics.start()
-        except OSError as e:
-            raise ConfigError([f"ops.metrics_port: cannot listen on {port}: {e.strerror}"]) from e
-        self.report.metrics_url = url
-        if self.recorder is not None:
-            (self.recorder.run_dir / "metrics.url").write_text(url + "\n", encoding="utf-8")
+            fresh = load_config(self.config_path, os.environ)
+            lines = self.core.set_overrides(fresh.markets.overrides, self.clock.now_ns())
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self._say(f"reload refused, nothing changed: {problem}")
+            raise
+        self._act()
+        restart = [
+            name
+            for name in type(fresh).model_fields
+            if name != "markets" and getattr(fresh, name) != getattr(self._loaded, name)
+        ]
+        if restart:
+            self._say(f"reload: {', '.join(restart)} changed in the file: applied at a restart")
+        self._say(
+            f"reload: {len(lines)} market override(s) changed" if lines else "reload: no change"
+        )
+        self._loaded = fresh
+        return lines
+
+    def on_hangup(self) -> None:
+        """SIGHUP: :meth:`reload`, whose refusal is logged and changes nothing."""
+        with contextlib.suppress(ConfigError):
+            self.reload()
 
     async def _select_markets(self) -> list[MarketInfo]:
         if self.flatten is not None:
@@ -642,6 +720,9 @@ class LiveEngine:
         ]
         if self.report.metrics_url:
             lines.append(f"  metrics: {self.report.metrics_url}")
+        if self.report.control_url and self.recorder is not None:
+            token = self.recorder.run_dir / CONTROL_TOKEN_FILE
+            lines.append(f"  control: {self.report.control_url} (token in {token})")
         for line in lines:
             self._say(line)
 
@@ -775,6 +856,8 @@ class LiveEngine:
         while True:
             await asyncio.sleep(interval)
             await self._check_risk(self.clock.now_ns())
+            if self._control is not None:
+                self._control.sample(self.clock.now_ns())
             self._say(self.summary_line())
 
     async def _check_exchange(self, now: int) -> None:
@@ -964,6 +1047,8 @@ class LiveEngine:
     async def _shutdown(self) -> None:
         if self._metrics is not None:
             await self._metrics.stop()
+        if self._control is not None:
+            await self._control.stop()
         if self._group_id is not None and self._rest is not None:
             with contextlib.suppress(VenueError):
                 rest, group_id = self._rest, self._group_id
@@ -1000,6 +1085,14 @@ class LiveEngine:
         log.info(line)
         if self.out is not None:
             print(line, file=self.out, flush=True)
+
+
+async def _listen(field: str, port: int, start: Awaitable[str]) -> str:
+    """Starts an ops server; a port that cannot be listened on is a config error."""
+    try:
+        return await start
+    except OSError as e:
+        raise ConfigError([f"{field}: cannot listen on {port}: {e.strerror}"]) from e
 
 
 async def _first_of(*waits: Awaitable[object]) -> None:

@@ -5,7 +5,8 @@ With ``venue.env: sim`` and no URL override, the local exchange is started in th
 sockets exactly as it would to Kalshi. With demo or prod the key comes from ``auth``.
 
 SIGINT and SIGTERM stop the run cleanly; SIGUSR1 trips the kill switch (cancel everything,
-stay running but halted) and SIGUSR2 resumes after it.
+stay running but halted) and SIGUSR2 resumes after it; SIGHUP reloads ``markets.overrides``
+from the config file.
 
 With ``venue.rest_url`` or ``venue.ws_url`` set, or with demo or prod, the venue's hosts are
 first checked to accept a connection: a venue that cannot be reached is one line
@@ -29,6 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -336,14 +338,21 @@ async def venue_feed(
                 raise ConfigError([f"auth: the venue refused the key: {e}"]) from e
 
 
-async def run_live(config: KmmConfig, *, duration_s: float | None, out: TextIO) -> int:
+async def run_live(
+    config: KmmConfig,
+    *,
+    duration_s: float | None,
+    out: TextIO,
+    config_path: Path | None = None,
+) -> int:
     """Runs the market maker until a signal or ``duration_s``; returns the exit status.
+    ``config_path``: the file a reload (SIGHUP, the control API) reads again.
 
     Raises:
         ConfigError: a bad key or a key the venue refuses, or a ``venue.subaccount`` it does
             not know (the CLI prints it, exit 2).
     """
-    report = await _run_engine(config, duration_s=duration_s, out=out)
+    report = await _run_engine(config, duration_s=duration_s, out=out, config_path=config_path)
     if report.left_resting:
         print(f"kmm: {len(report.left_resting)} orders may still rest", file=sys.stderr)
         return EXIT_LEFT_RESTING
@@ -394,6 +403,7 @@ async def _run_engine(
     duration_s: float | None,
     out: TextIO,
     flatten: ExitStyle | None = None,
+    config_path: Path | None = None,
 ) -> EngineReport:
     """One trading run on the configured venue, with its signals and its run directory."""
     async with _venue(config, out) as (rest_url, ws_url, signer):
@@ -409,12 +419,14 @@ async def _run_engine(
                 duration_s=duration_s,
                 recorder=recorder,
                 flatten=flatten,
+                config_path=config_path,
             )
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, engine.stop)
             loop.add_signal_handler(signal.SIGUSR1, engine.halt, "SIGUSR1 from the operator")
             loop.add_signal_handler(signal.SIGUSR2, engine.resume)
+            loop.add_signal_handler(signal.SIGHUP, engine.on_hangup)
             try:
                 report = await engine.run()
             except AuthError as e:

@@ -276,6 +276,8 @@ class Pipeline:
     book_guard: BookGuardParams | None = None
     own_orders_out: bool = True
     markets: dict[str, MarketState] = field(default_factory=dict)
+    market_params: dict[str, StrategyParams] = field(default_factory=dict)
+    """Markets quoted with parameters of their own (an operator's override), by ticker."""
     stats: PipelineStats = field(default_factory=PipelineStats)
     decoder: WireDecoder = field(init=False)
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
@@ -323,9 +325,13 @@ class Pipeline:
                 if market.book.trusted:
                     self.decide(ticker, now_ns)
 
+    def base_params(self, ticker: str) -> StrategyParams:
+        """A market's own parameters (:attr:`market_params`), or the pipeline's."""
+        return self.market_params.get(ticker, self.params)
+
     def add_market(self, spec: MarketSpec) -> MarketState:
         """Starts tracking a market; its book is untrusted until a snapshot arrives."""
-        params = self.params
+        params = self.base_params(spec.ticker)
         if spec.max_position is not None and spec.max_position < params.max_position:
             params = replace(params, max_position=spec.max_position)
         state = MarketState(spec, OrderBook(spec.ticker), self.new_vol(), self.new_kappa(), params)
@@ -341,16 +347,17 @@ class Pipeline:
         return state
 
     def set_max_position(self, ticker: str, cap: Qty) -> None:
-        """A market's own position cap from now on (never above the pipeline's)."""
+        """A market's own position cap from now on (never above its base parameters')."""
         market = self.markets[ticker]
-        market.params = replace(market.params, max_position=min(cap, self.params.max_position))
+        base = self.base_params(ticker)
+        market.params = replace(market.params, max_position=min(cap, base.max_position))
         market.spec = replace(market.spec, max_position=cap)
 
     def set_params(self, ticker: str, params: StrategyParams | None, now_ns: int) -> None:
-        """A market's quoting parameters from now on (``None``: the pipeline's, within the
-        market's own cap), and a fresh decision."""
+        """A market's quoting parameters from now on (``None``: its base parameters, within
+        the market's own cap), and a fresh decision."""
         market = self.markets[ticker]
-        base = params if params is not None else self.params
+        base = params if params is not None else self.base_params(ticker)
         cap = market.spec.max_position
         if cap is not None and cap < base.max_position:
             base = replace(base, max_position=cap)

@@ -294,7 +294,7 @@ class VolatilityDesk:
 
     def _tune(self, session: Session, now_ns: int) -> None:
         core, t = self.core, session.terms
-        base = core.pipeline.params
+        base = core.pipeline.base_params(session.ticker)
         params = replace(
             base,
             gamma=base.gamma * t.gamma_factor,

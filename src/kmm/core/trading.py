@@ -29,10 +29,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
-from kmm.config import KmmConfig
+from kmm.config import KmmConfig, MarketOverride
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
+from kmm.core.controls import MarketControls
 from kmm.core.desk import DeskRecords, VolatilityDesk
 from kmm.core.markets import GridView
 from kmm.core.planner import ExecEvent, ExecSettings, OrderPlanner, WriteRequest
@@ -218,6 +219,10 @@ class TradingCore:
         self._halt_acted = False
         self._exits: dict[str, ExitStyle] = {}
         self._retiring: set[str] = set()
+        self.controls = MarketControls(pipeline.params, config.markets.overrides)
+        """The operator's per-market overrides (``markets.overrides``, the control API)."""
+        self.risk.disabled = self.controls.disabled()
+        self.risk.reduce_only |= self.controls.reduce_only()
         self.desk: VolatilityDesk | None = None
         """Volatility mode's scanner and sessions (``markets.mode: volatility``)."""
         if config.markets.mode == "volatility":
@@ -248,10 +253,12 @@ class TradingCore:
 
     def add_market(self, spec: MarketSpec, mid: Price | None = None) -> None:
         """Starts trading a market (its book is untrusted until a snapshot arrives)."""
+        params = self.controls.params(spec.ticker)
+        if params is not None:
+            self.pipeline.market_params[spec.ticker] = params
         self.pipeline.add_market(spec)
         self.risk.exposures.set_group(spec.ticker, spec.event_ticker, spec.category)
-        if spec.max_position is not None:
-            self.risk.market_caps[spec.ticker] = spec.max_position
+        self._restore_cap(spec.ticker)
         if mid is not None:
             self.marks[spec.ticker] = mid
         if spec.ticker not in self.report.markets:
@@ -841,7 +848,8 @@ class TradingCore:
         """Ends a market's exit: it is quoted again (no longer reduce-only)."""
         if self._exits.pop(ticker, None) is None:
             return
-        self.risk.reduce_only.discard(ticker)
+        if ticker not in self.controls.reduce_only():
+            self.risk.reduce_only.discard(ticker)
         if self.planner is not None:
             self.planner.exits.pop(ticker, None)
         self.pipeline.set_exit(ticker, None, now_ns)
@@ -876,15 +884,24 @@ class TradingCore:
     ) -> None:
         """A volatility session's quoting parameters and position cap for a market (None:
         the run's again)."""
-        if cap is None:
-            self.risk.market_caps.pop(ticker, None)
-            spec_cap = self.pipeline.markets[ticker].spec.max_position
-            if spec_cap is not None:
-                self.risk.market_caps[ticker] = spec_cap
-        else:
-            self.risk.market_caps[ticker] = cap
+        self._restore_cap(ticker)
+        if cap is not None:
+            self.risk.market_caps[ticker] = min(cap, self.risk.market_caps.get(ticker, cap))
         self.pipeline.set_params(ticker, params, now_ns)
         self._touch(ticker)
+
+    def _restore_cap(self, ticker: str) -> None:
+        """The market's own position cap for the checks: the lower of its spec's
+        (discovery's budget) and its override's, or none."""
+        caps = [
+            cap
+            for cap in (self.pipeline.markets[ticker].spec.max_position, self.controls.cap(ticker))
+            if cap is not None
+        ]
+        if caps:
+            self.risk.market_caps[ticker] = min(caps)
+        else:
+            self.risk.market_caps.pop(ticker, None)
 
     def market_pnl(self, ticker: str) -> Money:
         """A market's P&L now, net of fees: realized plus its open lots at the P&L mark."""
@@ -896,8 +913,62 @@ class TradingCore:
 
     def set_market_cap(self, ticker: str, cap: Qty) -> None:
         """A market's own position cap (discovery's budget), for the quoter and the checks."""
-        self.risk.market_caps[ticker] = cap
         self.pipeline.set_max_position(ticker, cap)
+        self._restore_cap(ticker)
+
+    # ----------------------------------------------------------------- overrides
+
+    def set_overrides(self, overrides: Mapping[str, MarketOverride], now_ns: int) -> list[str]:
+        """Puts a new set of per-market overrides in force (a reload of the config file).
+
+        Returns:
+            The change, one line per market (each also said).
+
+        Raises:
+            ConfigError: if an override gives a market invalid parameters; nothing changed.
+        """
+        lines, changed = self.controls.replace_all(overrides)
+        self._apply_controls(changed, lines, now_ns)
+        return lines
+
+    def update_override(self, ticker: str, changes: Mapping[str, Any], now_ns: int) -> list[str]:
+        """Changes some fields of one market's override (the control API): ``enabled``,
+        ``reduce_only`` or a parameter (``None`` puts it back to the run's).
+
+        Returns:
+            The change (also said); empty when nothing changed.
+
+        Raises:
+            ConfigError: naming the field that is unknown or out of range; nothing changed.
+        """
+        lines, changed = self.controls.update(ticker, changes)
+        self._apply_controls(changed, lines, now_ns)
+        return lines
+
+    def _apply_controls(self, tickers: Iterable[str], lines: Iterable[str], now_ns: int) -> None:
+        for line in lines:
+            self._say(f"override: {line}")
+        controls = self.controls
+        self.risk.disabled = controls.disabled()
+        operator_reduce = controls.reduce_only()
+        for ticker in tickers:
+            if ticker in operator_reduce:
+                self.risk.reduce_only.add(ticker)
+            elif ticker not in self._exits:
+                self.risk.reduce_only.discard(ticker)
+            if ticker not in self.pipeline.markets:
+                continue  # it takes its override when it is added
+            params = controls.params(ticker)
+            if params is None:
+                self.pipeline.market_params.pop(ticker, None)
+            else:
+                self.pipeline.market_params[ticker] = params
+            self._restore_cap(ticker)
+            if self.desk is None or self.desk.idle(ticker):  # a session's terms keep
+                self.pipeline.set_params(ticker, None, now_ns)
+            self._touch(ticker)
+        if self.quotes_pending:
+            self.tape_quotes(self.decide_quotes(now_ns), now_ns)
 
     @property
     def exiting(self) -> list[str]:

@@ -11,7 +11,8 @@ condition                                                   mode             cau
 ==========================================================  ===============  ===============
 kill switch halting or halted                               off              ``halted``
 exchange trading paused                                     off              ``exchange_paused``
-market blocked (paused market, position drift, operator)    off              ``blocked``
+market blocked (paused market, position drift)              off              ``blocked``
+market disabled by the operator (``ctx.disabled``)          off              ``disabled``
 book untrusted (sequence gap, integrity error, no snapshot)  off              ``untrusted``
 no book update for ``stale_book_ns``                        off              ``stale``
 within ``no_quote_before_close_ns`` of the close            off              ``closing``
@@ -83,6 +84,7 @@ class Cause(StrEnum):
     HALTED = "halted"
     EXCHANGE_PAUSED = "exchange_paused"
     BLOCKED = "blocked"
+    DISABLED = "disabled"
     UNTRUSTED = "untrusted"
     STALE = "stale"
     CLOSING = "closing"
@@ -96,6 +98,7 @@ _NORMAL: Final[_Mode] = (QuoteMode.NORMAL, Cause.NONE)
 _HALTED: Final[_Mode] = (_OFF, Cause.HALTED)
 _PAUSED: Final[_Mode] = (_OFF, Cause.EXCHANGE_PAUSED)
 _BLOCKED: Final[_Mode] = (_OFF, Cause.BLOCKED)
+_DISABLED: Final[_Mode] = (_OFF, Cause.DISABLED)
 _UNTRUSTED: Final[_Mode] = (_OFF, Cause.UNTRUSTED)
 _STALE: Final[_Mode] = (_OFF, Cause.STALE)
 _CLOSING: Final[_Mode] = (_OFF, Cause.CLOSING)
@@ -113,6 +116,8 @@ def market_mode(
         return _PAUSED
     if ticker in ctx.blocked:
         return _BLOCKED
+    if ticker in ctx.disabled:
+        return _DISABLED
     if not status.trusted:
         return _UNTRUSTED
     if now_ns - status.book_ns >= ctx.limits.stale_book_ns:
@@ -244,6 +249,7 @@ _EXPLAIN: Final[dict[str, _Explain]] = {
     Cause.HALTED: _explain_halted,
     Cause.EXCHANGE_PAUSED: _fixed("exchange trading is paused"),
     Cause.BLOCKED: _explain_blocked,
+    Cause.DISABLED: _fixed("disabled by the operator"),
     Cause.UNTRUSTED: _fixed("book untrusted (sequence gap, integrity error or no snapshot yet)"),
     Cause.STALE: _explain_stale,
     Cause.CLOSING: _explain_closing,

@@ -645,7 +645,9 @@ class RiskContext:
         exchange_paused: The exchange's trading is paused (places refused, cancels go).
         reduce_only: Markets where only orders that reduce the position pass.
         blocked: Markets not quoted at all, with the reason (paused by the exchange,
-            position drift found by reconciliation, an operator's decision).
+            position drift found by reconciliation).
+        disabled: Markets an operator disabled (``markets.overrides``, the control API):
+            not quoted, and no order of ours is placed there.
         modes: The last quoting mode and its cause per market (kept by the quote gate).
         events: Mode changes not yet handed over (see :meth:`take_events`).
         market_caps: Markets with a position cap of their own, below ``limits.max_position``.
@@ -657,6 +659,7 @@ class RiskContext:
     exchange_paused: bool = False
     reduce_only: set[str] = field(default_factory=set)
     blocked: dict[str, str] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
     modes: dict[str, tuple[QuoteMode, str]] = field(default_factory=dict)
     events: list[ModeChange] = field(default_factory=list)
     market_caps: dict[str, Qty] = field(default_factory=dict)
@@ -729,6 +732,8 @@ def _state_refusal(ticker: str, ctx: RiskContext, new: bool) -> tuple[Limit, str
     blocked = ctx.blocked.get(ticker)
     if blocked is not None:
         return Limit.MARKET_BLOCKED, f"market blocked: {blocked}"
+    if ticker in ctx.disabled:
+        return Limit.MARKET_BLOCKED, "market disabled by the operator"
     if not new:
         return None
     limits, book = ctx.limits, ctx.exposures
