@@ -70,6 +70,7 @@ from kmm.live import (
     run_flatten,
     run_live,
 )
+from kmm.ops.status import run_status
 from kmm.report import latest_run_dir, run_report
 from kmm.scan import MarketFilter, run_markets, run_scan
 from kmm.sim.faults import parse_spec
@@ -200,7 +201,24 @@ def _parser() -> argparse.ArgumentParser:
     _add_scan_parsers(commands)
     _add_backtest_parser(commands)
     _add_bench_parser(commands)
+    _add_status_parser(commands)
     return parser
+
+
+def _add_status_parser(commands: _Commands) -> None:
+    status = _command(commands, "status", "a running bot's markets, orders and P&L, from its API")
+    status.add_argument(
+        "run_dir",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="a running bot's run directory (default: the newest that answers)",
+    )
+    status.add_argument("--live", action="store_true", help="redraw every second until Ctrl-C")
+    status.add_argument(
+        "--duration", type=_duration, default=None, help="with --live: stop after this long"
+    )
+    status.add_argument("--json", action="store_true", help="print the API's JSON instead")
 
 
 def _non_negative_ms(text: str) -> float:
@@ -636,6 +654,21 @@ def _cmd_scan(config: KmmConfig, args: argparse.Namespace) -> int:
     return _run_async(run_watch(config, duration_s=args.duration, out=sys.stdout))
 
 
+def _cmd_status(config: KmmConfig, args: argparse.Namespace) -> int:
+    if args.duration is not None and not args.live:
+        raise ConfigError(["--duration: only with --live"])
+    return _run_async(
+        run_status(
+            args.run_dir,
+            config.record.runs_dir,
+            live=args.live,
+            duration_s=args.duration,
+            as_json=args.json,
+            out=sys.stdout,
+        )
+    )
+
+
 def _cmd_markets(config: KmmConfig, args: argparse.Namespace) -> int:
     config = _read_only_config(config, args)
     chosen = MarketFilter(
@@ -776,6 +809,7 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "markets": _cmd_markets,
     "demo": _cmd_demo,
     "sim": _cmd_sim,
+    "status": _cmd_status,
 }
 
 

@@ -102,6 +102,7 @@ __all__ = [
     "max_drawdown",
     "plot_equity",
     "plot_fills",
+    "run_dirs",
     "run_report",
     "summarize",
     "tape_frame",
@@ -1095,10 +1096,15 @@ def latest_run_dir(runs_dir: Path) -> Path | None:
     Only directories that look like runs count (:func:`is_run_dir`); ``20261123T120000Z-10``
     is newer than ``20261123T120000Z-9``.
     """
+    runs = run_dirs(runs_dir)
+    return runs[0] if runs else None
+
+
+def run_dirs(runs_dir: Path) -> list[Path]:
+    """Every run under ``runs_dir``, newest first (see :func:`latest_run_dir`)."""
     if not runs_dir.is_dir():
-        return None
-    runs = [p for p in runs_dir.iterdir() if is_run_dir(p)]
-    return max(runs, key=_run_order) if runs else None
+        return []
+    return sorted((p for p in runs_dir.iterdir() if is_run_dir(p)), key=_run_order, reverse=True)
 
 
 def write_report(data: RunData, run_dir: Path) -> dict[str, Any]:

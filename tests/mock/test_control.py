@@ -5,6 +5,7 @@ run's token, written to (a market disabled, a bad parameter refused, a halt and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
@@ -232,3 +233,42 @@ async def test_sighup_reloads_a_good_file_and_a_bad_one_changes_nothing(tmp_path
         assert answer["changes"] == [
             f"{ticker}: reduce_only true -> false, min_spread_cents 12 -> the run's"
         ]
+
+
+async def _kmm(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kmm", *args, env=_env(tmp_path), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_kmm_status_finds_the_running_bot_and_shows_its_markets(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("record:\n  capture: false\n")
+    code, _, err = await _kmm(tmp_path, "status")
+    assert code == 1
+    assert err == f"kmm: status: no running bot under {tmp_path / 'runs'} (kmm run starts one)\n"
+    async with _bot(tmp_path, config, 40) as bot:
+        _, markets = await bot.get("api/markets")
+        await bot.post(f"api/markets/{markets[0]['ticker']}", {"reduce_only": True})
+
+        code, out, err = await _kmm(tmp_path, "status")
+        assert code == 0, err
+        assert "QUOTING" in out and bot.run_dir.name in out
+        for market in markets:
+            assert market["ticker"] in out
+        assert "reduce-only" in out
+        code, out, _ = await _kmm(tmp_path, "status", str(bot.run_dir), "--json")
+        views = json.loads(out)
+        assert set(views) == {"status", "markets", "orders", "risk"}
+        assert views["risk"]["reduce_only"] == [markets[0]["ticker"]]
+        code, out, _ = await _kmm(tmp_path, "status", "--live", "--duration", "2")
+        assert code == 0 and out.count("resting orders") >= 1
+        run_dir = bot.run_dir
+    code, _, err = await _kmm(tmp_path, "status", str(run_dir))
+    assert code == 1 and "is not running" in err
