@@ -2256,13 +2256,18 @@ def _show(value: object, quote: bool = True) -> str:
 
 
 def masked_dump(config: KmmConfig) -> dict[str, Any]:
-    """The resolved configuration as JSON-compatible data, with the key id masked.
+    """The resolved configuration as JSON-compatible data, with the key id and the webhook's
+    path masked.
 
     Decimals come out as strings (exact), paths as strings, tuples as lists; loading the result
     back gives the same configuration apart from the masked key id.
     """
     data = config.model_dump(mode="json")
     data["auth"]["key_id"] = mask_key_id(config.auth.key_id)
+    webhook = config.ops.webhook_url
+    if webhook is not None:  # a Slack or Discord webhook's path is its secret
+        parts = urlsplit(webhook)
+        data["ops"]["webhook_url"] = f"{parts.scheme}://{parts.netloc}/…"
     return data
 
 

@@ -66,6 +66,7 @@ from kmm.kalshi.wire import (
     Event,
 )
 from kmm.kalshi.ws import KalshiWs, WsStats
+from kmm.ops.alerts import AlertInputs, AlertMonitor, AlertParams, WebhookSender
 from kmm.ops.control import TOKEN_FILE as CONTROL_TOKEN_FILE
 from kmm.ops.control import URL_FILE as CONTROL_URL_FILE
 from kmm.ops.control import ControlServer, write_token
@@ -118,6 +119,8 @@ _SHUTDOWN_READ_S: Final = 10.0
 _CLOSED_EVENTS: Final = frozenset({"determined", "settled", "closed"})
 _PAID_WRITE_POLL_S: Final = 0.01
 """How often a write outside the executor looks again while tokens are held in flight."""
+_ERRORS: Final = frozenset({"rejected", "unknown"})
+"""The order events that count toward ``ops.alert_errors``."""
 T = TypeVar("T")
 
 
@@ -233,6 +236,10 @@ class LiveEngine:
         self._flat_requested = False
         self._metrics: MetricsServer | None = None
         self._control: ControlServer | None = None
+        self._alerts = AlertMonitor(AlertParams.from_config(config.ops), start_ns)
+        webhook = config.ops.webhook_url
+        run = recorder.run_dir.name if recorder is not None else ""
+        self._webhook = WebhookSender(webhook, run) if webhook else None
         self.config_path = config_path
         """The config file reloads read (None: defaults and environment overrides only)."""
         self._loaded = config
@@ -858,7 +865,25 @@ class LiveEngine:
             await self._check_risk(self.clock.now_ns())
             if self._control is not None:
                 self._control.sample(self.clock.now_ns())
+            self._check_alerts(self.clock.now_ns())
             self._say(self.summary_line())
+
+    def _check_alerts(self, now: int) -> None:
+        """Logs the alerts due now and posts them to ``ops.webhook_url`` in the background."""
+        core = self.core
+        errors = sum(n for (what, _), n in self.report.order_events.items() if what in _ERRORS)
+        inputs = AlertInputs(
+            halted=core.halted,
+            pnl=core.portfolio.total_pnl(core.pnl_marks()),
+            errors=errors,
+            feed_last_ns=core.feed_last_ns,
+            fills=core.report.fills,
+            quoting=len(core.quoting()),
+        )
+        for alert in self._alerts.check(inputs, now):
+            log.warning("alert %s: %s", alert.kind, alert.message)
+            if self._webhook is not None:
+                self._spawn_background(self._webhook.send(alert))
 
     async def _check_exchange(self, now: int) -> None:
         """Every 5 s: is trading paused? Paused means no places (cancels still go)."""

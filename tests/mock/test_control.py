@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -272,3 +273,43 @@ async def test_kmm_status_finds_the_running_bot_and_shows_its_markets(tmp_path: 
         run_dir = bot.run_dir
     code, _, err = await _kmm(tmp_path, "status", str(run_dir))
     assert code == 1 and "is not running" in err
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_a_halt_is_posted_to_the_webhook_once(tmp_path: Path) -> None:
+    received: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hooks/T000/B000/secret", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "record:\n  capture: false\n"
+        f"ops:\n  webhook_url: http://127.0.0.1:{port}/hooks/T000/B000/secret\n"
+    )
+    try:
+        async with _bot(tmp_path, config, 30) as bot:
+            await bot.post("api/halt", {"reason": "webhook test"})
+
+            async def posted() -> bool:
+                return bool(received)
+
+            await _until(posted, "the alert at the webhook")
+            await asyncio.sleep(2.5)  # a halt is announced once, not every second
+            assert len(received) == 1
+            alert = received[0]
+            assert alert["text"] == alert["content"] == "kmm halted: webhook test"
+            assert alert["kmm"]["kind"] == "halt" and alert["kmm"]["run"] == bot.run_dir.name
+            assert "secret" not in (bot.run_dir / "config.yaml").read_text()
+            await bot.logged("alert halt: kmm halted: webhook test")
+    finally:
+        await runner.cleanup()

@@ -68,6 +68,10 @@ async def test_a_running_bot_serves_its_metrics_and_prints_their_address(tmp_pat
     assert samples[("kmm_halted", ())] == 0
     age = samples[("kmm_feed_age_seconds", ())]
     assert math.isfinite(age) and 0 <= age < 5
+    decisions = samples[("kmm_frame_to_decision_seconds_count", ())]
+    assert decisions > 0
+    assert samples[("kmm_frame_to_decision_seconds_bucket", (("le", "+Inf"),))] == decisions
+    assert 0 < samples[("kmm_frame_to_decision_seconds_sum", ())] < decisions
 
 
 @pytest.mark.asyncio

@@ -35,6 +35,7 @@ from kmm.config import KmmConfig, MarketOverride
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
 from kmm.core.controls import MarketControls
 from kmm.core.desk import DeskRecords, VolatilityDesk
+from kmm.core.histogram import LatencyHistogram
 from kmm.core.markets import GridView
 from kmm.core.planner import ExecEvent, ExecSettings, OrderPlanner, WriteRequest
 from kmm.errors import WireError
@@ -205,6 +206,8 @@ class TradingCore:
         self.kill_switch = kill_switch
         self.risk = risk
         self.planner: OrderPlanner | None = None
+        self.decision_latency = LatencyHistogram()
+        """Frame-to-decision latency: a book frame's arrival to its quote's hand-over."""
         self.feed_last_ns = 0
         """When the venue's feed last sent anything (the driver sets it; 0: never)."""
         self.fills_since_s: int | None = None
@@ -404,6 +407,12 @@ class TradingCore:
             The quotes taken from the mailbox, by market.
         """
         quotes = self.mailbox.take()
+        markets = self.pipeline.markets
+        observe = self.decision_latency.observe
+        for ticker in quotes:
+            book_ns = markets[ticker].last_book_ns
+            if book_ns:
+                observe(now_ns - book_ns)
         if quotes and self.planner is not None:
             self.planner.submit(quotes)
             self._out += self.planner.plan(now_ns)

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from kmm.types import MONEY_SCALE, QTY_SCALE
@@ -44,6 +49,7 @@ class EngineCollector(Collector):
         yield from self._orders()
         yield from self._money()
         yield from self._feed()
+        yield from self._latency()
 
     def _orders(self) -> Iterator[Metric]:
         engine = self.engine
@@ -92,6 +98,19 @@ class EngineCollector(Collector):
         )
         yield GaugeMetricFamily(
             "kmm_halted", "1 while the kill switch holds.", value=float(core.halted is not None)
+        )
+
+    def _latency(self) -> Iterator[Metric]:
+        histogram = self.engine.core.decision_latency
+        buckets = [
+            ("+Inf" if bound is None else repr(bound / 1e9), count)
+            for bound, count in histogram.cumulative()
+        ]
+        yield HistogramMetricFamily(
+            "kmm_frame_to_decision_seconds",
+            "A book frame's arrival to its quote's hand-over to the planner.",
+            buckets=buckets,
+            sum_value=histogram.sum_ns / 1e9,
         )
 
     def _feed(self) -> Iterator[Metric]:
