@@ -27,6 +27,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -563,6 +564,83 @@ def replay(docs: Docs) -> None:
     assert (run_dir / "fills.csv").is_file() and (run_dir / "backtest.json").is_file()
 
 
+STATUS_BOT = "python -m kmm --duration 60s > /dev/null 2>&1 &"
+STATUS_COMMANDS = (STATUS_BOT, "python -m kmm status", "python -m kmm status --json")
+STATUS_ERROR = "kmm: status: no running bot under runs (kmm run starts one)"
+OVERRIDES_BLOCK = "yaml: markets:"
+
+
+def status_session(docs: Docs) -> dict[str, Ran]:
+    """The README's ``kmm status`` block as written, once: a bot started in the background,
+    ``kmm status`` as soon as it answers, its JSON; then the bot is stopped (SIGTERM, as
+    Ctrl-C would) and ``kmm status`` says no bot runs."""
+    found: dict[str, Ran] | None = getattr(docs, "status_runs", None)
+    if found is not None:
+        return found
+    assert block_of(STATUS_BOT).lines == STATUS_COMMANDS
+    started = {p.name for p in (docs.home / "runs").glob("*")}
+    docs.sh(STATUS_BOT)
+    runs: dict[str, Ran] = {}
+    for _ in range(150):  # a user reads the banner first: a second or two
+        runs[STATUS_COMMANDS[1]] = docs.sh(STATUS_COMMANDS[1])
+        if runs[STATUS_COMMANDS[1]].status == 0:
+            break
+        time.sleep(0.1)
+    runs[STATUS_COMMANDS[2]] = docs.sh(STATUS_COMMANDS[2])
+    new = [p for p in (docs.home / "runs").glob("*") if p.name not in started and p.is_dir()]
+    assert len(new) == 1, new
+    pid = int(json.loads(runs[STATUS_COMMANDS[2]].out)["status"]["pid"])
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(300):
+        ended = docs.sh(STATUS_COMMANDS[1])
+        if ended.status == 1:
+            break
+        time.sleep(0.1)
+    runs["ended"] = ended
+    docs.status_runs = runs  # type: ignore[attr-defined]
+    return runs
+
+
+def status_command(docs: Docs) -> None:
+    """``kmm status``: the running bot's tables, then, once it stopped, the documented error."""
+    runs = status_session(docs)
+    shown = runs[STATUS_COMMANDS[1]]
+    assert shown.status == 0, shown.err
+    assert "QUOTING" in shown.out and "resting orders" in shown.out
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/#token=\S+$", shown.out, re.M)
+    assert runs["ended"].one_line_error() == STATUS_ERROR
+    assert block_after(STATUS_COMMANDS[2]).lines == (STATUS_ERROR,)
+
+
+def status_json(docs: Docs) -> None:
+    """``kmm status --json``: the API's four views of the same run."""
+    ran = status_session(docs)[STATUS_COMMANDS[2]]
+    assert ran.status == 0, ran.err
+    views = json.loads(ran.out)
+    assert set(views) == {"status", "markets", "orders", "risk"}
+    assert len(views["markets"]) == 8 and views["status"]["state"] == "quoting"
+
+
+def status_bot(docs: Docs) -> None:
+    """The background bot of the block: it served the status above and stopped cleanly."""
+    runs = status_session(docs)
+    assert runs[STATUS_COMMANDS[1]].status == 0
+
+
+def overrides_block(docs: Docs) -> None:
+    """The README's overrides and alerts are a valid config, as written."""
+    block = next(b for b in readme_blocks() if b.key == OVERRIDES_BLOCK)
+    path = docs.home / "overrides.yaml"
+    path.write_text("\n".join(block.lines) + "\n", encoding="utf-8")
+    ran = docs.sh(f"python -m kmm --config {path.name} config")
+    assert ran.status == 0, ran.err
+    config = json.loads(ran.out)
+    overrides = config["markets"]["overrides"]
+    assert overrides["KXSIMA-26DEC05-T40"] == {"enabled": False}
+    assert overrides["KXSIMC-26DEC07-T40"]["min_spread_cents"] == "4"
+    assert config["ops"]["webhook_url"] == "https://hooks.slack.com/…"  # its secret masked
+
+
 FLATTEN_NAMED = (
     f"python -m kmm flatten --env demo --markets {TICKER} --passive --max-slippage-cents 2 "
     "--timeout 10m"
@@ -617,6 +695,10 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     "sql: -- P&L, fees and fills per run": sql_block,
     "python -m kmm report": report_newest,
     f"python -m kmm report {SAMPLE_RUN}": report_run,
+    STATUS_BOT: status_bot,
+    STATUS_COMMANDS[1]: status_command,
+    STATUS_COMMANDS[2]: status_json,
+    OVERRIDES_BLOCK: overrides_block,
 }
 """Every command or program the README shows, and how this test runs it."""
 
@@ -635,6 +717,11 @@ NOT_COMMANDS: dict[str, str] = {
         "make bench's output (not run by tests)"
     ),
     "src/kmm/": "the source layout",
+    STATUS_ERROR: "kmm status's error once the bot stopped: status_command checks it",
+    'curl -s -H "Authorization: Bearer $(cat runs/<run>/control.token)" '
+    "$(cat runs/<run>/control.url)api/markets": (
+        "the API with curl (curl may be missing): tests/mock/test_control.py drives each endpoint"
+    ),
     "text: kmm bench strategy: 120 backtests (kmm, fixed, join, hbot_as on calm, trending, "
     "jump, thin, near_close, settlement; seeds 1-5; 1800 s each; 2 jobs)": (
         "make bench's scoreboard (not run by tests; the quick board above is)"

@@ -52,6 +52,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -692,6 +693,11 @@ class MarketsConfig(_Section):
         "API's /api/reload without a restart; a market not traded yet takes its override when "
         "it is added.",
     )
+
+    @field_serializer("overrides")
+    def _dump_overrides(self, overrides: dict[str, MarketOverride]) -> dict[str, Any]:
+        """Only what each override changes (a dump loads back to the same config)."""
+        return {t: o.model_dump(mode="json", exclude_defaults=True) for t, o in overrides.items()}
 
     def __hash__(self) -> int:  # the overrides are a dict: hashed as their items
         fields = tuple(

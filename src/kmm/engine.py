@@ -477,6 +477,7 @@ class LiveEngine:
         bucket = self._write_bucket
         planner = self.core.planner
         return {
+            "pid": os.getpid(),
             "run_dir": str(self.recorder.run_dir) if self.recorder is not None else None,
             "metrics_url": self.report.metrics_url or None,
             "control_url": self.report.control_url or None,

@@ -6,9 +6,10 @@ Every ``kmm run`` writes its control API's address (``control.url``) and token
 (``control.token``, mode 0600) into its run directory. ``kmm status`` reads them, asks the API
 for the status, the markets, the orders and the risk state, and renders them with rich: the
 run at a glance, then one row per market (position, our resting bid and ask, others' book, P&L,
-flags) and the resting orders. With no RUN_DIR it takes the newest run under
-``record.runs_dir`` whose bot answers. ``--live`` redraws every second until Ctrl-C (or
-``--duration``); ``--json`` prints what the API answered, for scripts.
+flags) and the resting orders, and the dashboard's address with the token in its fragment
+(the token never leaves the machine: the page is on 127.0.0.1). With no RUN_DIR it takes the
+newest run under ``record.runs_dir`` whose bot answers. ``--live`` redraws every second until
+Ctrl-C (or ``--duration``); ``--json`` prints what the API answered, for scripts.
 
 The rendering (:func:`render`) is pure: it turns the API's JSON into rich renderables.
 """
@@ -131,6 +132,7 @@ async def run_status(
         console = Console(file=out, width=max(Console(file=out).width, 120))
         if not live:
             console.print(render(views))
+            console.print(f"dashboard: {client.url}#token={client.token}", soft_wrap=True)
             return 0
         await _live(client, session, console, views, duration_s)
     return 0
@@ -184,7 +186,7 @@ def _header(status: dict[str, Any], risk: dict[str, Any]) -> Table:
     table.add_row(
         Text(state.upper(), style=style.get(state, "")),
         f"{status['env']} · {status['mode']} · up {status['uptime_s']:.0f} s",
-        "",
+        f"pid {status.get('pid', '-')}",
     )
     if status["halted"]:
         table.add_row("", Text(f"halted: {status['halted']}", style="red"), "")
