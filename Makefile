@@ -12,11 +12,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[analysis]'
+	$(BIN)/python -m pip install --quiet -e '.[analysis,research]'
 	touch $@
 
 $(STAMP_DEV): pyproject.toml scripts/install-sdk.sh | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,analysis]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,analysis,research]'
 	sh scripts/install-sdk.sh $(BIN)/python
 	touch $@ $(STAMP_RUN)
 

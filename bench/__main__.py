@@ -384,6 +384,14 @@ def bench_selection() -> None:
     print(format_selection(board))
 
 
+def bench_sweep() -> None:
+    """``kmm bench sweep``: trials per minute with 1 and 2 Dask workers, and the scaling."""
+    from kmm.research.bench import bench_sweep as run
+    from kmm.research.bench import format_bench
+
+    print(format_bench(run(KmmConfig())))
+
+
 def main() -> int:
     """Runs every benchmark and prints its figures."""
     print(f"python {sys.version.split()[0]} on {sys.platform}")
@@ -395,6 +403,7 @@ def main() -> int:
     bench_scale(hot_path_us)
     bench_strategy()
     bench_selection()
+    bench_sweep()
     return 0
 
 

@@ -641,6 +641,71 @@ def overrides_block(docs: Docs) -> None:
     assert config["ops"]["webhook_url"] == "https://hooks.slack.com/…"  # its secret masked
 
 
+SPACE_BLOCK = "yaml: # kmm sweep's search space: dotted config fields mapped to ranges or choices."
+SWEEP_COMMAND = (
+    "python -m kmm sweep --space examples/space.yaml --scenarios calm,jump --seeds 1-4 "
+    "--folds 3 --trials 4 --duration 2m --markets 3 --out sweeps/demo"
+)
+BEST_COMMAND = "python -m kmm --config sweeps/demo/best.yaml config"
+CALIBRATE_BACKTEST = "python -m kmm backtest --scenario settlement --seed 1 --duration 30m"
+CALIBRATE_COMMAND = "python -m kmm calibrate --every 10s"
+
+
+def space_block(docs: Docs) -> None:
+    """The space file shown is ``examples/space.yaml``, which the sweep below reads."""
+    block = next(b for b in readme_blocks() if b.key == SPACE_BLOCK)
+    assert "\n".join(block.lines) + "\n" == (ROOT / "examples" / "space.yaml").read_text()
+
+
+def sweep_command(docs: Docs) -> None:
+    """The README's sweep, as written, on a local cluster: the banner, a progress line per
+    trial, the fold table and the files; the same seeds give the same folds."""
+    if not (docs.home / "examples").exists():
+        (docs.home / "examples").symlink_to(ROOT / "examples")
+    ran = docs.sh(SWEEP_COMMAND, timeout_s=120)
+    assert ran.status == 0, ran.err
+    shown = list(block_after(BEST_COMMAND).lines)
+    assert_shows([line for line in shown if words(line) and line != "..."], ran.out)
+    assert ran.out.count("sweep: fold ") == 12
+    out = docs.home / "sweeps" / "demo"
+    assert {"trials.csv", "folds.csv", "best.yaml", "folds.png", "study.db"} <= {
+        p.name for p in out.iterdir()
+    }
+    folds = [line for line in shown if re.match(r"\s+\d  seed", line)]
+    assert folds and all(line in ran.out for line in folds), ran.out
+
+
+def best_config(docs: Docs) -> None:
+    """The sweep's best.yaml is a config file kmm accepts."""
+    if not (docs.home / "sweeps" / "demo" / "best.yaml").exists():
+        sweep_command(docs)
+    ran = docs.sh(BEST_COMMAND)
+    assert ran.status == 0, ran.err
+    strategy = json.loads(ran.out)["strategy"]
+    assert 0.1 <= strategy["gamma"] <= 2.0 and strategy["fair_value"] in ("mid", "microprice")
+
+
+def calibrate_backtest(docs: Docs) -> None:
+    """The settlement scenario's backtest, whose markets settle for calibrate below."""
+    ran = docs.sh(CALIBRATE_BACKTEST)
+    assert ran.status == 0, ran.err
+    docs.calibrate_run = ran.out.strip().splitlines()[-1].removeprefix("kmm: run directory ")  # type: ignore[attr-defined]
+
+
+def calibrate_command(docs: Docs) -> None:
+    """``kmm calibrate`` over every run of the README's directory: the tables shown, and its
+    files; the settlement run above is among them."""
+    if not hasattr(docs, "calibrate_run"):
+        calibrate_backtest(docs)
+    ran = docs.sh(CALIBRATE_COMMAND)
+    assert ran.status == 0, ran.err
+    shown = list(block_after(CALIBRATE_COMMAND).lines)
+    assert_shows([line for line in shown if words(line)], ran.out)
+    written = ran.out.strip().splitlines()[-1].removeprefix("kmm calibrate: ").split(", ")
+    assert [Path(w).name for w in written] == ["calibration.json", "calibration.png"]
+    assert all((docs.home / w).is_file() for w in written)
+
+
 FLATTEN_NAMED = (
     f"python -m kmm flatten --env demo --markets {TICKER} --passive --max-slippage-cents 2 "
     "--timeout 10m"
@@ -699,6 +764,11 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     STATUS_COMMANDS[1]: status_command,
     STATUS_COMMANDS[2]: status_json,
     OVERRIDES_BLOCK: overrides_block,
+    SPACE_BLOCK: space_block,
+    SWEEP_COMMAND: sweep_command,
+    BEST_COMMAND: best_config,
+    CALIBRATE_BACKTEST: calibrate_backtest,
+    CALIBRATE_COMMAND: calibrate_command,
 }
 """Every command or program the README shows, and how this test runs it."""
 
@@ -718,6 +788,11 @@ NOT_COMMANDS: dict[str, str] = {
     ),
     "src/kmm/": "the source layout",
     STATUS_ERROR: "kmm status's error once the bot stopped: status_command checks it",
+    "kmm sweep: 4 parameters, 4 sessions, 3 folds x 4 trials, tpe, objective net; 2 workers on "
+    "a local cluster; study in sweeps/demo/study.db": "the sweep's output: sweep_command compares",
+    "kmm calibrate: 80 samples of 8 settled markets in 4 runs": (
+        "calibrate's output: calibrate_command compares"
+    ),
     'curl -s -H "Authorization: Bearer $(cat runs/<run>/control.token)" '
     "$(cat runs/<run>/control.url)api/markets": (
         "the API with curl (curl may be missing): tests/mock/test_control.py drives each endpoint"
@@ -768,7 +843,7 @@ def test_every_readme_block_is_handled() -> None:
     assert stale == [], "handlers in tests/test_readme.py for commands no longer in README"
 
 
-LONG_COMMANDS: dict[str, float] = {WATCH_COMMAND: 180.0}
+LONG_COMMANDS: dict[str, float] = {WATCH_COMMAND: 180.0, SWEEP_COMMAND: 150.0}
 """Commands that run longer than the suite's per-test timeout, as written, and their own."""
 
 

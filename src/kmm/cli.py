@@ -8,19 +8,20 @@ uvloop is installed here, and only here: library code never chooses the event lo
 
 Exit status (the same for every subcommand):
 
-== ==========================================================================================
-0  success (``kmm run``: a clean stop by signal or ``--duration``)
-1  ``kmm report``: the run's files are malformed; any other failure named on stderr
-2  a bad command line or config, a missing or unreadable key file, a key the venue refuses,
-   unknown, lower-case or closed tickers in ``--markets``/``markets.tickers``, no market to
-   quote, a port that cannot be listened on, or a path kmm cannot write (``record.runs_dir``,
-   ``record.ledger_path``, ``sim.state_dir``)
-3  ``kmm run`` could not confirm at shutdown that all its orders were cancelled (each listed)
-4  the venue cannot be reached (connection refused, DNS, timeout, 5xx) at ``venue.rest_url``
-   or ``venue.ws_url``
-5  ``kmm flatten`` left positions it could not work out within its price cap and time (each
-   named)
-== ==========================================================================================
+=== ==========================================================================================
+0   success (``kmm run``: a clean stop by signal or ``--duration``)
+1   ``kmm report``: the run's files are malformed; any other failure named on stderr
+2   a bad command line or config, a missing or unreadable key file, a key the venue refuses,
+    unknown, lower-case or closed tickers in ``--markets``/``markets.tickers``, no market to
+    quote, a port that cannot be listened on, or a path kmm cannot write (``record.runs_dir``,
+    ``record.ledger_path``, ``sim.state_dir``)
+3   ``kmm run`` could not confirm at shutdown that all its orders were cancelled (each listed)
+4   the venue cannot be reached (connection refused, DNS, timeout, 5xx) at ``venue.rest_url``
+    or ``venue.ws_url``
+5   ``kmm flatten`` left positions it could not work out within its price cap and time (each
+    named)
+130 ``kmm sweep`` interrupted by Ctrl-C; the same command resumes it
+=== ==========================================================================================
 """
 
 from __future__ import annotations
@@ -38,15 +39,8 @@ from pathlib import Path
 from typing import Any, Final, NoReturn, TypeAlias
 
 from kmm.backtest.driver import BacktestOptions
-from kmm.backtest.latency import (
-    ConstantLatency,
-    EmpiricalLatency,
-    Latencies,
-    LognormalLatency,
-    latencies_from_run,
-)
-from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
-from kmm.backtest.replay_venue import ReplayVenue
+from kmm.backtest.latency import Latencies, configured_latencies
+from kmm.backtest.replay_venue import replay_setup
 from kmm.backtest.run import run_backtest
 from kmm.backtest.scoreboard import MODELS, RunScore, format_board, run_scoreboard
 from kmm.backtest.selection import ARMS, format_selection, run_selection
@@ -71,7 +65,8 @@ from kmm.live import (
     run_live,
 )
 from kmm.ops.status import run_status
-from kmm.report import latest_run_dir, run_report
+from kmm.report import latest_run_dir, run_dirs, run_report
+from kmm.research import OBJECTIVES, SAMPLERS
 from kmm.scan import MarketFilter, run_markets, run_scan
 from kmm.sim.faults import parse_spec
 from kmm.sim.server import SimOptions, SimServer
@@ -97,6 +92,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 4
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT: ``kmm sweep`` stopped by Ctrl-C (its study resumes)."""
 DEFAULT_CONFIG = Path("config.yaml")
 DEFAULT_COMMAND = "run"
 
@@ -202,7 +199,60 @@ def _parser() -> argparse.ArgumentParser:
     _add_backtest_parser(commands)
     _add_bench_parser(commands)
     _add_status_parser(commands)
+    _add_sweep_parser(commands)
+    calibrate = _command(
+        commands, "calibrate", "the quoted fair value against the outcomes of settled markets"
+    )
+    calibrate.add_argument(
+        "run_dirs", nargs="*", type=Path, help="run directories (default: every run)"
+    )
+    calibrate.add_argument("--bins", type=_positive_int, default=10, help="reliability bins")
+    calibrate.add_argument(
+        "--every", type=_duration, default=60.0, help="one sample per market this often (60s)"
+    )
+    calibrate.add_argument("--out", type=Path, default=None, help="where the plot and JSON go")
     return parser
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    """Seeds as ``1-20`` or ``1,3,5`` (or both: ``1-5,9``)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high or low)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds += range(first, last + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not seeds like 1-20 or 1,3,5: {text!r}") from None
+    return tuple(dict.fromkeys(seeds))
+
+
+def _add_sweep_parser(commands: _Commands) -> None:
+    sweep = _command(
+        commands, "sweep", "walk-forward parameter search: Optuna trials as backtests on Dask"
+    )
+    sweep.add_argument("--space", type=Path, required=True, help="the space file (YAML)")
+    data = sweep.add_mutually_exclusive_group(required=True)
+    data.add_argument("--captures", type=Path, help="a directory of captures (one session each)")
+    data.add_argument(
+        "--scenarios", type=_names(SCENARIOS), help="generated scenarios, e.g. calm,jump"
+    )
+    sweep.add_argument("--seeds", type=_seed_list, default=None, help="with --scenarios: 1-20")
+    sweep.add_argument("--folds", type=_positive_int, default=3, help="walk-forward folds")
+    sweep.add_argument("--trials", type=_positive_int, default=20, help="trials per fold")
+    cluster = sweep.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_positive_int, default=None, help="local workers")
+    cluster.add_argument("--scheduler", default=None, help="an existing Dask scheduler")
+    sweep.add_argument("--out", type=Path, required=True, help="the output directory")
+    sweep.add_argument("--objective", choices=OBJECTIVES, default="net", help="default net")
+    sweep.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default tpe")
+    sweep.add_argument(
+        "--duration", type=_duration, default=None, help="simulated time per run (default 10m)"
+    )
+    sweep.add_argument("--markets", type=_positive_int, default=None, help="generated markets")
+    sweep.add_argument("--seed", type=int, default=1, help="the sampler's seed")
 
 
 def _add_status_parser(commands: _Commands) -> None:
@@ -302,9 +352,10 @@ def _add_bench_parser(commands: _Commands) -> None:
     )
     bench.add_argument(
         "what",
-        choices=("strategy", "selection"),
+        choices=("strategy", "selection", "sweep"),
         help="strategy: kmm's quoter against the baselines; selection: discovery against the "
-        "first N markets and volatility mode against always quoting, on the mixed universe",
+        "first N markets and volatility mode against always quoting, on the mixed universe; "
+        "sweep: kmm sweep's trials per minute with 1 and 2 Dask workers",
     )
     bench.add_argument(
         "--scenarios",
@@ -669,6 +720,59 @@ def _cmd_status(config: KmmConfig, args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_sweep(config: KmmConfig, args: argparse.Namespace) -> int:
+    from kmm.research.space import load_space  # Dask and Optuna: only for the sweep
+    from kmm.research.sweep import (
+        SweepOptions,
+        capture_sessions,
+        format_folds,
+        run_sweep,
+        scenario_sessions,
+    )
+
+    if args.scenarios is not None and args.seeds is None:
+        raise ConfigError(["--seeds: required with --scenarios (e.g. --seeds 1-20)"])
+    if args.captures is not None and args.seeds is not None:
+        raise ConfigError(["--seeds: only with --scenarios"])
+    if args.captures is not None:
+        sessions = capture_sessions(args.captures, args.duration)
+    else:
+        duration = 600.0 if args.duration is None else args.duration
+        markets = args.markets or config.sim.markets
+        sessions = scenario_sessions(args.scenarios, args.seeds, markets, duration)
+    options = SweepOptions(
+        space=load_space(args.space, config),
+        sessions=tuple(sessions),
+        folds=args.folds,
+        trials=args.trials,
+        out=args.out,
+        objective=args.objective,
+        sampler=args.sampler,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        base_file=default_config_path(args.config),
+    )
+    try:
+        results = run_sweep(config, options, sys.stdout).folds
+    except KeyboardInterrupt:
+        print(f"kmm sweep: interrupted; the study in {args.out} resumes when the same command "
+              "runs again", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+    print(format_folds(results, args.out), flush=True)
+    return EXIT_OK
+
+
+def _cmd_calibrate(config: KmmConfig, args: argparse.Namespace) -> int:
+    from kmm.research.calibrate import run_calibrate
+
+    runs = args.run_dirs or [
+        r for r in run_dirs(config.record.runs_dir) if (r / "tape.csv").is_file()
+    ]  # every run that quoted (a capture's has no tape)
+    out_dir = args.out or (runs[0] if len(runs) == 1 else config.record.runs_dir)
+    return run_calibrate(runs, out_dir, bins=args.bins, every_s=args.every, out=sys.stdout)
+
+
 def _cmd_markets(config: KmmConfig, args: argparse.Namespace) -> int:
     config = _read_only_config(config, args)
     chosen = MarketFilter(
@@ -682,26 +786,13 @@ def _cmd_markets(config: KmmConfig, args: argparse.Namespace) -> int:
 
 
 def _latencies(settings: BacktestConfig, args: argparse.Namespace, seed: int) -> Latencies:
-    """The feed and order latency models: a live run's recorded delays, or lognormal or
-    constant ones (flags over config)."""
-    run = args.latency_from or settings.latency_from
-    if run is not None:
-        recorded = latencies_from_run(run)
-        if not recorded.feed or not recorded.order:
-            raise ConfigError([f"--latency-from: {run} recorded no feed or no order latency"])
-        return Latencies(
-            feed=EmpiricalLatency(recorded.feed, seed * 2),
-            order=EmpiricalLatency([ns // 2 for ns in recorded.order], seed * 2 + 1),
-        )
-    feed_ms = settings.feed_latency_ms if args.feed_latency_ms is None else args.feed_latency_ms
-    order_ms = settings.order_latency_ms if args.latency_ms is None else args.latency_ms
-    feed_ns, order_ns = int(feed_ms * 1_000_000), int(order_ms * 1_000_000)
-    sigma = settings.latency_sigma
-    if not sigma:
-        return Latencies(feed=ConstantLatency(feed_ns), order=ConstantLatency(order_ns))
-    return Latencies(
-        feed=LognormalLatency(feed_ns, sigma, seed * 2),
-        order=LognormalLatency(order_ns, sigma, seed * 2 + 1),
+    """The feed and order latency models (flags over config)."""
+    return configured_latencies(
+        settings,
+        seed,
+        latency_from=args.latency_from,
+        feed_ms=args.feed_latency_ms,
+        order_ms=args.latency_ms,
     )
 
 
@@ -719,28 +810,18 @@ def _cmd_backtest(config: KmmConfig, args: argparse.Namespace) -> int:
             latency=latency,
         )
         return run_backtest(config, options, sys.stdout)
-    queue_name = args.queue or settings.queue_model
-    queue: QueueModel = (
-        ConservativeQueue()
-        if queue_name == "conservative"
-        else ProbabilisticQueue(settings.queue_power)
+    venue, options, source = replay_setup(
+        args.capture, settings, seed, latency, args.queue, args.duration, sim.tier
     )
-    balance = 100_000 * 1_000_000
-    venue = ReplayVenue(args.capture, queue, balance)
-    options = BacktestOptions(
-        seed=seed,
-        duration_s=args.duration,
-        tier=sim.tier,
-        latency=latency,
-        start_ns=venue.start_ns,
-        balance=balance,
-    )
-    source = f"capture {args.capture} ({len(venue.metas)} markets, {queue_name} queue)"
     return run_backtest(config, options, sys.stdout, venue=venue, source=source)
 
 
 def _cmd_bench(config: KmmConfig, args: argparse.Namespace) -> int:
     jobs = args.jobs or os.cpu_count() or 1
+    if args.what == "sweep":
+        from kmm.research.bench import print_bench  # Dask and Optuna: only for the sweep
+
+        return print_bench(config, sys.stdout)
     if args.what == "selection":
         return _bench_selection(config, args, jobs)
     seeds = args.seeds or 5
@@ -810,6 +891,8 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "demo": _cmd_demo,
     "sim": _cmd_sim,
     "status": _cmd_status,
+    "sweep": _cmd_sweep,
+    "calibrate": _cmd_calibrate,
 }
 
 

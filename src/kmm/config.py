@@ -92,6 +92,7 @@ __all__ = [
     "render_example",
     "rest_url_for",
     "validate_override",
+    "with_fields",
     "ws_url_for",
 ]
 
@@ -2142,6 +2143,25 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> KmmConfig:
     if problems:
         raise ConfigError(problems) from None
     return config
+
+
+def with_fields(config: KmmConfig, fields: Mapping[str, Any]) -> KmmConfig:
+    """The configuration with some dotted fields set (``{"strategy.gamma": 0.8}``), validated
+    whole as a config file would be.
+
+    Raises:
+        ConfigError: one line per problem, as :func:`load_config` gives them.
+    """
+    data = config.model_dump()
+    for name, value in fields.items():
+        section, _, field = name.partition(".")
+        if section not in data or not field:
+            raise ConfigError([f"{name}: not a config field (section.field)"])
+        data[section][field] = value
+    try:
+        return KmmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_problem(error, {}) for error in exc.errors()]) from None
 
 
 # --------------------------------------------------------------------------- error lines

@@ -29,9 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from kmm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kmm.config import BacktestConfig
 
 __all__ = [
     "ConstantLatency",
@@ -42,6 +45,7 @@ __all__ = [
     "LatencySpec",
     "LognormalLatency",
     "RunLatencies",
+    "configured_latencies",
     "latencies_from_run",
 ]
 
@@ -314,3 +318,39 @@ class LatencyConfig:
             feed=self.feed.build("feed", seed * 2, runs.get(self.feed.run)),
             order=self.order.build("order", seed * 2 + 1, runs.get(self.order.run)),
         )
+
+
+def configured_latencies(
+    settings: BacktestConfig,
+    seed: int,
+    *,
+    latency_from: Path | None = None,
+    feed_ms: float | None = None,
+    order_ms: float | None = None,
+) -> Latencies:
+    """The feed and order latency models of a backtest: a live run's recorded delays
+    (``latency_from``, else ``backtest.latency_from``), or lognormal or constant ones around
+    ``feed_ms`` and ``order_ms`` (else the ``backtest`` section's).
+
+    Raises:
+        ConfigError: the run named recorded no feed or no order latency.
+    """
+    run = latency_from or settings.latency_from
+    if run is not None:
+        recorded = latencies_from_run(run)
+        if not recorded.feed or not recorded.order:
+            raise ConfigError([f"--latency-from: {run} recorded no feed or no order latency"])
+        return Latencies(
+            feed=EmpiricalLatency(recorded.feed, seed * 2),
+            order=EmpiricalLatency([ns // 2 for ns in recorded.order], seed * 2 + 1),
+        )
+    feed = settings.feed_latency_ms if feed_ms is None else feed_ms
+    order = settings.order_latency_ms if order_ms is None else order_ms
+    feed_ns, order_ns = int(feed * 1_000_000), int(order * 1_000_000)
+    sigma = settings.latency_sigma
+    if not sigma:
+        return Latencies(feed=ConstantLatency(feed_ns), order=ConstantLatency(order_ns))
+    return Latencies(
+        feed=LognormalLatency(feed_ns, sigma, seed * 2),
+        order=LognormalLatency(order_ns, sigma, seed * 2 + 1),
+    )

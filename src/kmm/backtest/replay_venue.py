@@ -15,8 +15,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kmm.backtest.queue import QueueModel
+from kmm.backtest.driver import BacktestOptions
+from kmm.backtest.latency import Latencies
+from kmm.backtest.queue import ConservativeQueue, ProbabilisticQueue, QueueModel
 from kmm.backtest.replay import ReplayExchange
+from kmm.config import BacktestConfig
 from kmm.errors import ConfigError, VenueError
 from kmm.kalshi.rest import (
     BatchItem,
@@ -30,7 +33,7 @@ from kmm.kalshi.rest import (
 from kmm.record import MARKETS_FILE, MarketMeta, iter_capture, load_markets_json
 from kmm.types import BookSide, Fill, Money, Price, Qty
 
-__all__ = ["ReplayVenue"]
+__all__ = ["ReplayVenue", "replay_setup"]
 
 
 class ReplayVenue:
@@ -135,3 +138,36 @@ class ReplayVenue:
     def positions(self) -> list[VenuePosition]:
         """Our virtual positions."""
         return self.exchange.positions()
+
+
+def replay_setup(
+    capture: Path,
+    settings: BacktestConfig,
+    seed: int,
+    latency: Latencies,
+    queue_name: str | None = None,
+    duration_s: float | None = None,
+    tier: str = "basic",
+) -> tuple[ReplayVenue, BacktestOptions, str]:
+    """The venue, options and description of a backtest replaying ``capture``, with the queue
+    model ``queue_name`` (else ``backtest.queue_model``).
+
+    Raises:
+        ConfigError: the capture or its ``markets.json`` is missing or unreadable.
+    """
+    name = queue_name or settings.queue_model
+    queue: QueueModel = (
+        ConservativeQueue() if name == "conservative" else ProbabilisticQueue(settings.queue_power)
+    )
+    balance = 100_000 * 1_000_000
+    venue = ReplayVenue(capture, queue, balance)
+    options = BacktestOptions(
+        seed=seed,
+        duration_s=duration_s,
+        tier=tier,
+        latency=latency,
+        start_ns=venue.start_ns,
+        balance=balance,
+    )
+    source = f"capture {capture} ({len(venue.metas)} markets, {name} queue)"
+    return venue, options, source

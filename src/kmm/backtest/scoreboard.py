@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final, TypeVar
 
-from kmm.backtest.driver import BacktestOptions
+from kmm.backtest.driver import BacktestOptions, BacktestVenue
 from kmm.backtest.run import run_backtest
 from kmm.config import KmmConfig
 from kmm.report import MARKOUT_HORIZONS_S, load_run, summarize
@@ -77,6 +77,7 @@ class RunScore:
         cap: The position cap (``risk.max_position_contracts``).
         markouts: Mean markout per contract at each horizon (s), in dollars (None: none).
         halted: Why the kill switch halted the run, if it did.
+        drawdown: The largest fall of the run's equity from a peak, in dollars.
     """
 
     model: str
@@ -90,6 +91,7 @@ class RunScore:
     cap: Decimal
     markouts: tuple[tuple[int, Decimal | None], ...]
     halted: str | None
+    drawdown: Decimal = Decimal(0)
 
     @property
     def pnl_per_hour(self) -> Decimal:
@@ -123,9 +125,17 @@ def score_run(
     return score_options(run_config, options, model)
 
 
-def score_options(config: KmmConfig, options: BacktestOptions, label: str) -> RunScore:
+def score_options(
+    config: KmmConfig,
+    options: BacktestOptions,
+    label: str,
+    *,
+    venue: BacktestVenue | None = None,
+    source: str | None = None,
+) -> RunScore:
     """Runs one backtest of ``options`` with ``config`` in a scratch directory and scores it
-    as ``kmm report`` reads it, under ``label`` (the board's model column)."""
+    as ``kmm report`` reads it, under ``label`` (the board's model column); ``venue`` and
+    ``source`` as :func:`~kmm.backtest.run.run_backtest` takes them (a capture's replay)."""
     scenario, seed, duration_s = options.scenario, options.seed, options.duration_s or 0.0
     with tempfile.TemporaryDirectory(prefix="kmm-score-") as scratch:
         runs = Path(scratch)
@@ -133,7 +143,7 @@ def score_options(config: KmmConfig, options: BacktestOptions, label: str) -> Ru
             update={"record": config.record.model_copy(update={"runs_dir": runs})}
         )
         out = io.StringIO()
-        run_backtest(run_config, options, out)
+        run_backtest(run_config, options, out, venue=venue, source=source)
         run_dir = next(p for p in runs.iterdir() if p.is_dir())
         report = summarize(load_run(run_dir))
     halted = next(
@@ -160,6 +170,7 @@ def score_options(config: KmmConfig, options: BacktestOptions, label: str) -> Ru
             (h, _decimal_or_none(report["markouts"][f"{h}s"]["mean"])) for h in MARKOUT_HORIZONS_S
         ),
         halted=halted,
+        drawdown=Decimal(report["pnl"]["max_drawdown"] or 0),
     )
 
 

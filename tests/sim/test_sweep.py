@@ -1,0 +1,125 @@
+"""``kmm sweep`` end to end on a real ``distributed.LocalCluster`` with 2 workers: a small
+walk-forward sweep, interrupted by Ctrl-C and resumed; and ``kmm calibrate`` on the backtests
+of a scenario whose markets settle."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SPACE = (
+    "strategy.gamma: {low: 0.1, high: 2.0, log: true}\n"
+    "strategy.min_spread_cents: {low: 1, high: 6, step: 0.5}\n"
+)
+SWEEP = [
+    "sweep", "--space", "space.yaml", "--scenarios", "calm", "--seeds", "1-3", "--folds", "2",
+    "--trials", "6", "--workers", "2", "--out", "out", "--duration", "2m", "--markets", "3",
+]  # fmt: skip
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMM__")}
+    env["KMM__RECORD__RUNS_DIR"] = str(tmp_path / "runs")
+    return env
+
+
+def _kmm(tmp_path: Path, *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kmm", *args], cwd=tmp_path, env=_env(tmp_path),
+        capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def _trials(out: Path) -> list[dict[str, str]]:
+    with (out / "trials.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.timeout(300)
+def test_a_sweep_interrupted_resumes_and_writes_its_best_config(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "base.yaml").write_text("strategy:\n  eta: 0.07\n")
+    args = ["--config", "base.yaml", *SWEEP]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kmm", *args], cwd=tmp_path, env=_env(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "trials 3/12" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert (
+        err == "kmm sweep: interrupted; the study in out resumes when the same command runs again\n"
+    )
+    assert lines[0].startswith("kmm sweep: 2 parameters, 3 sessions, 2 folds x 6 trials, tpe")
+    assert "2 workers on a local cluster" in lines[0]
+
+    resumed = _kmm(tmp_path, *args)
+
+    assert resumed.returncode == 0, resumed.stderr
+    progress = [line for line in resumed.stdout.splitlines() if line.startswith("sweep: fold")]
+    assert progress and not any("trials 1/12 " in line for line in progress), "it resumed"
+    rows = _trials(tmp_path / "out")
+    for fold in ("1", "2"):
+        done = [r for r in rows if r["fold"] == fold and r["state"] == "complete"]
+        assert len(done) == 6, rows
+    with (tmp_path / "out" / "folds.csv").open(newline="") as handle:
+        folds = list(csv.DictReader(handle))
+    assert [f["train"] for f in folds] == ["seed 1", "seed 2"]
+    assert [f["test"] for f in folds] == ["seed 2", "seed 3"]
+    best = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert best["strategy"]["eta"] == 0.07, "best.yaml is the base config with the parameters"
+    assert 0.1 <= best["strategy"]["gamma"] <= 2.0
+    checked = _kmm(tmp_path, "--config", "out/best.yaml", "config")
+    assert checked.returncode == 0, checked.stderr
+    assert (tmp_path / "out" / "folds.png").stat().st_size > 1000
+    assert "best (fold" in resumed.stdout
+
+
+def test_a_sweep_refuses_a_bad_space_and_too_few_sessions(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text("strategy.gama: {low: 1, high: 2}\n")
+    ran = _kmm(tmp_path, *SWEEP)
+    assert (ran.returncode, ran.stderr) == (
+        2, "kmm: space.yaml: strategy.gama: strategy has no field gama\n"
+    )  # fmt: skip
+    (tmp_path / "space.yaml").write_text(SPACE)
+    ran = _kmm(tmp_path, *[a if a != "1-3" else "1-2" for a in SWEEP])
+    assert ran.returncode == 2
+    assert ran.stderr == "kmm: --folds 2 needs at least 3 sessions (seeds or captures), got 2\n"
+
+
+@pytest.mark.timeout(180)
+def test_calibrate_compares_the_quoted_fair_value_with_the_settlements(tmp_path: Path) -> None:
+    for seed in ("1", "2"):
+        ran = _kmm(tmp_path, "backtest", "--scenario", "settlement", "--seed", seed,
+                   "--duration", "30m")  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+
+    ran = _kmm(tmp_path, "calibrate", "--every", "10s")
+
+    assert ran.returncode == 0, ran.stderr
+    first = ran.stdout.splitlines()[0]
+    assert first.startswith("kmm calibrate: ") and first.endswith(" in 2 runs"), first
+    assert "Brier" in ran.stdout
+    assert (tmp_path / "runs" / "calibration.png").is_file()
+    report = yaml.safe_load((tmp_path / "runs" / "calibration.json").read_text())
+    assert report["markets"] >= 1 and report["overall"]["count"] == sum(
+        b["count"] for b in report["bins"]
+    )
+    empty = _kmm(tmp_path, "backtest", "--scenario", "calm", "--duration", "2m")
+    run_dir = empty.stdout.strip().splitlines()[-1].removeprefix("kmm: run directory ")
+    none = _kmm(tmp_path, "calibrate", run_dir)
+    assert none.returncode == 1
+    assert none.stderr.startswith(f"kmm: calibrate: no market settled in {run_dir}")
