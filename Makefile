@@ -15,9 +15,10 @@ $(STAMP_RUN): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[analysis,research]'
 	touch $@
 
-$(STAMP_DEV): pyproject.toml scripts/install-sdk.sh | $(BIN)/python
+$(STAMP_DEV): pyproject.toml scripts/install-sdk.sh scripts/install-system.sh | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,analysis,research]'
 	sh scripts/install-sdk.sh $(BIN)/python
+	sh scripts/install-system.sh chromium:chromium systemd-analyze:systemd
 	touch $@ $(STAMP_RUN)
 
 ## run: install and run kmm with no arguments (see README)
