@@ -706,6 +706,34 @@ def calibrate_command(docs: Docs) -> None:
     assert all((docs.home / w).is_file() for w in written)
 
 
+WATCH_MARKET = "python -m kmm watch KXSIMA --levels 3 --duration 10"
+WATCH_PRIVATE = "python -m kmm watch KXSIMA --with-private --levels 3 --duration 10"
+
+
+def watch_market(docs: Docs) -> None:
+    """``kmm watch`` on the default local exchange, as written: the series' first market's
+    banner, its snapshot with three levels a side, the feed, the summary."""
+    ran = docs.sh(WATCH_MARKET, timeout_s=40)
+    assert ran.status == 0, ran.err
+    lines = ran.out.splitlines()
+    banner = next(line for line in lines if line.startswith("kmm watch: "))
+    assert re.match(r"kmm watch: KXSIMA-\w+-\w+ \(active, closes ", banner), banner
+    snapshot = next(line for line in lines if " snapshot " in line)
+    bids, asks = snapshot.split(" snapshot ", 1)[1].split(" | ")
+    assert bids.count(" x ") == 3 and asks.count(" x ") == 3, snapshot
+    assert re.search(r"^kmm watch: \d+ frames: 1 snapshots, \d+ deltas", ran.out, re.M)
+
+
+def watch_private(docs: Docs) -> None:
+    """``--with-private`` subscribes our fills, orders and position too (none trade on a
+    fresh exchange: tests/sim/test_listen.py shows them with an order of ours)."""
+    ran = docs.sh(WATCH_PRIVATE, timeout_s=40)
+    assert ran.status == 0, ran.err
+    assert "our fills, orders and position marked OUR" in ran.out
+    for channel in ("fill", "user_orders", "market_positions"):
+        assert re.search(rf" subscribed +{channel} ", ran.out), ran.out
+
+
 FLATTEN_NAMED = (
     f"python -m kmm flatten --env demo --markets {TICKER} --passive --max-slippage-cents 2 "
     "--timeout 10m"
@@ -764,6 +792,8 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     STATUS_COMMANDS[1]: status_command,
     STATUS_COMMANDS[2]: status_json,
     OVERRIDES_BLOCK: overrides_block,
+    WATCH_MARKET: watch_market,
+    WATCH_PRIVATE: watch_private,
     SPACE_BLOCK: space_block,
     SWEEP_COMMAND: sweep_command,
     BEST_COMMAND: best_config,
@@ -788,6 +818,9 @@ NOT_COMMANDS: dict[str, str] = {
     ),
     "src/kmm/": "the source layout",
     STATUS_ERROR: "kmm status's error once the bot stopped: status_command checks it",
+    "kmm watch: KXSIMA-26DEC07-T40 (active, closes 2026-12-07T20:00:00Z) on "
+    "ws://127.0.0.1:18080/trade-api/ws/v2; our fills, orders and position marked OUR; times "
+    "are UTC (Ctrl-C stops)": "kmm watch's output beside a trading bot: tests/sim/test_listen.py",
     "kmm sweep: 4 parameters, 4 sessions, 3 folds x 4 trials, tpe, objective net; 2 workers on "
     "a local cluster; study in sweeps/demo/study.db": "the sweep's output: sweep_command compares",
     "kmm calibrate: 80 samples of 8 settled markets in 4 runs": (

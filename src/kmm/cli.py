@@ -56,6 +56,7 @@ from kmm.config import (
 from kmm.demo import DemoOptions, run_demo
 from kmm.errors import AuthError, ConfigError, KmmError, VenueError
 from kmm.kalshi.constants import TIERS
+from kmm.listen import run_listen
 from kmm.live import (
     EXIT_LEFT_RESTING,
     EXIT_NOT_FLAT,
@@ -199,6 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_backtest_parser(commands)
     _add_bench_parser(commands)
     _add_status_parser(commands)
+    _add_listen_parser(commands)
     _add_sweep_parser(commands)
     calibrate = _command(
         commands, "calibrate", "the quoted fair value against the outcomes of settled markets"
@@ -269,6 +271,37 @@ def _add_status_parser(commands: _Commands) -> None:
         "--duration", type=_duration, default=None, help="with --live: stop after this long"
     )
     status.add_argument("--json", action="store_true", help="print the API's JSON instead")
+
+
+def _add_listen_parser(commands: _Commands) -> None:
+    watch = _command(
+        commands, "watch", "print one market's live book, trades and tickers, without trading"
+    )
+    watch.add_argument("ticker", metavar="TICKER", help="the market, e.g. KXSIMA-26DEC07-T40")
+    watch.add_argument(
+        "--with-private",
+        action="store_true",
+        help="also our fills, order updates and position in it (needs the key)",
+    )
+    watch.add_argument(
+        "--levels", type=_positive_int, default=5, help="levels per side of a snapshot (5)"
+    )
+    watch.add_argument("--env", choices=("sim", "demo", "prod"), default=None, help="venue.env")
+    watch.add_argument("--duration", type=_duration, default=None, help=_DURATION_HELP)
+
+
+def _cmd_watch(config: KmmConfig, args: argparse.Namespace) -> int:
+    config = _read_only_config(config, args)
+    return _run_async(
+        run_listen(
+            config,
+            args.ticker,
+            with_private=args.with_private,
+            levels=args.levels,
+            duration_s=args.duration,
+            out=sys.stdout,
+        )
+    )
 
 
 def _non_negative_ms(text: str) -> float:
@@ -891,6 +924,7 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "demo": _cmd_demo,
     "sim": _cmd_sim,
     "status": _cmd_status,
+    "watch": _cmd_watch,
     "sweep": _cmd_sweep,
     "calibrate": _cmd_calibrate,
 }
