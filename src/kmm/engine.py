@@ -8,7 +8,7 @@ executor that sends the planner's writes, and four tasks on one event loop:
 
 * **receive** (:class:`~kmm.kalshi.ws.KalshiWs`): every frame goes to
   :meth:`LiveEngine.on_frame` inline, which hands it to the core and performs what the core
-  returns (:meth:`LiveEngine._act`): write requests, resnapshot requests, read-backs,
+  returns (:meth:`LiveEngine.act`): write requests, resnapshot requests, read-backs,
   operations lines. Decided quotes are planned and sent in the same call when the socket read
   holds no later book frame, else at the end of the event-loop turn.
 * **execute** (:class:`~kmm.execution.executor.Executor`): sends writes and awaits their
@@ -30,10 +30,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeVar
@@ -42,7 +41,7 @@ import aiohttp
 
 from kmm.app import build_core, exec_settings
 from kmm.clock import Clock, LiveClock
-from kmm.config import KmmConfig, MarketsConfig, load_config
+from kmm.config import KmmConfig, MarketsConfig
 from kmm.core.actions import Action, GoFlat, Log, Presign, Print, ReadFills, Resync, Say
 from kmm.core.markets import market_spec
 from kmm.core.trading import CoreReport
@@ -66,11 +65,8 @@ from kmm.kalshi.wire import (
     Event,
 )
 from kmm.kalshi.ws import KalshiWs, WsStats
-from kmm.ops.alerts import AlertInputs, AlertMonitor, AlertParams, WebhookSender
 from kmm.ops.control import TOKEN_FILE as CONTROL_TOKEN_FILE
-from kmm.ops.control import URL_FILE as CONTROL_URL_FILE
-from kmm.ops.control import ControlServer, write_token
-from kmm.ops.metrics import MetricsServer, engine_metrics
+from kmm.ops.shell import EngineOps
 from kmm.record import Recorder, account_id, last_fill_ns, read_day, write_markets_json
 from kmm.risk import (
     Trigger,
@@ -119,8 +115,6 @@ _SHUTDOWN_READ_S: Final = 10.0
 _CLOSED_EVENTS: Final = frozenset({"determined", "settled", "closed"})
 _PAID_WRITE_POLL_S: Final = 0.01
 """How often a write outside the executor looks again while tokens are held in flight."""
-_ERRORS: Final = frozenset({"rejected", "unknown"})
-"""The order events that count toward ``ops.alert_errors``."""
 T = TypeVar("T")
 
 
@@ -234,17 +228,10 @@ class LiveEngine:
         self._group_id: str | None = None
         self._status_checked_ns = 0
         self._flat_requested = False
-        self._metrics: MetricsServer | None = None
-        self._control: ControlServer | None = None
-        self._alerts = AlertMonitor(AlertParams.from_config(config.ops), start_ns)
-        webhook = config.ops.webhook_url
-        run = recorder.run_dir.name if recorder is not None else ""
-        self._webhook = WebhookSender(webhook, run) if webhook else None
-        self.config_path = config_path
-        """The config file reloads read (None: defaults and environment overrides only)."""
-        self._loaded = config
         self.chooser = MarketChooser(config, self.core, self.clock, self._say, recorder)
         """Discovery's scorings (``markets.mode: discovery`` or ``volatility``)."""
+        self.ops = EngineOps(self, config_path)
+        """Metrics, the control API, alerts and reloads: the operator's side of the run."""
 
     # ----------------------------------------------------------------- accessors
 
@@ -339,7 +326,7 @@ class LiveEngine:
         if self.config.record.queue_positions_s:
             tasks.append(asyncio.create_task(self._queue_loop(), name="kmm-queue"))
         if self.config.markets.mode == "discovery" and self.flatten is None:
-            rescore = self.chooser.rescore_forever(self.rest, self.ws, self._add_markets, self._act)
+            rescore = self.chooser.rescore_forever(self.rest, self.ws, self._add_markets, self.act)
             tasks.append(asyncio.create_task(rescore, name="kmm-rescore"))
         if self.signer.reuse_ms:
             presign = self.rest.presign_forever(more=self._amend_paths)
@@ -358,7 +345,7 @@ class LiveEngine:
             await self._exit_on_stop(tasks)
         finally:
             self.core.stop_placing(self.clock.now_ns())
-            self._act()
+            self.act()
             await self._cancel_everything()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_SHUTDOWN_READ_S):
@@ -386,7 +373,7 @@ class LiveEngine:
     def _start_exit(self, tickers: Sequence[str], style: ExitStyle, reason: str) -> list[str]:
         started = self.core.start_exit(tickers, style, reason, self.clock.now_ns())
         self._exiting = self._exiting or bool(started)
-        self._act()
+        self.act()
         return started
 
     async def _exit_on_stop(self, tasks: Sequence[asyncio.Task[None]]) -> None:
@@ -448,90 +435,10 @@ class LiveEngine:
         group_id = await self._order_group()
         self._build_executor(limits, group_id)
         self._build_ws()
-        await self._start_ops()
+        if self.flatten is None:
+            await self.ops.start()
         self._banner(status.trading_active, balance, limits)
         return True
-
-    async def _start_ops(self) -> None:
-        """Serves ``/metrics`` (``ops.metrics_port``) and the control API (``ops.control_port``),
-        and writes their URLs (and the API's token) to the run directory."""
-        ops = self.config.ops
-        if self.flatten is not None:
-            return
-        run_dir = self.recorder.run_dir if self.recorder is not None else None
-        if ops.metrics_port is not None:
-            self._metrics = MetricsServer(engine_metrics(self), ops.metrics_port)
-            url = await _listen("ops.metrics_port", ops.metrics_port, self._metrics.start())
-            self.report.metrics_url = url
-            if run_dir is not None:
-                (run_dir / "metrics.url").write_text(url + "\n", encoding="utf-8")
-        if ops.control_port is not None and run_dir is not None:
-            self._control = ControlServer(self, ops.control_port, write_token(run_dir))
-            url = await _listen("ops.control_port", ops.control_port, self._control.start())
-            self.report.control_url = url
-            (run_dir / CONTROL_URL_FILE).write_text(url + "\n", encoding="utf-8")
-
-    def ops_status(self) -> dict[str, Any]:
-        """What the shell adds to the control API's status: addresses, the run directory, the
-        write tokens and 429s."""
-        bucket = self._write_bucket
-        planner = self.core.planner
-        return {
-            "pid": os.getpid(),
-            "run_dir": str(self.recorder.run_dir) if self.recorder is not None else None,
-            "metrics_url": self.report.metrics_url or None,
-            "control_url": self.report.control_url or None,
-            "write_tokens": bucket.available(self.clock.now_ns()) if bucket else None,
-            "rate_limited": planner.counters.rate_limited if planner is not None else 0,
-            "exiting": self._exiting,
-        }
-
-    def update_override(self, ticker: str, changes: Mapping[str, Any]) -> list[str]:
-        """Changes some fields of one market's override (the control API).
-
-        Raises:
-            ConfigError: naming the field that is unknown or out of range; nothing changed.
-        """
-        lines = self.core.update_override(ticker, changes, self.clock.now_ns())
-        self._act()
-        return lines
-
-    def reload(self) -> list[str]:
-        """Reloads ``markets.overrides`` from the config file (SIGHUP, the control API):
-        validated first, applied without a restart, logged as a diff. Other changed sections
-        are named and left alone (they need a restart).
-
-        Returns:
-            The change, one line per market.
-
-        Raises:
-            ConfigError: the file is refused (each problem named); nothing changed.
-        """
-        try:
-            fresh = load_config(self.config_path, os.environ)
-            lines = self.core.set_overrides(fresh.markets.overrides, self.clock.now_ns())
-        except ConfigError as exc:
-            for problem in exc.problems:
-                self._say(f"reload refused, nothing changed: {problem}")
-            raise
-        self._act()
-        restart = [
-            name
-            for name in type(fresh).model_fields
-            if name != "markets" and getattr(fresh, name) != getattr(self._loaded, name)
-        ]
-        if restart:
-            self._say(f"reload: {', '.join(restart)} changed in the file: applied at a restart")
-        self._say(
-            f"reload: {len(lines)} market override(s) changed" if lines else "reload: no change"
-        )
-        self._loaded = fresh
-        return lines
-
-    def on_hangup(self) -> None:
-        """SIGHUP: :meth:`reload`, whose refusal is logged and changes nothing."""
-        with contextlib.suppress(ConfigError):
-            self.reload()
 
     async def _select_markets(self) -> list[MarketInfo]:
         if self.flatten is not None:
@@ -622,7 +529,7 @@ class LiveEngine:
         await self._read_back_fills("start")
         for position in await self.rest.positions():
             self.core.align_position(position)
-        self._act()
+        self.act()
 
     @property
     def account(self) -> str:
@@ -652,7 +559,7 @@ class LiveEngine:
         """
         fills = await self.rest.fills(min_ts_s=self.core.fills_since_s)
         new = self.core.on_fills_read(fills, source, self.clock.now_ns())
-        self._act()
+        self.act()
         return new
 
     def _restore_day(self) -> None:
@@ -662,7 +569,7 @@ class LiveEngine:
         saved = read_day(ledger, self.core.day_key(now)) if self.recorder is not None else None
         if saved is not None:
             self.core.restore_day(*saved, now)
-            self._act()
+            self.act()
 
     async def _order_group(self) -> str | None:
         """The venue-side safety net: an order group with a rolling contracts limit."""
@@ -759,7 +666,7 @@ class LiveEngine:
             elif not self._drain_scheduled:
                 self._drain_scheduled = True
                 asyncio.get_running_loop().call_soon(self._drain_mailbox)
-        self._act()
+        self.act()
         return event
 
     def _drain_mailbox(self) -> None:
@@ -767,10 +674,10 @@ class LiveEngine:
         now = self.clock.now_ns()
         quotes = self.core.decide_quotes(now)
         if quotes:
-            self._act()  # first: the orders go out before the tape is written
+            self.act()  # first: the orders go out before the tape is written
             self.core.tape_quotes(quotes, now)
 
-    def _act(self) -> None:
+    def act(self) -> None:
         """Performs everything the core decided, in order."""
         core = self.core
         actions = core.take_actions()
@@ -804,7 +711,7 @@ class LiveEngine:
             self._ws.resync(list(action.sids))
 
     def _presign(self, action: Presign) -> None:
-        self._spawn_background(self.rest.presign([self.rest.amend_path(action.order_id)]))
+        self.spawn_background(self.rest.presign([self.rest.amend_path(action.order_id)]))
 
     def _request_flat(self, action: GoFlat) -> None:
         self._flat_requested = True
@@ -814,22 +721,22 @@ class LiveEngine:
         Log: lambda self, a: log.log(a.level, a.line),
         Print: _print,
         Resync: _resync,
-        ReadFills: lambda self, a: self._spawn_background(self._backfill_fills(a.source)),
+        ReadFills: lambda self, a: self.spawn_background(self._backfill_fills(a.source)),
         Presign: _presign,
         GoFlat: _request_flat,
     }
 
     def _on_disconnect(self, reason: str) -> None:
         self.core.on_disconnect(reason)
-        self._act()
+        self.act()
 
     def _on_resubscribe(self, channel: str, old_sid: int | None) -> None:
         self.core.on_resubscribe(channel)
-        self._act()
+        self.act()
 
     def _on_reconnect(self) -> None:
         self.core.on_reconnect()
-        self._act()
+        self.act()
 
     async def _backfill_fills(self, source: str) -> None:
         """Fills the stream may have missed, booked once by trade id."""
@@ -855,7 +762,7 @@ class LiveEngine:
         if event.what == "rejected" and event.code in PAUSE_CODES:
             self._status_checked_ns = now
         self.core.on_exec_event(event, now, presign=bool(self.signer.reuse_ms))
-        self._act()
+        self.act()
 
     # ----------------------------------------------------------------- watch
 
@@ -864,27 +771,8 @@ class LiveEngine:
         while True:
             await asyncio.sleep(interval)
             await self._check_risk(self.clock.now_ns())
-            if self._control is not None:
-                self._control.sample(self.clock.now_ns())
-            self._check_alerts(self.clock.now_ns())
+            self.ops.on_tick(self.clock.now_ns())
             self._say(self.summary_line())
-
-    def _check_alerts(self, now: int) -> None:
-        """Logs the alerts due now and posts them to ``ops.webhook_url`` in the background."""
-        core = self.core
-        errors = sum(n for (what, _), n in self.report.order_events.items() if what in _ERRORS)
-        inputs = AlertInputs(
-            halted=core.halted,
-            pnl=core.portfolio.total_pnl(core.pnl_marks()),
-            errors=errors,
-            feed_last_ns=core.feed_last_ns,
-            fills=core.report.fills,
-            quoting=len(core.quoting()),
-        )
-        for alert in self._alerts.check(inputs, now):
-            log.warning("alert %s: %s", alert.kind, alert.message)
-            if self._webhook is not None:
-                self._spawn_background(self._webhook.send(alert))
 
     async def _check_exchange(self, now: int) -> None:
         """Every 5 s: is trading paused? Paused means no places (cancels still go)."""
@@ -896,7 +784,7 @@ class LiveEngine:
         except VenueError:
             return
         self.core.set_paused(not (status.trading_active and status.exchange_active))
-        self._act()
+        self.act()
 
     async def _check_risk(self, now: int) -> None:
         await self._check_exchange(now)
@@ -905,7 +793,7 @@ class LiveEngine:
             core.feed_last_ns = max(core.feed_last_ns, self._ws.stats.last_message_ns)
         self._flat_requested = False
         core.on_tick(now, kill_file_exists=self.config.risk.kill_file.exists())
-        self._act()
+        self.act()
         if self._flat_requested:
             await self._go_flat()
 
@@ -914,7 +802,7 @@ class LiveEngine:
         await self._cancel_everything()
         if not self.report.left_resting:
             self.core.confirm_flat(self.clock.now_ns())
-            self._act()
+            self.act()
 
     def summary_line(self) -> str:
         """One line: markets, quotes, inventory, P&L, orders/s, tokens left."""
@@ -979,24 +867,24 @@ class LiveEngine:
             await self._cancel_venue_orders(strays)
         for cid in missing:
             self._say(f"reconcile: {cid} not resting at the venue: reading it")
-            self._spawn_background(self.executor.settle_missing(cid))
+            self.spawn_background(self.executor.settle_missing(cid))
 
     async def _reconcile_positions(self) -> None:
         positions = await self.rest.positions()
         if self.core.position_drift(positions):
             await self._backfill_fills("reconcile")
             self.core.halt_on_drift(positions, self.clock.now_ns())
-            self._act()
+            self.act()
 
     def halt(self, reason: str, trigger: Trigger = Trigger.MANUAL) -> None:
         """Trips the kill switch: stop quoting, cancel everything, stay halted."""
         self.core.halt(reason, self.clock.now_ns(), trigger)
-        self._act()
+        self.act()
 
     def resume(self) -> None:
         """An operator resumes after a halt (once the switch has confirmed we are flat)."""
         self.core.resume(self.clock.now_ns())
-        self._act()
+        self.act()
 
     # ----------------------------------------------------------------- shutdown
 
@@ -1071,10 +959,7 @@ class LiveEngine:
         return left
 
     async def _shutdown(self) -> None:
-        if self._metrics is not None:
-            await self._metrics.stop()
-        if self._control is not None:
-            await self._control.stop()
+        await self.ops.stop()
         if self._group_id is not None and self._rest is not None:
             with contextlib.suppress(VenueError):
                 rest, group_id = self._rest, self._group_id
@@ -1100,7 +985,8 @@ class LiveEngine:
         finally:
             bucket.settle(cost, self.clock.now_ns())
 
-    def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Runs ``coro`` beside the trading loop, referenced until it ends."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -1111,14 +997,6 @@ class LiveEngine:
         log.info(line)
         if self.out is not None:
             print(line, file=self.out, flush=True)
-
-
-async def _listen(field: str, port: int, start: Awaitable[str]) -> str:
-    """Starts an ops server; a port that cannot be listened on is a config error."""
-    try:
-        return await start
-    except OSError as e:
-        raise ConfigError([f"{field}: cannot listen on {port}: {e.strerror}"]) from e
 
 
 async def _first_of(*waits: Awaitable[object]) -> None:

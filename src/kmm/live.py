@@ -426,7 +426,7 @@ async def _run_engine(
                 loop.add_signal_handler(signum, engine.stop)
             loop.add_signal_handler(signal.SIGUSR1, engine.halt, "SIGUSR1 from the operator")
             loop.add_signal_handler(signal.SIGUSR2, engine.resume)
-            loop.add_signal_handler(signal.SIGHUP, engine.on_hangup)
+            loop.add_signal_handler(signal.SIGHUP, engine.ops.on_hangup)
             try:
                 report = await engine.run()
             except AuthError as e:

@@ -123,3 +123,23 @@ def test_calibrate_compares_the_quoted_fair_value_with_the_settlements(tmp_path:
     none = _kmm(tmp_path, "calibrate", run_dir)
     assert none.returncode == 1
     assert none.stderr.startswith(f"kmm: calibrate: no market settled in {run_dir}")
+
+
+@pytest.mark.timeout(180)
+def test_a_sweep_over_captures_walks_forward_in_their_order(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    for _ in range(3):
+        ran = _kmm(tmp_path, "capture", "--duration", "3s")
+        assert ran.returncode == 0, ran.stderr
+    captures = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/capture.jsonl.gz"))
+
+    ran = _kmm(tmp_path, "sweep", "--space", "space.yaml", "--captures", "runs", "--folds", "2",
+               "--trials", "2", "--workers", "2", "--out", "out")  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    with (tmp_path / "out" / "folds.csv").open(newline="") as handle:
+        folds = list(csv.DictReader(handle))
+    assert [(f["train"], f["test"]) for f in folds] == [
+        (captures[0], captures[1]), (captures[1], captures[2])
+    ]  # fmt: skip
+    assert len([r for r in _trials(tmp_path / "out") if r["state"] == "complete"]) == 4

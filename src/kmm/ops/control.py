@@ -158,7 +158,7 @@ class ControlServer:
         return self.engine.clock.now_ns()
 
     async def _status(self, request: web.Request) -> web.Response:
-        return _json(status_view(self.engine.core, self._now(), **self.engine.ops_status()))
+        return _json(status_view(self.engine.core, self._now(), **self.engine.ops.status()))
 
     async def _markets(self, request: web.Request) -> web.Response:
         return _json(market_rows(self.engine.core))
@@ -214,7 +214,7 @@ class ControlServer:
             return _refused("unknown market", [f"{ticker}: not traded by this run"], 404)
         body = await self._body(request)
         try:
-            changes = self.engine.update_override(ticker, body)
+            changes = self.engine.ops.update_override(ticker, body)
         except ConfigError as exc:
             return _refused("refused", exc.problems)
         row = next(r for r in market_rows(self.engine.core) if r["ticker"] == ticker)
@@ -222,7 +222,7 @@ class ControlServer:
 
     async def _reload(self, request: web.Request) -> web.Response:
         try:
-            changes = self.engine.reload()
+            changes = self.engine.ops.reload()
         except ConfigError as exc:
             return _refused("reload refused: nothing changed", exc.problems)
         return _json({"changes": changes})
