@@ -818,6 +818,13 @@ NOT_COMMANDS: dict[str, str] = {
     ),
     "src/kmm/": "the source layout",
     STATUS_ERROR: "kmm status's error once the bot stopped: status_command checks it",
+    "useradd --system --home-dir /var/lib/kmm --create-home kmm": (
+        "installing the systemd unit as root on a host: tests/unit/test_deploy.py verifies it"
+    ),
+    "docker run -d --name kmm --restart on-failure:5 -v /etc/kmm:/etc/kmm:ro -v "
+    "/var/lib/kmm:/var/lib/kmm --env-file /etc/kmm/kmm.env kmm": (
+        "running the image needs a Docker daemon; tests/unit/test_deploy.py checks the Dockerfile"
+    ),
     "kmm watch: KXSIMA-26DEC07-T40 (active, closes 2026-12-07T20:00:00Z) on "
     "ws://127.0.0.1:18080/trade-api/ws/v2; our fills, orders and position marked OUR; times "
     "are UTC (Ctrl-C stops)": "kmm watch's output beside a trading bot: tests/sim/test_listen.py",
