@@ -734,6 +734,30 @@ def watch_private(docs: Docs) -> None:
         assert re.search(rf" subscribed +{channel} ", ran.out), ran.out
 
 
+HISTORY_COMMANDS = (
+    "python -m kmm history",
+    "python -m kmm history --by days --since 7d",
+    "python -m kmm history --by markets --json",
+)
+
+
+def history_command(docs: Docs) -> None:
+    """The README's ``kmm history`` commands on the README directory's ledger: the tables'
+    headers as shown, a total row, and the JSON's exact amounts."""
+    docs.made_run()
+    for command in HISTORY_COMMANDS:
+        ran = docs.sh(command)
+        assert ran.status == 0, ran.err
+        if command.endswith("--json"):
+            rows = json.loads(ran.out)
+            assert rows and all(re.fullmatch(r"-?\d+\.\d{6}", r["fees"]) for r in rows)
+        else:
+            assert "total" in ran.out
+    shown = list(block_after(HISTORY_COMMANDS[2]).lines)
+    ran = docs.sh(HISTORY_COMMANDS[0])
+    assert_shows([shown[0].split(" (")[0], shown[2]], ran.out)
+
+
 FLATTEN_NAMED = (
     f"python -m kmm flatten --env demo --markets {TICKER} --passive --max-slippage-cents 2 "
     "--timeout 10m"
@@ -792,6 +816,7 @@ COMMANDS: dict[str, Callable[[Docs], None]] = {
     STATUS_COMMANDS[1]: status_command,
     STATUS_COMMANDS[2]: status_json,
     OVERRIDES_BLOCK: overrides_block,
+    **dict.fromkeys(HISTORY_COMMANDS, history_command),
     WATCH_MARKET: watch_market,
     WATCH_PRIVATE: watch_private,
     SPACE_BLOCK: space_block,
@@ -818,6 +843,7 @@ NOT_COMMANDS: dict[str, str] = {
     ),
     "src/kmm/": "the source layout",
     STATUS_ERROR: "kmm status's error once the bot stopped: status_command checks it",
+    "runs (1)": "kmm history's table: history_command compares its header",
     "useradd --system --home-dir /var/lib/kmm --create-home kmm": (
         "installing the systemd unit as root on a host: tests/unit/test_deploy.py verifies it"
     ),

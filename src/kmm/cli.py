@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -55,6 +56,7 @@ from kmm.config import (
 )
 from kmm.demo import DemoOptions, run_demo
 from kmm.errors import AuthError, ConfigError, KmmError, VenueError
+from kmm.history import run_history
 from kmm.kalshi.constants import TIERS
 from kmm.listen import run_listen
 from kmm.live import (
@@ -202,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_status_parser(commands)
     _add_listen_parser(commands)
     _add_sweep_parser(commands)
+    _add_history_parser(commands)
     calibrate = _command(
         commands, "calibrate", "the quoted fair value against the outcomes of settled markets"
     )
@@ -214,6 +217,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--out", type=Path, default=None, help="where the plot and JSON go")
     return parser
+
+
+def _since(text: str) -> str:
+    """``--since``: a UTC date or time (``2026-12-01``, ``2026-12-01T12:00``) or a duration back
+    from now (``7d``, ``12h``), as the ISO prefix the ledger's times are compared with."""
+    try:
+        return datetime.fromisoformat(text).isoformat() if "-" in text else _ago(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a date like 2026-12-01 or a duration like 7d: {text!r}"
+        ) from None
+
+
+def _ago(text: str) -> str:
+    moment = datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    return moment.isoformat()
+
+
+def _add_history_parser(commands: _Commands) -> None:
+    history = _command(commands, "history", "past runs, days or markets from the ledger")
+    history.add_argument(
+        "--by", choices=("runs", "days", "markets"), default="runs", help="default runs"
+    )
+    history.add_argument("--since", type=_since, default=None, help="a date (2026-12-01) or 7d")
+    history.add_argument("--env", choices=("sim", "demo", "prod", "backtest"), default=None)
+    history.add_argument("--limit", type=_positive_int, default=None, help="the newest N rows")
+    history.add_argument("--json", action="store_true", help="JSON rows, amounts as strings")
+    history.add_argument("--ledger", type=Path, default=None, help="default record.ledger_path")
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
@@ -796,6 +827,14 @@ def _cmd_sweep(config: KmmConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_history(config: KmmConfig, args: argparse.Namespace) -> int:
+    ledger = args.ledger or config.record.ledger_path
+    return run_history(
+        ledger, args.by, since=args.since or "", env=args.env, limit=args.limit, json_out=args.json,
+        out=sys.stdout,
+    )  # fmt: skip
+
+
 def _cmd_calibrate(config: KmmConfig, args: argparse.Namespace) -> int:
     from kmm.research.calibrate import run_calibrate
 
@@ -927,6 +966,7 @@ _COMMANDS: dict[str, Callable[[KmmConfig, argparse.Namespace], int]] = {
     "watch": _cmd_watch,
     "sweep": _cmd_sweep,
     "calibrate": _cmd_calibrate,
+    "history": _cmd_history,
 }
 
 

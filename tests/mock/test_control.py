@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -273,6 +274,12 @@ async def test_kmm_status_finds_the_running_bot_and_shows_its_markets(tmp_path: 
         run_dir = bot.run_dir
     code, _, err = await _kmm(tmp_path, "status", str(run_dir))
     assert code == 1 and "is not running" in err
+    code, out, err = await _kmm(tmp_path, "history", "--json")
+    assert code == 0, err
+    (run,) = json.loads(out)
+    with sqlite3.connect(tmp_path / "runs" / "ledger.sqlite") as db:
+        (fills,) = db.execute("SELECT COUNT(*) FROM fills WHERE run_id = ?", (run_dir.name,))
+    assert run["run_id"] == run_dir.name and run["fills"] == fills[0] and run["env"] == "sim"
 
 
 @pytest.mark.asyncio
