@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -199,14 +199,20 @@ def _seconds(run: Run) -> float | None:
     return (datetime.fromisoformat(run.ended) - datetime.fromisoformat(run.started)).total_seconds()
 
 
+T = TypeVar("T", Fill, Position)
+
+
+def _grouped(items: Iterable[T], key: Callable[[T], str]) -> defaultdict[str, list[T]]:
+    groups: defaultdict[str, list[T]] = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
+
+
 def by_runs(history: History) -> list[RunRow]:
     """One row per run, oldest first."""
-    fills: dict[str, list[Fill]] = defaultdict(list)
-    for fill in history.fills:
-        fills[fill.run_id].append(fill)
-    positions: dict[str, list[Position]] = defaultdict(list)
-    for position in history.positions:
-        positions[position.run_id].append(position)
+    fills = _grouped(history.fills, lambda f: f.run_id)
+    positions = _grouped(history.positions, lambda p: p.run_id)
     rows = []
     for run in history.runs:
         own, held = fills[run.run_id], positions[run.run_id]
@@ -224,9 +230,7 @@ def by_runs(history: History) -> list[RunRow]:
 
 def by_days(history: History) -> list[DayRow]:
     """One row per UTC day with fills or a daily P&L, oldest first."""
-    days: dict[str, list[Fill]] = defaultdict(list)
-    for fill in history.fills:
-        days[_utc_day(fill.ts)].append(fill)
+    days = _grouped(history.fills, lambda f: _utc_day(f.ts))
     pnl: dict[str, Money] = defaultdict(int)
     for (_, day), value in history.daily.items():
         pnl[day] += value
@@ -240,12 +244,8 @@ def by_days(history: History) -> list[DayRow]:
 
 def by_markets(history: History) -> list[MarketRow]:
     """One row per market, most contracts traded first."""
-    fills: dict[str, list[Fill]] = defaultdict(list)
-    for fill in history.fills:
-        fills[fill.ticker].append(fill)
-    positions: dict[str, list[Position]] = defaultdict(list)
-    for position in history.positions:
-        positions[position.ticker].append(position)
+    fills = _grouped(history.fills, lambda f: f.ticker)
+    positions = _grouped(history.positions, lambda p: p.ticker)
     order = {run.run_id: i for i, run in enumerate(history.runs)}
     rows = []
     for ticker in set(fills) | set(positions):
