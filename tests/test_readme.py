@@ -668,7 +668,7 @@ def sweep_command(docs: Docs) -> None:
     assert_shows([line for line in shown if words(line) and line != "..."], ran.out)
     assert ran.out.count("sweep: fold ") == 12
     out = docs.home / "sweeps" / "demo"
-    assert {"trials.csv", "folds.csv", "best.yaml", "folds.png", "study.db"} <= {
+    assert {"trials.csv", "folds.csv", "importance.csv", "best.yaml", "folds.png", "study.db"} <= {
         p.name for p in out.iterdir()
     }
     folds = [line for line in shown if re.match(r"\s+\d  seed", line)]

@@ -85,7 +85,28 @@ def test_a_sweep_interrupted_resumes_and_writes_its_best_config(tmp_path: Path) 
     checked = _kmm(tmp_path, "--config", "out/best.yaml", "config")
     assert checked.returncode == 0, checked.stderr
     assert (tmp_path / "out" / "folds.png").stat().st_size > 1000
+    assert "walk-forward mean: out of sample " in resumed.stdout
+    assert "importance: none (a fold needs 12 complete trials)" in resumed.stdout
+    assert (tmp_path / "out" / "importance.csv").read_text() == "fold,parameter,importance\n"
     assert "best (fold" in resumed.stdout
+
+
+@pytest.mark.timeout(180)
+def test_a_sweep_of_enough_trials_ranks_the_parameters_of_each_fold(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)
+
+    ran = _kmm(tmp_path, "sweep", "--space", "space.yaml", "--scenarios", "calm", "--seeds",
+               "1-2", "--folds", "1", "--trials", "12", "--workers", "2", "--out", "out",
+               "--duration", "1m", "--markets", "2", "--sampler", "random")  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    with (tmp_path / "out" / "importance.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["parameter"] for r in rows) == ["strategy.gamma", "strategy.min_spread_cents"]
+    assert {r["fold"] for r in rows} == {"1"}
+    assert sum(float(r["importance"]) for r in rows) == pytest.approx(1.0)
+    shown = next(line for line in ran.stdout.splitlines() if line.startswith("importance, "))
+    assert shown.startswith(f"importance, fold 1: {rows[0]['parameter']} "), "largest first"
 
 
 def test_a_sweep_refuses_a_bad_space_and_too_few_sessions(tmp_path: Path) -> None:

@@ -14,7 +14,16 @@ from kmm.config import KmmConfig
 from kmm.errors import ConfigError
 from kmm.research.calibrate import Pair, calibrate
 from kmm.research.space import apply_params, load_space
-from kmm.research.sweep import objective, scenario_sessions, walk_forward
+from kmm.research.sweep import (
+    IMPORTANCE_MIN_TRIALS,
+    FoldResult,
+    format_folds,
+    objective,
+    param_importances,
+    scenario_sessions,
+    walk_forward,
+    walk_forward_summary,
+)
 
 
 def _space(tmp_path: Path, text: str) -> Path:
@@ -121,6 +130,60 @@ def test_the_objectives() -> None:
     assert objective("net_per_drawdown", runs) == 0.5
     assert objective("net_per_drawdown", [_score("0.2")]) == 20.0  # never below $0.01
     assert objective("mean_over_sd", runs) == pytest.approx(0.5 / 1.4142135, rel=1e-6)
+
+
+def _fold(fold: int, in_sample: float, out_of_sample: float, **importance: float) -> FoldResult:
+    return FoldResult(fold, {"strategy.gamma": 0.5}, in_sample, out_of_sample, f"seed {fold}",
+                      f"seed {fold + 1}", dict(importance))  # fmt: skip
+
+
+def test_the_walk_forward_mean_is_the_folds_out_of_sample_mean() -> None:
+    results = [_fold(1, 2.0, 1.0), _fold(2, 4.0, -0.4)]
+
+    summary = walk_forward_summary(results)
+
+    assert (summary.folds, summary.in_sample, summary.out_of_sample) == (2, 3.0, 0.3)
+    assert summary.efficiency == pytest.approx(0.1)
+    assert walk_forward_summary([_fold(1, -1.0, 0.5)]).efficiency is None, "a ratio of losses"
+    table = format_folds(results, Path("out"))
+    assert "walk-forward mean: out of sample 0.3000, in sample 3.0000 (efficiency 0.10)" in table
+    assert "best (fold 1, out of sample 1.0000, chosen on its test block): out/best.yaml" in table
+    assert f"importance: none (a fold needs {IMPORTANCE_MIN_TRIALS} complete trials)" in table
+    shown = format_folds([_fold(1, 1.0, 1.0, **{"strategy.gamma": 0.75, "x": 0.25})], Path("o"))
+    assert "importance, fold 1: strategy.gamma 0.75, x 0.25" in shown
+
+
+def _study(trials: int, value: object) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(7))
+    study.optimize(value, n_trials=trials)  # type: ignore[arg-type]
+    return study
+
+
+def test_importance_names_the_parameter_the_objective_follows() -> None:
+    def follows_gamma(trial: optuna.Trial) -> float:
+        gamma = trial.suggest_float("gamma", 0.1, 2.0)
+        trial.suggest_float("eta", 0.0, 1.0)
+        return -((gamma - 1.0) ** 2)
+
+    importance = param_importances(_study(40, follows_gamma))
+
+    assert list(importance) == ["gamma", "eta"], "largest first"
+    assert importance["gamma"] > 0.7
+    assert sum(importance.values()) == pytest.approx(1.0)
+
+
+def test_importance_is_empty_when_it_would_mean_nothing() -> None:
+    def flat(trial: optuna.Trial) -> float:
+        trial.suggest_float("gamma", 0.1, 2.0)
+        return 1.0
+
+    def follows_gamma(trial: optuna.Trial) -> float:
+        return trial.suggest_float("gamma", 0.1, 2.0)
+
+    assert param_importances(_study(IMPORTANCE_MIN_TRIALS - 1, follows_gamma)) == {}
+    assert param_importances(_study(IMPORTANCE_MIN_TRIALS, follows_gamma)) == {"gamma": 1.0}
+    assert param_importances(_study(20, flat)) == {}, "all objectives equal"
 
 
 def test_calibration_bins_the_predictions_and_scores_them() -> None:
