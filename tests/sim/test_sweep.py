@@ -5,14 +5,24 @@ of a scenario whose markets settle."""
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+
+from kmm.config import KmmConfig
+from kmm.errors import ConfigError
+from kmm.research import sweep
+from kmm.research.space import load_space
 
 SPACE = (
     "strategy.gamma: {low: 0.1, high: 2.0, log: true}\n"
@@ -164,3 +174,81 @@ def test_a_sweep_over_captures_walks_forward_in_their_order(tmp_path: Path) -> N
         (captures[0], captures[1]), (captures[1], captures[2])
     ]  # fmt: skip
     assert len([r for r in _trials(tmp_path / "out") if r["state"] == "complete"]) == 4
+
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+@contextmanager
+def _dask(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [DASK, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _address(scheduler_file: Path) -> str:
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists():
+        assert time.monotonic() < deadline, "the dask scheduler did not start"
+        time.sleep(0.1)
+    return str(json.loads(scheduler_file.read_text())["address"])
+
+
+def _scheduler(tmp_path: Path) -> tuple[list[str], Path]:
+    where = tmp_path / "scheduler.json"
+    return ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+            "--scheduler-file", str(where)], where  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_a_sweep_runs_on_an_existing_cluster_by_its_address(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    args, where = _scheduler(tmp_path)
+    with _dask(*args):
+        address = _address(where)
+        sweep_args = ["sweep", "--space", "space.yaml", "--scenarios", "calm", "--seeds", "1-2",
+                      "--folds", "1", "--trials", "3", "--scheduler", address, "--out", "out",
+                      "--duration", "1m", "--markets", "2"]  # fmt: skip
+        started = subprocess.Popen(
+            [sys.executable, "-m", "kmm", *sweep_args], cwd=tmp_path, env=_env(tmp_path),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # the worker joins after the sweep has started: the sweep waits for it
+        with _dask("worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"):
+            out, err = started.communicate(timeout=150)
+
+    assert started.returncode == 0, err
+    assert out.splitlines()[0].startswith(
+        "kmm sweep: 2 parameters, 2 sessions, 1 fold x 3 trials, tpe, objective net; "
+        f"1 worker on {address}; "
+    )
+    assert len([r for r in _trials(tmp_path / "out") if r["state"] == "complete"]) == 3
+    assert (tmp_path / "out" / "best.yaml").is_file()
+
+
+@pytest.mark.timeout(120)
+def test_a_cluster_with_no_worker_is_one_line_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    monkeypatch.setattr(sweep, "SCHEDULER_WAIT_S", 1.0)
+    config = KmmConfig()
+    args, where = _scheduler(tmp_path)
+    with _dask(*args):
+        address = _address(where)
+        options = sweep.SweepOptions(
+            space=load_space(tmp_path / "space.yaml", config),
+            sessions=tuple(sweep.scenario_sessions(["calm"], [1, 2], 2, 60.0)),
+            folds=1, trials=2, out=tmp_path / "out", scheduler=address,
+        )  # fmt: skip
+        with pytest.raises(ConfigError) as refused:
+            sweep.run_sweep(config, options, io.StringIO())
+
+    assert refused.value.problems == [
+        f"--scheduler: {address} has no worker after 1 s (start one: dask worker {address})"
+    ]

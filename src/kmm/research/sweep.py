@@ -83,6 +83,8 @@ __all__ = [
 ]
 
 STUDY_FILE: Final = "study.db"
+SCHEDULER_WAIT_S: float = 60.0
+"""How long a sweep on an existing cluster waits for its first worker."""
 _MIN_DRAWDOWN: Final = Decimal("0.01")
 """The drawdown ``net_per_drawdown`` divides by at least ($0.01): a run that never fell."""
 IMPORTANCE_MIN_TRIALS: Final = 12
@@ -510,6 +512,7 @@ class _cluster:
         try:
             if options.scheduler is not None:
                 self.client = Client(options.scheduler, timeout="10s")  # type: ignore[no-untyped-call]
+                self._wait_for_a_worker(self.client, options.scheduler)
             else:
                 # The workers ignore Ctrl-C (a process starts with the SIGINT disposition it
                 # inherits): the sweep itself stops them, so an interrupt prints one line
@@ -529,6 +532,21 @@ class _cluster:
             raise ConfigError([f"--scheduler: cannot reach {options.scheduler}: {exc}"]) from None
         return self.client
 
+    def _wait_for_a_worker(self, client: Client, address: str) -> None:
+        """An existing cluster's workers may still be starting: a sweep waits for the first
+        rather than asking trials that nothing would run."""
+        try:
+            client.wait_for_workers(1, timeout=SCHEDULER_WAIT_S)
+        except TimeoutError:
+            client.close()  # type: ignore[no-untyped-call]
+            self.client = None
+            raise ConfigError(
+                [
+                    f"--scheduler: {address} has no worker after {SCHEDULER_WAIT_S:g} s "
+                    f"(start one: dask worker {address})"
+                ]
+            ) from None
+
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
             self.client.close()  # type: ignore[no-untyped-call]
@@ -540,11 +558,15 @@ def _banner(options: SweepOptions, client: Client) -> str:
     workers = len(client.scheduler_info().get("workers", {}))
     where = options.scheduler or "a local cluster"
     return (
-        f"kmm sweep: {len(options.space.dimensions)} parameters, {len(options.sessions)} "
-        f"sessions, {options.folds} folds x {options.trials} trials, {options.sampler}, "
-        f"objective {options.objective}; {workers} workers on {where}; study in "
-        f"{options.out / STUDY_FILE}"
+        f"kmm sweep: {_count(len(options.space.dimensions), 'parameter')}, "
+        f"{_count(len(options.sessions), 'session')}, {_count(options.folds, 'fold')} x "
+        f"{_count(options.trials, 'trial')}, {options.sampler}, objective {options.objective}; "
+        f"{_count(workers, 'worker')} on {where}; study in {options.out / STUDY_FILE}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # --------------------------------------------------------------------------- results
