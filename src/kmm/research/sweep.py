@@ -301,7 +301,7 @@ def _finished(study: optuna.Study) -> int:
 
 
 class _Runner:
-    """Runs trials of one study on the cluster, ``width`` at a time."""
+    """Runs trials of one study on the cluster, as many at a time as it has worker threads."""
 
     def __init__(
         self,
@@ -314,7 +314,6 @@ class _Runner:
         self.base = base
         self.options = options
         self.progress = progress
-        self.width = max(1, len(client.scheduler_info().get("workers", {})))
 
     def search(self, study: optuna.Study, sessions: Sequence[Session], trials: int) -> None:
         """Asks and tells until ``trials`` have finished in ``study``."""
@@ -323,7 +322,8 @@ class _Runner:
         done = as_completed()  # type: ignore[no-untyped-call]
         asked = _finished(study)
         while asked < trials or pending:
-            while asked < trials and len(pending) < self.width:
+            width = _slots(self.client)  # read again: workers can join a running sweep
+            while asked < trials and len(pending) < width:
                 trial = study.ask()
                 asked += 1
                 futures = self._submit(trial, jobs)
@@ -374,6 +374,12 @@ class _Runner:
         jobs = [job for session in sessions for job in session.jobs]
         futures = [self.client.submit(run_job, config, job, pure=False) for job in jobs]
         return objective(self.options.objective, [f.result() for f in futures])
+
+
+def _slots(client: Client) -> int:
+    """How many tasks the cluster runs at once: its workers' threads (at least 1)."""
+    threads = client.nthreads()  # type: ignore[no-untyped-call]
+    return max(1, int(sum(threads.values())))
 
 
 def _owner(
@@ -555,7 +561,7 @@ class _cluster:
 
 
 def _banner(options: SweepOptions, client: Client) -> str:
-    workers = len(client.scheduler_info().get("workers", {}))
+    workers = len(client.nthreads())  # type: ignore[no-untyped-call]
     where = options.scheduler or "a local cluster"
     return (
         f"kmm sweep: {_count(len(options.space.dimensions), 'parameter')}, "
