@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import TextIO
 
 import yaml
@@ -52,37 +53,12 @@ def run_backtest(
     record = config.record
     run_dir = new_run_dir(record.runs_dir, time.time_ns())
     listener = setup_logging(run_dir, record.log_level, None, record.log_format)
-    dump = masked_dump(config)
     source = source or (
         f"scenario {options.scenario}, seed {options.seed}, {options.markets} markets"
     )
     simulated = "to its end" if options.duration_s is None else f"{options.duration_s:g} s"
-    (run_dir / "backtest.json").write_text(
-        json.dumps(
-            {
-                "source": source,
-                "seed": options.seed,
-                "duration_s": options.duration_s,
-                "start_ns": options.start_ns,
-                "latency": {
-                    "feed": repr(options.latency.feed),
-                    "order": repr(options.latency.order),
-                },
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    recorder = Recorder.open(
-        run_dir,
-        run_dir / "ledger.sqlite",
-        run_id=run_dir.name,
-        env="backtest",
-        config_yaml=yaml.safe_dump(dump, sort_keys=False),
-        config_json=json.dumps(dump),
-        capture=False,
-        flush_interval_s=record.flush_interval_s,
-    )
+    _write_backtest_json(run_dir, options, source)
+    recorder = _open_recorder(config, run_dir)
     print(
         f"kmm backtest: {source}, {simulated} simulated; run directory {run_dir}",
         file=out,
@@ -104,6 +80,33 @@ def run_backtest(
     print(_summary(result), file=out, flush=True)
     print(f"kmm: run directory {run_dir}", file=out, flush=True)
     return 0
+
+
+def _write_backtest_json(run_dir: Path, options: BacktestOptions, source: str) -> None:
+    """``backtest.json``: what was simulated, so the run can be told from a live one."""
+    about = {
+        "source": source,
+        "seed": options.seed,
+        "duration_s": options.duration_s,
+        "start_ns": options.start_ns,
+        "latency": {"feed": repr(options.latency.feed), "order": repr(options.latency.order)},
+    }
+    (run_dir / "backtest.json").write_text(json.dumps(about, indent=2) + "\n")
+
+
+def _open_recorder(config: KmmConfig, run_dir: Path) -> Recorder:
+    """The run's own tape and ledger, with its masked config."""
+    dump = masked_dump(config)
+    return Recorder.open(
+        run_dir,
+        run_dir / "ledger.sqlite",
+        run_id=run_dir.name,
+        env="backtest",
+        config_yaml=yaml.safe_dump(dump, sort_keys=False),
+        config_json=json.dumps(dump),
+        capture=False,
+        flush_interval_s=config.record.flush_interval_s,
+    )
 
 
 def _summary(result: BacktestResult) -> str:
